@@ -1,0 +1,526 @@
+//! The `mounts` collector: health of every watched (OCFS2) mount point.
+//!
+//! Reads the host's mount table (`/proc/1/mountinfo` under the proc root, or
+//! `/proc/self/mountinfo` when PID 1's is unreadable), `/etc/fstab` and the
+//! udev `/dev/disk/by-{uuid,label}` links under the root, and probes each
+//! watched mount point with stat+statfs on a deadline thread, because those
+//! calls block forever on a dead SAN or FUSE server. A stuck probe marks the
+//! mount `stuck` and is never doubled (see `probe.rs`). Metrics are per mount
+//! point (never per layer: a path can carry thousands), and the facts feed the
+//! remount and unstack rules.
+
+mod devices;
+pub mod fstab;
+pub mod mountinfo;
+pub mod stack;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use devices::{is_unstable_device_name, normalize_uuid};
+use mountinfo::{MountEntry, MountTable};
+
+use super::{CollectError, Collector, Context};
+use crate::metrics::{bool_value, Family};
+use crate::probe::ProbeState;
+use crate::snapshot::{Facts, Section};
+
+pub struct Mounts;
+
+/// Where an expected mount comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectedOrigin {
+    Fstab,
+    Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expected {
+    pub source: String,
+    pub fstype: String,
+    pub options: String,
+    pub origin: ExpectedOrigin,
+}
+
+/// What the last stat+statfs probe of a mount point found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProbeView {
+    /// Blocked past `mounts.probe_timeout` and not returned yet.
+    pub stuck: bool,
+    /// The path shows the mounted filesystem (st_dev matches the top layer).
+    pub reachable: bool,
+    pub size_bytes: Option<f64>,
+    pub avail_bytes: Option<f64>,
+    pub duration_seconds: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// One watched or expected mount point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MountPoint {
+    pub mountpoint: String,
+    /// Layers on the path (visible parent-ID chain); 0 when not mounted.
+    pub stacked: usize,
+    pub duplicate_layers: usize,
+    pub shadowed: bool,
+    /// The topmost layer of a watched type, when any.
+    pub top: Option<MountEntry>,
+    /// The visible top layer's mount ID and whether it is in a shared peer
+    /// group (umount there propagates), for the unstack action.
+    pub top_id: Option<u32>,
+    pub shared: bool,
+    pub uuid: String,
+    pub label: String,
+    pub readonly: bool,
+    pub error_readonly: bool,
+    pub device_missing: bool,
+    pub mountpoint_deleted: bool,
+    pub expected: Option<Expected>,
+    pub unstable_device_name: Option<bool>,
+    pub probe: ProbeView,
+}
+
+impl MountPoint {
+    pub fn is_mounted(&self) -> bool {
+        self.top.is_some()
+    }
+
+    pub fn is_missing(&self) -> bool {
+        self.expected.is_some() && !self.is_mounted()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MountFacts {
+    pub table_path: PathBuf,
+    pub table_entries: usize,
+    pub invalid_lines: usize,
+    pub fstab_invalid_lines: usize,
+    pub read_seconds: f64,
+    pub mounts: Vec<MountPoint>,
+}
+
+/// Result of one probe thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    pub device: Option<(u32, u32)>,
+    pub size_bytes: f64,
+    pub avail_bytes: f64,
+    pub error: Option<String>,
+}
+
+const DELETED_SUFFIX: &str = " (deleted)";
+
+impl Collector for Mounts {
+    fn name(&self) -> &'static str {
+        "mounts"
+    }
+
+    fn collect(&self, ctx: &Context, previous: Option<&Section>) -> Result<Section, CollectError> {
+        let started = Instant::now();
+        let (table_path, text) = read_mount_table(ctx)?;
+        let table = mountinfo::parse_mountinfo(&text);
+        let read_seconds = started.elapsed().as_secs_f64();
+        let config = &ctx.config.mounts;
+
+        let fstab_path = ctx.paths.root("/etc/fstab");
+        let fstab = if config.use_fstab {
+            super::read_optional(&fstab_path)?
+                .map(|text| fstab::parse_fstab(&text))
+                .unwrap_or_default()
+        } else {
+            fstab::Fstab::default()
+        };
+        if fstab.invalid_lines > 0 {
+            tracing::warn!(file = %fstab_path.display(), invalid_lines = fstab.invalid_lines, "Skipped unreadable fstab lines.");
+        }
+        let expected = expected_mounts(ctx, &fstab);
+        let mut mounts = analyse(ctx, &table, &expected);
+        let previous_facts = previous.and_then(|p| match &p.facts {
+            Facts::Mounts(facts) => Some(facts.as_ref()),
+            _ => None,
+        });
+        probe_all(ctx, &mut mounts, previous_facts);
+
+        let facts = MountFacts {
+            table_path: ctx.paths.host_path(&table_path),
+            table_entries: table.entries.len(),
+            invalid_lines: table.invalid_lines,
+            fstab_invalid_lines: fstab.invalid_lines,
+            read_seconds,
+            mounts,
+        };
+        let absent = facts.mounts.is_empty().then(|| {
+            format!(
+                "no mounts of watched types ({}) and none expected",
+                config.fstypes.join(", ")
+            )
+        });
+        Ok(Section {
+            families: families(&facts),
+            facts: Facts::Mounts(std::sync::Arc::new(facts)),
+            absent,
+        })
+    }
+}
+
+fn read_mount_table(ctx: &Context) -> Result<(PathBuf, String), CollectError> {
+    let init = ctx.paths.proc("1/mountinfo");
+    match super::read_host_file(&init) {
+        Ok(text) => Ok((init, text)),
+        Err(first) => {
+            let own = ctx.paths.proc("self/mountinfo");
+            match super::read_host_file(&own) {
+                Ok(text) => {
+                    tracing::debug!(error = %first, "Reading own mount table instead of PID 1's.");
+                    Ok((own, text))
+                }
+                Err(_) => Err(first),
+            }
+        }
+    }
+}
+
+fn expected_mounts(ctx: &Context, fstab: &fstab::Fstab) -> BTreeMap<String, Expected> {
+    let config = &ctx.config.mounts;
+    let mut expected = BTreeMap::new();
+    for entry in &fstab.entries {
+        if config.fstypes.contains(&entry.fstype) && !entry.is_noauto() {
+            expected.insert(
+                entry.mountpoint.clone(),
+                Expected {
+                    source: entry.source.clone(),
+                    fstype: entry.fstype.clone(),
+                    options: entry.options.clone(),
+                    origin: ExpectedOrigin::Fstab,
+                },
+            );
+        }
+    }
+    // The configuration wins over fstab for the same path: it is the more
+    // deliberate statement.
+    for entry in &config.expected {
+        expected.insert(
+            entry.mountpoint.clone(),
+            Expected {
+                source: entry.source.clone(),
+                fstype: entry.fstype.clone(),
+                options: entry.options.clone(),
+                origin: ExpectedOrigin::Config,
+            },
+        );
+    }
+    expected
+}
+
+fn analyse(
+    ctx: &Context,
+    table: &MountTable,
+    expected: &BTreeMap<String, Expected>,
+) -> Vec<MountPoint> {
+    let watched = |entry: &MountEntry| ctx.config.mounts.fstypes.contains(&entry.fstype);
+    let index = stack::TableIndex::new(&table.entries);
+    let mut paths: BTreeSet<&str> = expected.keys().map(String::as_str).collect();
+    let with_watched: BTreeSet<&str> = table
+        .entries
+        .iter()
+        .filter(|e| watched(e))
+        .map(|e| e.mount_point.as_str())
+        .collect();
+    paths.extend(&with_watched);
+    let disk_ids = devices::DiskIds::read(&ctx.paths);
+
+    let mut mounts = Vec::new();
+    for path in paths {
+        let layers = index.layers(path);
+        let shape = stack::shape(&layers);
+        let top = layers.iter().find(|e| watched(e)).map(|e| (*e).clone());
+        if top.is_none() && !expected.contains_key(path) {
+            // A watched filesystem hidden under another path's chain only.
+            continue;
+        }
+        let (uuid, label) = top
+            .as_ref()
+            .map(|e| disk_ids.lookup(&ctx.paths, &e.source, (e.major, e.minor)))
+            .unwrap_or_default();
+        let expected = expected.get(path).cloned();
+        let deleted = path.ends_with(DELETED_SUFFIX);
+        mounts.push(MountPoint {
+            mountpoint: path
+                .strip_suffix(DELETED_SUFFIX)
+                .unwrap_or(path)
+                .to_string(),
+            stacked: shape.layers,
+            duplicate_layers: shape.duplicates,
+            shadowed: shape.shadowed,
+            top_id: layers.first().map(|e| e.id),
+            shared: layers.first().is_some_and(|e| e.shared_group().is_some()),
+            uuid,
+            label,
+            readonly: top.as_ref().is_some_and(MountEntry::is_readonly),
+            error_readonly: top.as_ref().is_some_and(MountEntry::is_error_readonly),
+            device_missing: top
+                .as_ref()
+                .is_some_and(|e| devices::source_missing(&ctx.paths, &e.source)),
+            mountpoint_deleted: deleted,
+            unstable_device_name: expected
+                .as_ref()
+                .map(|e| devices::is_unstable_device_name(&e.source)),
+            expected,
+            top,
+            probe: ProbeView::default(),
+        });
+    }
+    mounts
+}
+
+/// Probes every mounted path at once and waits for them together, at most
+/// half an interval: a probe still running then is looked at again next tick,
+/// and reported stuck once past `mounts.probe_timeout`.
+fn probe_all(ctx: &Context, mounts: &mut [MountPoint], previous: Option<&MountFacts>) {
+    let deadline = ctx.config.mounts.probe_timeout;
+    let wait = deadline.min(ctx.config.sampler.interval / 2);
+    let started = Instant::now();
+    let probes = &ctx.mount_probes;
+    for mount in mounts
+        .iter()
+        .filter(|m| m.is_mounted() && !m.mountpoint_deleted)
+    {
+        let path = ctx.paths.root(&mount.mountpoint);
+        if !probes.start(&mount.mountpoint, deadline, move || stat_probe(path)) {
+            tracing::warn!(mountpoint = %mount.mountpoint, "No probe thread available; mount not probed.");
+        }
+    }
+    for mount in mounts.iter_mut() {
+        let earlier = previous
+            .and_then(|p| p.mounts.iter().find(|m| m.mountpoint == mount.mountpoint))
+            .map(|m| m.probe.clone())
+            .unwrap_or_default();
+        let expected_device = mount.top.as_ref().map(|_| mount.top_id);
+        if expected_device.is_none() {
+            continue;
+        }
+        mount.probe = match probes.wait(&mount.mountpoint, started + wait) {
+            ProbeState::Done { value, elapsed } => view_of(mount, &value, elapsed),
+            ProbeState::Pending { .. } => ProbeView {
+                stuck: false,
+                ..earlier
+            },
+            ProbeState::Stuck { elapsed } => ProbeView {
+                stuck: true,
+                reachable: false,
+                size_bytes: None,
+                avail_bytes: None,
+                duration_seconds: Some(elapsed.as_secs_f64()),
+                error: Some(format!(
+                    "no answer after {}",
+                    humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
+                )),
+            },
+            ProbeState::NoCapacity | ProbeState::Idle => ProbeView {
+                error: Some("not probed: probe thread pool full".into()),
+                ..earlier
+            },
+            ProbeState::Panicked => ProbeView {
+                error: Some("probe panicked".into()),
+                ..ProbeView::default()
+            },
+        };
+    }
+    probes.retain_keys(&|key| mounts.iter().any(|m| m.mountpoint == key));
+}
+
+fn view_of(mount: &MountPoint, outcome: &ProbeOutcome, elapsed: Duration) -> ProbeView {
+    // What path lookup sees is the top layer, which may be a shadow.
+    let visible = mount
+        .top
+        .as_ref()
+        .map(|top| (top.major, top.minor))
+        .filter(|_| !mount.shadowed);
+    let reachable = outcome.error.is_none() && visible.is_some() && outcome.device == visible;
+    ProbeView {
+        stuck: false,
+        reachable,
+        size_bytes: reachable.then_some(outcome.size_bytes),
+        avail_bytes: reachable.then_some(outcome.avail_bytes),
+        duration_seconds: Some(elapsed.as_secs_f64()),
+        error: outcome.error.clone().or_else(|| {
+            (!reachable)
+                .then(|| "path does not show the mounted filesystem in this namespace".to_string())
+        }),
+    }
+}
+
+/// Runs on a probe thread: both calls can block forever on a dead device.
+fn stat_probe(path: PathBuf) -> ProbeOutcome {
+    let device = match std::fs::metadata(&path) {
+        Ok(meta) => Some((
+            nix::sys::stat::major(meta.dev()) as u32,
+            nix::sys::stat::minor(meta.dev()) as u32,
+        )),
+        Err(e) => {
+            return ProbeOutcome {
+                device: None,
+                size_bytes: 0.0,
+                avail_bytes: 0.0,
+                error: Some(format!("stat: {e}")),
+            }
+        }
+    };
+    match nix::sys::statvfs::statvfs(&path) {
+        Ok(vfs) => {
+            let unit = vfs.fragment_size() as f64;
+            ProbeOutcome {
+                device,
+                size_bytes: vfs.blocks() as f64 * unit,
+                avail_bytes: vfs.blocks_available() as f64 * unit,
+                error: None,
+            }
+        }
+        Err(e) => ProbeOutcome {
+            device,
+            size_bytes: 0.0,
+            avail_bytes: 0.0,
+            error: Some(format!("statvfs: {e}")),
+        },
+    }
+}
+
+fn families(facts: &MountFacts) -> Vec<Family> {
+    let mut info = Family::gauge(
+        "ocfs2_mount_info",
+        "One per mounted watched volume (topmost layer of a watched type).",
+    );
+    let mut stacked = Family::gauge(
+        "ocfs2_mount_stacked",
+        "Layers stacked on this mount point (1 is healthy, 0 not mounted).",
+    );
+    let mut duplicates = Family::gauge(
+        "ocfs2_mount_duplicate_layers",
+        "Layers identical to the layer below them (same device and root): safe to unstack.",
+    );
+    let mut shadowed = Family::gauge(
+        "ocfs2_mount_shadowed",
+        "1 when a different filesystem (or another root) is stacked on this mount point.",
+    );
+    let mut readonly = Family::gauge(
+        "ocfs2_mount_readonly",
+        "1 when the superblock is read-only (error remount) or mounted ro.",
+    );
+    let mut error_readonly = Family::gauge(
+        "ocfs2_mount_error_readonly",
+        "1 when the filesystem went read-only under a read-write mount (OCFS2 errors=remount-ro).",
+    );
+    let mut stuck = Family::gauge(
+        "ocfs2_mount_stuck",
+        "1 when the stat/statfs probe missed its deadline and has not returned.",
+    );
+    let mut reachable = Family::gauge(
+        "ocfs2_mount_reachable",
+        "1 when the last probe answered and the path shows the mounted filesystem.",
+    );
+    let mut probe_seconds = Family::gauge(
+        "ocfs2_mount_probe_duration_seconds",
+        "How long the last stat/statfs probe took (so far, when stuck).",
+    );
+    let mut size = Family::gauge("ocfs2_mount_size_bytes", "Filesystem size from statfs.");
+    let mut avail = Family::gauge(
+        "ocfs2_mount_avail_bytes",
+        "Bytes available to unprivileged users from statfs.",
+    );
+    let mut expected = Family::gauge(
+        "ocfs2_mount_expected",
+        "1 when the mount point is configured to be mounted (fstab or config).",
+    );
+    let mut missing = Family::gauge("ocfs2_mount_missing", "1 when expected but not mounted.");
+    let mut device_missing = Family::gauge(
+        "ocfs2_mount_device_missing",
+        "1 when the mounted source device no longer exists on the host (stale mount).",
+    );
+    let mut point_deleted = Family::gauge(
+        "ocfs2_mount_point_deleted",
+        "1 when the mount point directory was deleted under the mount (stale mount).",
+    );
+    let mut unstable = Family::gauge(
+        "ocfs2_mount_unstable_device_name",
+        "1 when the configured source is a kernel name (/dev/sdX, /dev/dm-N) that can differ between nodes.",
+    );
+    for mount in &facts.mounts {
+        let mp = [("mountpoint", mount.mountpoint.as_str())];
+        if let Some(top) = &mount.top {
+            info.push(
+                &[
+                    ("mountpoint", &mount.mountpoint),
+                    ("device", &top.source),
+                    ("uuid", &mount.uuid),
+                    ("label", &mount.label),
+                ],
+                1.0,
+            );
+            readonly.push(&mp, bool_value(mount.readonly));
+            error_readonly.push(&mp, bool_value(mount.error_readonly));
+            stuck.push(&mp, bool_value(mount.probe.stuck));
+            reachable.push(&mp, bool_value(mount.probe.reachable));
+            duplicates.push(&mp, mount.duplicate_layers as f64);
+            shadowed.push(&mp, bool_value(mount.shadowed));
+            device_missing.push(&mp, bool_value(mount.device_missing));
+            point_deleted.push(&mp, bool_value(mount.mountpoint_deleted));
+            if let Some(seconds) = mount.probe.duration_seconds {
+                probe_seconds.push(&mp, seconds);
+            }
+            if let (Some(s), Some(a)) = (mount.probe.size_bytes, mount.probe.avail_bytes) {
+                size.push(&mp, s);
+                avail.push(&mp, a);
+            }
+        }
+        stacked.push(&mp, mount.stacked as f64);
+        expected.push(&mp, bool_value(mount.expected.is_some()));
+        missing.push(&mp, bool_value(mount.is_missing()));
+        if let Some(flag) = mount.unstable_device_name {
+            unstable.push(&mp, bool_value(flag));
+        }
+    }
+    vec![
+        info,
+        stacked,
+        duplicates,
+        shadowed,
+        readonly,
+        error_readonly,
+        stuck,
+        reachable,
+        probe_seconds,
+        size,
+        avail,
+        expected,
+        missing,
+        device_missing,
+        point_deleted,
+        unstable,
+        Family::gauge(
+            "ocfs2_watchdog_mountinfo_entries",
+            "Entries in the host mount table at the last read.",
+        )
+        .with(&[], facts.table_entries as f64),
+        Family::gauge(
+            "ocfs2_watchdog_mountinfo_invalid_lines",
+            "Mount table lines that could not be parsed at the last read.",
+        )
+        .with(&[], facts.invalid_lines as f64),
+        Family::gauge(
+            "ocfs2_watchdog_mountinfo_read_seconds",
+            "How long reading and parsing the mount table took.",
+        )
+        .with(&[], facts.read_seconds),
+        Family::gauge(
+            "ocfs2_watchdog_fstab_invalid_lines",
+            "fstab lines that could not be parsed at the last read.",
+        )
+        .with(&[], facts.fstab_invalid_lines as f64),
+    ]
+}

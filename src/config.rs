@@ -1,0 +1,294 @@
+//! The daemon's configuration: one TOML file, every key optional.
+//!
+//! `Config::load` reads and validates it; `Config::default()` is what runs when
+//! no file is given. Unknown keys are rejected (`deny_unknown_fields`) so a typo
+//! never silently falls back to a default. Durations are humantime strings
+//! ("2s", "500ms"). Cross-field mistakes are caught by `validate()`, which
+//! `--check-config` runs too. Other modules read their section from here and
+//! never parse configuration themselves.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sampler: SamplerConfig,
+    pub mounts: MountsConfig,
+    pub probe: ProbeConfig,
+    pub web: WebConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    /// How often a snapshot is taken. The default is one o2hb period; raise it
+    /// on hosts with very large mount tables where reading mountinfo is slow.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one collector may run before it is reported failed with reason
+    /// `timeout`. A collector still running is never started a second time.
+    #[serde(with = "humantime_serde")]
+    pub collector_timeout: Duration,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            collector_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MountsConfig {
+    /// Filesystem types watched. Only `ocfs2` in production; tests and labs use
+    /// tmpfs, ext4 or fuse in its place.
+    pub fstypes: Vec<String>,
+    /// Deadline of the stat/statfs probe of each mount point; past it the mount
+    /// is reported stuck. Raise it for SANs whose normal latency is high.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Read `/etc/fstab` under the root for expected mounts (entries of watched
+    /// types without `noauto`). Turn off where fstab is managed elsewhere.
+    pub use_fstab: bool,
+    /// Mounts that must be present, in addition to fstab entries.
+    pub expected: Vec<ExpectedMount>,
+}
+
+impl Default for MountsConfig {
+    fn default() -> Self {
+        Self {
+            fstypes: vec!["ocfs2".to_string()],
+            probe_timeout: Duration::from_secs(5),
+            use_fstab: true,
+            expected: Vec::new(),
+        }
+    }
+}
+
+/// One mount that should be present on this node.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedMount {
+    /// Host path where the volume belongs.
+    pub mountpoint: String,
+    /// `UUID=…`, `LABEL=…` or a device path. Prefer UUID/LABEL: kernel names
+    /// (`/dev/sdb`) differ from node to node.
+    pub source: String,
+    #[serde(default = "default_fstype")]
+    pub fstype: String,
+    #[serde(default = "default_options")]
+    pub options: String,
+}
+
+fn default_fstype() -> String {
+    "ocfs2".to_string()
+}
+
+fn default_options() -> String {
+    "_netdev,defaults".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Upper bound on probe threads alive at once (running or blocked on a
+    /// hung device). Past it no new probe starts, so a dead SAN cannot make the
+    /// daemon spawn threads without end.
+    pub max_threads: usize,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self { max_threads: 64 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address the HTTP server listens on; `--web.listen-address` overrides it.
+    pub listen_address: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: "0.0.0.0:9784".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Catches mistakes no single field can: values that are each valid but
+    /// contradict each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if self.sampler.interval < Duration::from_millis(100) {
+            return invalid("sampler.interval", "must be at least 100ms".into());
+        }
+        if self.sampler.collector_timeout <= self.mounts.probe_timeout {
+            return invalid(
+                "sampler.collector_timeout",
+                format!(
+                    "must be longer than mounts.probe_timeout ({}), or every hung mount also times out its collector",
+                    humantime::format_duration(self.mounts.probe_timeout)
+                ),
+            );
+        }
+        if self.mounts.probe_timeout.is_zero() {
+            return invalid("mounts.probe_timeout", "must be greater than 0".into());
+        }
+        if self.mounts.fstypes.is_empty() {
+            return invalid("mounts.fstypes", "must name at least one type".into());
+        }
+        if self.probe.max_threads < 2 {
+            return invalid("probe.max_threads", "must be at least 2".into());
+        }
+        for expected in &self.mounts.expected {
+            if !expected.mountpoint.starts_with('/') {
+                return invalid(
+                    "mounts.expected.mountpoint",
+                    format!("{:?} is not an absolute path", expected.mountpoint),
+                );
+            }
+            if expected.source.trim().is_empty() {
+                return invalid(
+                    "mounts.expected.source",
+                    format!("empty for {}", expected.mountpoint),
+                );
+            }
+        }
+        if self
+            .web
+            .listen_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return invalid(
+                "web.listen_address",
+                format!("{:?} is not host:port", self.web.listen_address),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `--check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let config = parse(
+            r#"
+            [sampler]
+            interval = "2s"
+            [mounts]
+            fstypes = ["ocfs2"]
+            probe_timeout = "5s"
+            [[mounts.expected]]
+            mountpoint = "/srv/data"
+            source = "LABEL=data"
+            fstype = "ocfs2"
+            options = "_netdev,defaults"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.mounts.expected[0].source, "LABEL=data");
+        assert_eq!(config.sampler.interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[mounts]\nfstype = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `fstype`"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = parse("[sampler]\ninterval = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn cross_field_mistake_is_named() {
+        let err = parse("[mounts]\nprobe_timeout = \"20s\"\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "sampler.collector_timeout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = parse("[[mounts.expected]]\nmountpoint = \"data\"\nsource = \"LABEL=x\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("not an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = Config::default();
+        assert_eq!(parse(&config.to_toml()).unwrap(), config);
+    }
+}

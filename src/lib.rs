@@ -1,0 +1,16 @@
+//! ocfs2-watchdog: a Prometheus exporter and self-healing watchdog for OCFS2
+//! clusters run by the o2cb stack.
+//!
+//! `sampler` ticks, runs every `collector` on deadline threads (`probe`) and
+//! publishes an immutable `snapshot`; `http` serves it (`metrics` renders it);
+//! `config` and `host` say what to read and where.
+
+pub mod cli;
+pub mod collector;
+pub mod config;
+pub mod host;
+pub mod http;
+pub mod metrics;
+pub mod probe;
+pub mod sampler;
+pub mod snapshot;

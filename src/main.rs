@@ -1,0 +1,98 @@
+//! Entry point: parse flags, then either check the config, take one snapshot,
+//! or run the sampler and the HTTP server until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ocfs2_watchdog::cli::{init_logging, Args};
+use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::http::{router, AppState};
+use ocfs2_watchdog::sampler::{spawn_loop, Health, Sampler};
+use ocfs2_watchdog::snapshot::Snapshot;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_level, args.log_format);
+    let config = match args.effective_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ocfs2-watchdog: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    match run(args, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "Daemon stopped on an error.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
+    let mut sampler = Sampler::new(ctx);
+    if args.once {
+        let snapshot = sampler.tick(config.sampler.collector_timeout);
+        print!("{}", snapshot.rendered());
+        return Ok(());
+    }
+
+    let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
+    let health = Arc::new(Health::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler_thread = spawn_loop(sampler, publish, Arc::clone(&health), Arc::clone(&stop))
+        .context("starting the sampler thread")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = AppState {
+        snapshots,
+        health,
+        interval: config.sampler.interval,
+        started: Instant::now(),
+    };
+    let address = config.web.listen_address.clone();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        tracing::info!(address = %address, version = env!("CARGO_PKG_VERSION"), "Listening.");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler_thread.join();
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(error = %error, "Cannot listen for SIGTERM; only SIGINT stops the daemon.");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "Shutting down."),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "Shutting down."),
+    }
+}

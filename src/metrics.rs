@@ -1,0 +1,173 @@
+//! The metric model collectors fill and the OpenMetrics renderer `/metrics` uses.
+//!
+//! Collectors build `Family` values while they sample (off the scrape path);
+//! the snapshot stores them; a scrape only sorts nothing and encodes: families
+//! are kept sorted by name and samples by labels when a section is built, so
+//! the output is deterministic. Encoding goes through `prometheus-client`'s
+//! text encoder (one `Collector` over the snapshot), which owns the OpenMetrics
+//! details: `# TYPE`/`# HELP`, `_total` on counters, label escaping, `# EOF`.
+
+use std::borrow::Cow;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    /// Rendered with the `_total` suffix; the family name has none.
+    Counter,
+}
+
+pub type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// One metric family: name (without `_total`), help text, type, samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+}
+
+impl Family {
+    pub fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: Kind::Gauge,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            kind: Kind::Counter,
+            ..Self::gauge(name, help)
+        }
+    }
+
+    /// Adds one sample; label values are copied.
+    pub fn with(mut self, labels: &[(&'static str, &str)], value: f64) -> Self {
+        self.push(labels, value);
+        self
+    }
+
+    pub fn push(&mut self, labels: &[(&'static str, &str)], value: f64) {
+        self.samples.push(Sample {
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            value,
+        });
+    }
+
+    /// Sorts samples by their label values so output never depends on the
+    /// order a collector happened to read its sources in.
+    pub fn sorted(mut self) -> Self {
+        self.samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self
+    }
+}
+
+/// Sorts families by name and their samples by labels; drops empty families
+/// so an absent source leaves no dangling `# TYPE` lines.
+pub fn normalize(families: Vec<Family>) -> Vec<Family> {
+    let mut families: Vec<Family> = families
+        .into_iter()
+        .filter(|f| !f.samples.is_empty())
+        .map(Family::sorted)
+        .collect();
+    families.sort_by(|a, b| a.name.cmp(b.name));
+    families
+}
+
+pub fn bool_value(flag: bool) -> f64 {
+    if flag {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+#[derive(Debug)]
+struct FamiliesCollector(Vec<Family>);
+
+impl prometheus_client::collector::Collector for FamiliesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            let metric_type = match family.kind {
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Counter => MetricType::Counter,
+            };
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
+            if let [only] = family.samples.as_slice() {
+                if only.labels.is_empty() {
+                    // No `{}` after the name for a family with a single unlabelled sample.
+                    encode_value(family.kind, only.value, metric)?;
+                    continue;
+                }
+            }
+            for sample in &family.samples {
+                let labels: Vec<(Cow<'static, str>, Cow<'_, str>)> = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str())))
+                    .collect();
+                encode_value(family.kind, sample.value, metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(kind: Kind, value: f64, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+    match kind {
+        Kind::Gauge => ConstGauge::new(value).encode(encoder),
+        Kind::Counter => ConstCounter::new(value).encode(encoder),
+    }
+}
+
+/// Encodes families (already normalized) as OpenMetrics text ending in `# EOF`.
+pub fn encode(families: Vec<Family>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FamiliesCollector(families)));
+    let mut out = String::new();
+    // Writing into a String cannot fail; an encoder error would be a bug in a
+    // family name, which tests catch.
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::error!(error = %e, "Encoding metrics failed.");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_sorted_openmetrics() {
+        let families = normalize(vec![
+            Family::gauge("b_gauge", "B.")
+                .with(&[("mountpoint", "/z")], 2.0)
+                .with(&[("mountpoint", "/a b\"")], 1.0),
+            Family::counter("a_events", "A.").with(&[], 3.0),
+            Family::gauge("c_empty", "Never rendered."),
+        ]);
+        let text = encode(families);
+        assert_eq!(
+            text,
+            "# HELP a_events A.\n# TYPE a_events counter\na_events_total 3.0\n\
+             # HELP b_gauge B.\n# TYPE b_gauge gauge\n\
+             b_gauge{mountpoint=\"/a b\\\"\"} 1.0\nb_gauge{mountpoint=\"/z\"} 2.0\n# EOF\n"
+        );
+    }
+}

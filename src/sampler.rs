@@ -1,0 +1,284 @@
+//! The sampler: on every tick, run every collector and publish a Snapshot.
+//!
+//! It is a plain OS thread, not an async task, because it is the one place
+//! allowed to wait (bounded) on collectors; the async runtime serving HTTP
+//! never blocks. Each collector runs on a deadline thread from the probe pool:
+//! the tick waits for them at most until its own budget ends, a collector
+//! still within `collector_timeout` keeps its previous section (marked stale),
+//! one past it is reported failed with reason `timeout`, and no collector is
+//! ever started twice. The published snapshot goes out through a watch channel
+//! that `/metrics`, `/status` and the rule engine read.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::collector::{CollectError, Collector, Context, ErrorKind, COLLECTORS};
+use crate::probe::{ProbeState, Prober};
+use crate::snapshot::{CollectorReport, Section, Snapshot};
+
+type Run = Result<Section, CollectError>;
+
+pub struct Sampler {
+    ctx: Arc<Context>,
+    collectors: &'static [&'static dyn Collector],
+    runs: Prober<Run>,
+    last: BTreeMap<&'static str, (CollectorReport, Arc<Section>)>,
+    /// Last successful section per collector, handed back as `previous`.
+    good: BTreeMap<&'static str, Arc<Section>>,
+    sequence: u64,
+}
+
+impl Sampler {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self::with_collectors(ctx, COLLECTORS)
+    }
+
+    pub fn with_collectors(
+        ctx: Arc<Context>,
+        collectors: &'static [&'static dyn Collector],
+    ) -> Self {
+        let runs = Prober::new("collector", ctx.pool.clone());
+        Self {
+            ctx,
+            collectors,
+            runs,
+            last: BTreeMap::new(),
+            good: BTreeMap::new(),
+            sequence: 0,
+        }
+    }
+
+    /// Runs one tick, waiting for collectors at most `budget`.
+    pub fn tick(&mut self, budget: Duration) -> Snapshot {
+        let taken_at = SystemTime::now();
+        let started = Instant::now();
+        let timeout = self.ctx.config.sampler.collector_timeout;
+        for collector in self.collectors {
+            let collector: &'static dyn Collector = *collector;
+            let ctx = Arc::clone(&self.ctx);
+            let previous = self.good.get(collector.name()).cloned();
+            self.runs.start(collector.name(), timeout, move || {
+                collector.collect(&ctx, previous.as_deref())
+            });
+        }
+        for collector in self.collectors {
+            let name = collector.name();
+            let state = self.runs.wait(name, started + budget);
+            let entry = self.settle(name, state);
+            self.last.insert(name, entry);
+        }
+        self.sequence += 1;
+        Snapshot {
+            taken_at,
+            sequence: self.sequence,
+            collectors: self.last.clone(),
+            probes_stuck: self.ctx.pool.stuck(),
+            probes_running: self.ctx.pool.threads(),
+            enforcing: false,
+            rendered: Default::default(),
+        }
+    }
+
+    fn settle(
+        &mut self,
+        name: &'static str,
+        state: ProbeState<Run>,
+    ) -> (CollectorReport, Arc<Section>) {
+        let failed = |kind: ErrorKind, message: String, seconds: f64| {
+            (
+                CollectorReport {
+                    success: false,
+                    duration_seconds: seconds,
+                    error_kind: Some(kind),
+                    error: Some(message),
+                    absent: None,
+                    stale: false,
+                },
+                Arc::new(Section::default()),
+            )
+        };
+        match state {
+            ProbeState::Done {
+                value: Ok(section),
+                elapsed,
+            } => {
+                let section = Arc::new(section);
+                self.good.insert(name, Arc::clone(&section));
+                let report = CollectorReport {
+                    success: true,
+                    duration_seconds: elapsed.as_secs_f64(),
+                    error_kind: None,
+                    error: None,
+                    absent: section.absent.clone(),
+                    stale: false,
+                };
+                (report, section)
+            }
+            ProbeState::Done {
+                value: Err(error),
+                elapsed,
+            } => {
+                tracing::warn!(collector = name, error = %error, "Collector failed.");
+                failed(error.kind, error.to_string(), elapsed.as_secs_f64())
+            }
+            ProbeState::Pending { .. } | ProbeState::Idle => match self.last.get(name) {
+                Some((report, section)) => {
+                    let mut report = report.clone();
+                    report.stale = true;
+                    (report, Arc::clone(section))
+                }
+                None => failed(
+                    ErrorKind::Timeout,
+                    "first run still in progress".into(),
+                    0.0,
+                ),
+            },
+            ProbeState::Stuck { elapsed } => {
+                tracing::warn!(collector = name, elapsed = ?elapsed, "Collector is past its deadline.");
+                failed(
+                    ErrorKind::Timeout,
+                    format!(
+                        "still running after {}",
+                        humantime::format_duration(round_ms(elapsed))
+                    ),
+                    elapsed.as_secs_f64(),
+                )
+            }
+            ProbeState::Panicked => {
+                tracing::error!(collector = name, "Collector panicked.");
+                failed(ErrorKind::Panicked, "collector panicked".into(), 0.0)
+            }
+            ProbeState::NoCapacity => failed(
+                ErrorKind::NoCapacity,
+                "probe thread pool is full of blocked threads".into(),
+                0.0,
+            ),
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// When the sampler last completed a tick; `/healthz` reads it.
+#[derive(Debug, Default)]
+pub struct Health {
+    last_tick: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    pub fn record_tick(&self) {
+        *self.last_tick.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Time since the last completed tick, or since `start` when none completed.
+    pub fn since_last_tick(&self, start: Instant) -> Duration {
+        self.last_tick
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(start)
+            .elapsed()
+    }
+}
+
+/// Runs ticks every `sampler.interval` until `stop` is set.
+pub fn spawn_loop(
+    mut sampler: Sampler,
+    publish: watch::Sender<Arc<Snapshot>>,
+    health: Arc<Health>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let interval = sampler.ctx.config.sampler.interval;
+    let budget = interval.min(sampler.ctx.config.sampler.collector_timeout);
+    std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let snapshot = sampler.tick(budget);
+                tracing::debug!(sequence = snapshot.sequence, "Snapshot taken.");
+                publish.send_replace(Arc::new(snapshot));
+                health.record_tick();
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    // A slow tick: start the next one now, do not try to catch up.
+                    next = now;
+                }
+                while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+                    std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::host::HostPaths;
+
+    struct Fast;
+    impl Collector for Fast {
+        fn name(&self) -> &'static str {
+            "fast"
+        }
+        fn collect(
+            &self,
+            _: &Context,
+            previous: Option<&Section>,
+        ) -> Result<Section, CollectError> {
+            let runs = previous.map_or(0, |p| p.families.len());
+            let mut section = Section::default();
+            for _ in 0..=runs {
+                section
+                    .families
+                    .push(crate::metrics::Family::gauge("x", "x"));
+            }
+            Ok(section)
+        }
+    }
+
+    struct Hung;
+    impl Collector for Hung {
+        fn name(&self) -> &'static str {
+            "hung"
+        }
+        fn collect(&self, _: &Context, _: Option<&Section>) -> Result<Section, CollectError> {
+            std::thread::sleep(Duration::from_millis(400));
+            Ok(Section::default())
+        }
+    }
+
+    static BOTH: &[&dyn Collector] = &[&Fast, &Hung];
+
+    #[test]
+    fn slow_collector_never_delays_the_tick_past_its_budget_nor_runs_twice() {
+        let mut config = Config::default();
+        config.sampler.collector_timeout = Duration::from_millis(100);
+        config.mounts.probe_timeout = Duration::from_millis(50);
+        let ctx = Arc::new(Context::new(HostPaths::default(), Arc::new(config)));
+        let mut sampler = Sampler::with_collectors(ctx.clone(), BOTH);
+        let first = sampler.tick(Duration::from_millis(50));
+        assert!(first.collectors["fast"].0.success);
+        assert_eq!(
+            first.collectors["hung"].0.error_kind,
+            Some(ErrorKind::Timeout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let second = sampler.tick(Duration::from_millis(20));
+        // Counters carry over through `previous`.
+        assert_eq!(second.collectors["fast"].1.families.len(), 2);
+        assert!(!second.collectors["hung"].0.success);
+        // Only the one hung run is alive: the second tick did not start another.
+        assert!(ctx.pool.threads() <= 1, "{}", ctx.pool.threads());
+        std::thread::sleep(Duration::from_millis(400));
+        let third = sampler.tick(Duration::from_millis(200));
+        assert!(third.collectors["hung"].0.success);
+    }
+}

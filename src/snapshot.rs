@@ -1,0 +1,166 @@
+//! One immutable sample of the node: what every collector saw on one tick.
+//!
+//! The sampler builds a `Snapshot` per tick and publishes it as an `Arc`
+//! through a watch channel; `/metrics`, `/status` and the rule engine read
+//! only the latest one and never touch the host. Each collector contributes a
+//! `Section` (its metric families and typed facts for the rules) plus a
+//! `CollectorReport` saying whether its sources could be read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::collector::mounts::MountFacts;
+use crate::collector::ErrorKind;
+use crate::metrics::{bool_value, Family};
+
+/// Typed facts a collector hands to the rules and `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Facts {
+    #[default]
+    None,
+    Mounts(Arc<MountFacts>),
+}
+
+/// What one collector produced on its last completed run.
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub families: Vec<Family>,
+    pub facts: Facts,
+    /// Set when the collector's source does not exist on this host (no OCFS2,
+    /// no iSCSI): success stays 1 and this says why nothing is reported.
+    pub absent: Option<String>,
+}
+
+/// How the collector's last run went.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorReport {
+    pub success: bool,
+    pub duration_seconds: f64,
+    /// Fixed set (`ErrorKind`) so alerts can group on it.
+    pub error_kind: Option<ErrorKind>,
+    pub error: Option<String>,
+    pub absent: Option<String>,
+    /// The section is from an earlier tick because the current run is still going.
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub taken_at: SystemTime,
+    pub sequence: u64,
+    pub collectors: BTreeMap<&'static str, (CollectorReport, Arc<Section>)>,
+    /// Probe threads blocked past their deadline when the tick ended.
+    pub probes_stuck: usize,
+    pub probes_running: usize,
+    pub enforcing: bool,
+    /// The OpenMetrics text, rendered on the first scrape of this snapshot.
+    pub rendered: OnceLock<String>,
+}
+
+impl Snapshot {
+    /// The snapshot served before the first tick completes.
+    pub fn empty() -> Self {
+        Self {
+            taken_at: SystemTime::UNIX_EPOCH,
+            sequence: 0,
+            collectors: BTreeMap::new(),
+            probes_stuck: 0,
+            probes_running: 0,
+            enforcing: false,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.sequence > 0
+    }
+
+    pub fn mounts(&self) -> Option<&MountFacts> {
+        self.collectors
+            .get("mounts")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::Mounts(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    /// Every family: the daemon's own, then each collector's, sorted by name.
+    pub fn families(&self) -> Vec<Family> {
+        let mut families = self.self_families();
+        for (_, section) in self.collectors.values() {
+            families.extend(section.families.iter().cloned());
+        }
+        families.sort_by(|a, b| a.name.cmp(b.name));
+        families
+    }
+
+    fn self_families(&self) -> Vec<Family> {
+        let mut success = Family::gauge(
+            "ocfs2_watchdog_collector_success",
+            "1 when the collector's last run read its sources without error.",
+        );
+        let mut duration = Family::gauge(
+            "ocfs2_watchdog_collector_duration_seconds",
+            "How long the collector's last completed run took.",
+        );
+        let mut errors = Family::gauge(
+            "ocfs2_watchdog_collector_error",
+            "1 for the reason the collector's last run failed (fixed set of reasons).",
+        );
+        let mut absent = Family::gauge(
+            "ocfs2_watchdog_collector_source_absent",
+            "1 when the collector's source does not exist on this host (nothing to report, not an error).",
+        );
+        for (name, (report, _)) in &self.collectors {
+            success.push(&[("collector", name)], bool_value(report.success));
+            duration.push(&[("collector", name)], report.duration_seconds);
+            if let Some(kind) = report.error_kind {
+                errors.push(&[("collector", name), ("reason", kind.as_str())], 1.0);
+            }
+            absent.push(&[("collector", name)], bool_value(report.absent.is_some()));
+        }
+        let timestamp = self
+            .taken_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        vec![
+            Family::gauge("ocfs2_watchdog_build_info", "Build information; always 1.")
+                .with(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
+            success,
+            duration,
+            errors,
+            absent,
+            Family::gauge(
+                "ocfs2_watchdog_snapshot_timestamp_seconds",
+                "Unix time the served snapshot was taken.",
+            )
+            .with(&[], timestamp),
+            Family::gauge(
+                "ocfs2_watchdog_probe_stuck",
+                "Probe threads currently blocked past their deadline.",
+            )
+            .with(&[], self.probes_stuck as f64),
+            Family::gauge(
+                "ocfs2_watchdog_probe_threads",
+                "Probe threads alive (running or blocked).",
+            )
+            .with(&[], self.probes_running as f64),
+            Family::gauge(
+                "ocfs2_watchdog_enforcing",
+                "1 when remediation acts, 0 in dry-run.",
+            )
+            .with(&[], bool_value(self.enforcing)),
+        ]
+    }
+
+    /// The OpenMetrics text of this snapshot, rendered once.
+    pub fn rendered(&self) -> &str {
+        self.rendered
+            .get_or_init(|| crate::metrics::encode(crate::metrics::normalize(self.families())))
+    }
+}
