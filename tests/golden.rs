@@ -1,0 +1,114 @@
+//! End-to-end golden files of `/metrics`, node_exporter style.
+//!
+//! Every directory under `tests/fixtures/<scenario>/` holds a host tree
+//! (`rootfs/`, read through `--path.rootfs`), an optional `config.toml` and a
+//! `README.md` saying what it shows and which real capture it was built from.
+//! The daemon takes one snapshot of it exactly as `--once` does; the output,
+//! with run-dependent values zeroed, must equal `tests/golden/<scenario>.prom`.
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the golden files: review
+//! the diff like code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::config::Config;
+use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::sampler::Sampler;
+
+/// Families whose values depend on the run (time, durations), not the fixture.
+const RUN_DEPENDENT: &[&str] = &[
+    "ocfs2_watchdog_collector_duration_seconds",
+    "ocfs2_watchdog_snapshot_timestamp_seconds",
+    "ocfs2_watchdog_mountinfo_read_seconds",
+    "ocfs2_mount_probe_duration_seconds",
+];
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Renders one scenario the way `--once` would.
+pub fn render_scenario(dir: &Path) -> String {
+    let config_path = dir.join("config.toml");
+    let config = if config_path.exists() {
+        Config::load(&config_path).expect("fixture config must be valid")
+    } else {
+        Config::default()
+    };
+    let config = Arc::new(config);
+    let paths = HostPaths::new(dir.join("rootfs"), None, None);
+    let mut sampler = Sampler::new(Arc::new(Context::new(paths, Arc::clone(&config))));
+    let snapshot = sampler.tick(config.sampler.collector_timeout);
+    normalize_run_dependent(snapshot.rendered())
+}
+
+fn normalize_run_dependent(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            if !line.starts_with('#') && RUN_DEPENDENT.contains(&&line[..name_end]) {
+                let value_start = line.rfind(' ').unwrap_or(line.len());
+                format!("{} 0.0", &line[..value_start])
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[test]
+fn golden_files_match() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("rootfs").is_dir())
+        .collect();
+    scenarios.sort();
+    assert!(!scenarios.is_empty(), "no fixture scenarios found");
+    let mut failures = Vec::new();
+    for dir in &scenarios {
+        assert!(
+            dir.join("README.md").exists(),
+            "{} has no README.md",
+            dir.display()
+        );
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let actual = render_scenario(dir);
+        let golden_path = golden_dir.join(format!("{name}.prom"));
+        if update {
+            std::fs::write(&golden_path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden_path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "--- {name}: golden differs (UPDATE_GOLDEN=1 to rewrite, then review the diff)\n{}",
+                first_difference(&expected, &actual)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn first_difference(expected: &str, actual: &str) -> String {
+    for (number, pair) in expected.lines().zip(actual.lines()).enumerate() {
+        if pair.0 != pair.1 {
+            return format!(
+                "line {}:\n  golden: {}\n  actual: {}",
+                number + 1,
+                pair.0,
+                pair.1
+            );
+        }
+    }
+    format!(
+        "lengths differ: golden {} lines, actual {} lines",
+        expected.lines().count(),
+        actual.lines().count()
+    )
+}
