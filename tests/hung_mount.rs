@@ -1,0 +1,221 @@
+//! A mount whose statfs never answers (a FUSE server that never replies),
+//! against the real daemon binary: the mount is reported stuck within the
+//! probe deadline plus one interval, every scrape answers at once, the first
+//! one included, and the blocked probe threads stay bounded. Killing the FUSE
+//! server (SIGKILL) releases the hang so no test leaves a process in D state.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, INodeNo, MountOption, ReplyAttr,
+    ReplyStatfs, Request,
+};
+use support::{enter_private_namespace, free_port, http_get, require, sample_value};
+
+const MOUNTPOINT_ENV: &str = "OCFS2_WATCHDOG_TEST_FUSE_MOUNTPOINT";
+
+/// Answers getattr so the mount point can be stat'ed, and keeps every statfs
+/// request pending forever (the reply is held, so fuser never answers it).
+struct HungStatfs {
+    held: Mutex<Vec<ReplyStatfs>>,
+}
+
+impl Filesystem for HungStatfs {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino != INodeNo::ROOT {
+            reply.error(Errno::ENOENT);
+            return;
+        }
+        let attr = FileAttr {
+            ino: INodeNo::ROOT,
+            size: 0,
+            blocks: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            crtime: UNIX_EPOCH,
+            kind: FileType::Directory,
+            perm: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            flags: 0,
+            blksize: 512,
+        };
+        reply.attr(&Duration::from_secs(3600), &attr);
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.held.lock().unwrap().push(reply);
+    }
+}
+
+/// Not a test of its own: the FUSE server process the hung-mount test starts.
+#[test]
+#[ignore = "helper process started by hung_mount_is_stuck_while_scrapes_stay_fast"]
+fn helper_hung_fuse_server() {
+    let Some(mountpoint) = std::env::var_os(MOUNTPOINT_ENV) else {
+        return;
+    };
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![MountOption::FSName("hung".into())];
+    let filesystem = HungStatfs {
+        held: Mutex::new(Vec::new()),
+    };
+    fuser::mount(filesystem, PathBuf::from(mountpoint), &config).expect("serving FUSE");
+}
+
+fn mounted(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == path.to_str())
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hung_mount_is_stuck_while_scrapes_stay_fast() {
+    if !enter_private_namespace("hung_mount_is_stuck_while_scrapes_stay_fast") {
+        return;
+    }
+    if !require(Path::new("/dev/fuse").exists(), "/dev/fuse") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("hung");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let server = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_hung_fuse_server",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(MOUNTPOINT_ENV, &mountpoint)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the FUSE server");
+    let mut server = KillOnDrop(server);
+    wait_for("the FUSE mount", Duration::from_secs(10), || {
+        mounted(&mountpoint)
+    });
+
+    let probe_timeout = Duration::from_secs(1);
+    let interval = Duration::from_millis(500);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[sampler]\ninterval = \"500ms\"\ncollector_timeout = \"3s\"\n\
+         [mounts]\nfstypes = [\"fuse\", \"fuse.hung\"]\nprobe_timeout = \"1s\"\nuse_fstab = false\n",
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let daemon = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--web.listen-address", &address, "--log.level", "warn"])
+        .spawn()
+        .expect("starting the daemon");
+    let started = Instant::now();
+    let mut daemon = KillOnDrop(daemon);
+
+    // The very first scrape: answered at once even though the mount hangs.
+    let mut first = None;
+    wait_for("the daemon to listen", Duration::from_secs(10), || {
+        first = http_get(&address, "/metrics").ok();
+        first.is_some()
+    });
+    let series = format!(
+        "ocfs2_mount_stuck{{mountpoint=\"{}\"}}",
+        mountpoint.display()
+    );
+    let mut slowest = Duration::ZERO;
+    let mut stuck_after = None;
+    let mut scrapes = 0;
+    while started.elapsed() < probe_timeout + interval * 8 {
+        let asked = Instant::now();
+        let (status, content_type, body) = http_get(&address, "/metrics").unwrap();
+        slowest = slowest.max(asked.elapsed());
+        scrapes += 1;
+        assert_eq!(status, 200);
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        if stuck_after.is_none() && sample_value(&body, &series) == Some(1.0) {
+            stuck_after = Some(started.elapsed());
+        }
+        if stuck_after.is_some() {
+            assert_eq!(
+                sample_value(&body, "ocfs2_watchdog_probe_stuck"),
+                Some(1.0),
+                "{body}"
+            );
+            let threads = sample_value(&body, "ocfs2_watchdog_probe_threads").unwrap();
+            assert!(
+                threads <= 2.0,
+                "blocked probe threads must stay bounded: {threads}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stuck_after = stuck_after.expect("the hung mount was never reported stuck");
+    println!("stuck reported after {stuck_after:?}; slowest of {scrapes} scrapes {slowest:?}");
+    // Deadline plus one interval, plus start-up and scheduling slack.
+    assert!(
+        stuck_after <= probe_timeout + interval + Duration::from_millis(1500),
+        "{stuck_after:?}"
+    );
+    // A scrape that waited on the mount would take the whole probe deadline.
+    assert!(slowest < Duration::from_millis(500), "{slowest:?}");
+
+    // Release the hang: the blocked statfs fails with ENOTCONN and returns.
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    wait_for("the stuck probe to return", Duration::from_secs(10), || {
+        let body = http_get(&address, "/metrics")
+            .map(|r| r.2)
+            .unwrap_or_default();
+        sample_value(&body, &series) == Some(0.0)
+            && sample_value(&body, "ocfs2_watchdog_probe_stuck") == Some(0.0)
+    });
+
+    // SIGTERM shuts the daemon down cleanly.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut exited = None;
+    wait_for(
+        "the daemon to exit on SIGTERM",
+        Duration::from_secs(10),
+        || {
+            exited = daemon.0.try_wait().unwrap();
+            exited.is_some()
+        },
+    );
+    assert!(exited.unwrap().success(), "{exited:?}");
+    let _ = nix::mount::umount2(&mountpoint, nix::mount::MntFlags::MNT_DETACH);
+}

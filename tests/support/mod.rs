@@ -1,0 +1,161 @@
+//! Shared helpers for tests that need the real kernel.
+//!
+//! `enter_private_namespace` re-runs the calling test inside
+//! `unshare --mount --pid --fork --mount-proc --propagation private`, so every
+//! mount it makes dies with the namespace and `/proc/1/mountinfo` is the
+//! test's own table (as the daemon reads it on a host). Prerequisites missing
+//! (not root, no `unshare`) skip with a printed reason locally and fail under
+//! CI (`CI=true`), where these tests must run.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+const INNER: &str = "OCFS2_WATCHDOG_TEST_INNER";
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (locally) or fails (CI) when a prerequisite is missing.
+pub fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("prerequisite missing in CI: {what}");
+    }
+    eprintln!("SKIPPED: prerequisite missing: {what}");
+    false
+}
+
+pub fn have_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// True in the re-run copy inside the namespace: the caller then runs its
+/// body. In the outer copy it runs the inner one, asserts it passed and
+/// returns false.
+pub fn enter_private_namespace(test_name: &str) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return true;
+    }
+    if !require(nix::unistd::geteuid().is_root(), "root (mount namespaces)")
+        || !require(have_command("unshare"), "unshare (util-linux)")
+    {
+        return false;
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let output = Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ])
+        .arg(exe)
+        .args([
+            "--exact",
+            test_name,
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env(INNER, "1")
+        .output()
+        .expect("running unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    print!("{stdout}");
+    eprint!("{stderr}");
+    assert!(
+        output.status.success(),
+        "{test_name} failed inside the namespace"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test_name} did not run inside the namespace"
+    );
+    false
+}
+
+pub fn mount_tmpfs(path: &Path) {
+    nix::mount::mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
+}
+
+pub fn bind(source: &Path, target: &Path) {
+    nix::mount::mount(
+        Some(source),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("bind {} on {}: {e}", source.display(), target.display()));
+}
+
+pub fn make_shared(path: &Path) {
+    nix::mount::mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        nix::mount::MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("make-shared {}: {e}", path.display()));
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, content type, body).
+pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    Ok((status, content_type, body.to_string()))
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The value of the first sample line starting with `series` (name plus labels).
+pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
