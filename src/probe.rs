@@ -155,8 +155,10 @@ impl<T: Send + 'static> Prober<T> {
         let spawned = std::thread::Builder::new()
             .name(format!("probe-{}", self.name))
             .spawn(move || {
-                let _ticket = ticket;
                 let value = catch_unwind(AssertUnwindSafe(probe)).ok();
+                // Leave the pool before publishing, so whoever sees the result
+                // also sees the thread counted out.
+                drop(ticket);
                 let (lock, ready) = &*thread_cell;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
                 ready.notify_all();

@@ -14,7 +14,7 @@ pub mod fstab;
 pub mod mountinfo;
 pub mod stack;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -279,39 +279,61 @@ fn analyse(
     mounts
 }
 
-/// Probes every mounted path at once and waits for them together, at most
-/// half an interval: a probe still running then is looked at again next tick,
-/// and reported stuck once past `mounts.probe_timeout`.
+/// Probes every mounted filesystem at once and waits for them together, at
+/// most half an interval: a probe still running then is looked at again next
+/// tick, and reported stuck once past `mounts.probe_timeout`. One probe per
+/// device, not per path: bind copies share one superblock, so one statfs says
+/// whether it hangs, and a table with thousands of binds of a few volumes
+/// costs a few threads.
 fn probe_all(ctx: &Context, mounts: &mut [MountPoint], previous: Option<&MountFacts>) {
     let deadline = ctx.config.mounts.probe_timeout;
     let wait = deadline.min(ctx.config.sampler.interval / 2);
     let started = Instant::now();
     let probes = &ctx.mount_probes;
+    let mut targets: BTreeMap<String, String> = BTreeMap::new();
     for mount in mounts
         .iter()
-        .filter(|m| m.is_mounted() && !m.mountpoint_deleted)
+        .filter(|m| !m.shadowed && !m.mountpoint_deleted)
     {
-        let path = ctx.paths.root(&mount.mountpoint);
-        if !probes.start(&mount.mountpoint, deadline, move || stat_probe(path)) {
-            tracing::warn!(mountpoint = %mount.mountpoint, "No probe thread available; mount not probed.");
+        if let Some(key) = probe_key(mount) {
+            targets
+                .entry(key)
+                .or_insert_with(|| mount.mountpoint.clone());
         }
     }
-    for mount in mounts.iter_mut() {
-        let earlier = previous
-            .and_then(|p| p.mounts.iter().find(|m| m.mountpoint == mount.mountpoint))
-            .map(|m| m.probe.clone())
-            .unwrap_or_default();
-        let expected_device = mount.top.as_ref().map(|_| mount.top_id);
-        if expected_device.is_none() {
-            continue;
+    for (key, mountpoint) in &targets {
+        let path = ctx.paths.root(mountpoint);
+        if !probes.start(key, deadline, move || stat_probe(path)) {
+            tracing::warn!(mountpoint = %mountpoint, "No probe thread available; mount not probed.");
         }
-        mount.probe = match probes.wait(&mount.mountpoint, started + wait) {
-            ProbeState::Done { value, elapsed } => view_of(mount, &value, elapsed),
-            ProbeState::Pending { .. } => ProbeView {
+    }
+    let mut results: HashMap<String, ProbeState<ProbeOutcome>> = targets
+        .keys()
+        .map(|key| (key.clone(), probes.wait(key, started + wait)))
+        .collect();
+    let earlier: HashMap<&str, &ProbeView> = previous
+        .map(|p| {
+            p.mounts
+                .iter()
+                .map(|m| (m.mountpoint.as_str(), &m.probe))
+                .collect()
+        })
+        .unwrap_or_default();
+    for mount in mounts.iter_mut() {
+        let Some(key) = probe_key(mount) else {
+            continue;
+        };
+        let earlier = earlier
+            .get(mount.mountpoint.as_str())
+            .map(|v| (*v).clone())
+            .unwrap_or_default();
+        mount.probe = match results.get_mut(&key) {
+            Some(ProbeState::Done { value, elapsed }) => view_of(mount, value, *elapsed),
+            Some(ProbeState::Pending { .. }) => ProbeView {
                 stuck: false,
                 ..earlier
             },
-            ProbeState::Stuck { elapsed } => ProbeView {
+            Some(ProbeState::Stuck { elapsed }) => ProbeView {
                 stuck: true,
                 reachable: false,
                 size_bytes: None,
@@ -322,17 +344,26 @@ fn probe_all(ctx: &Context, mounts: &mut [MountPoint], previous: Option<&MountFa
                     humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
                 )),
             },
-            ProbeState::NoCapacity | ProbeState::Idle => ProbeView {
-                error: Some("not probed: probe thread pool full".into()),
-                ..earlier
-            },
-            ProbeState::Panicked => ProbeView {
+            Some(ProbeState::Panicked) => ProbeView {
                 error: Some("probe panicked".into()),
                 ..ProbeView::default()
             },
+            // Shadowed or deleted paths, and probes that found no thread.
+            Some(ProbeState::NoCapacity | ProbeState::Idle) | None => ProbeView {
+                error: Some("not probed".into()),
+                ..earlier
+            },
         };
     }
-    probes.retain_keys(&|key| mounts.iter().any(|m| m.mountpoint == key));
+    probes.retain_keys(&|key| targets.contains_key(key));
+}
+
+/// The filesystem a path shows: its top watched layer's device and root.
+fn probe_key(mount: &MountPoint) -> Option<String> {
+    mount
+        .top
+        .as_ref()
+        .map(|top| format!("{}:{}:{}", top.major, top.minor, top.root))
 }
 
 fn view_of(mount: &MountPoint, outcome: &ProbeOutcome, elapsed: Duration) -> ProbeView {

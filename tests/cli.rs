@@ -1,0 +1,103 @@
+//! The binary's flags: `--check-config`, `--once`, and running with no
+//! configuration file at all.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn watchdog() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn check_config_prints_the_effective_defaults() {
+    let output = watchdog().arg("--check-config").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("interval = \"2s\""), "{text}");
+    assert!(text.contains("listen_address = \"0.0.0.0:9784\""), "{text}");
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (content, expected) in [
+        (
+            "[mounts]\nprobe_timeot = \"5s\"\n",
+            "unknown field `probe_timeot`",
+        ),
+        ("[sampler]\ninterval = \"often\"\n", "interval"),
+        (
+            "[mounts]\nprobe_timeout = \"30s\"\n",
+            "sampler.collector_timeout",
+        ),
+        ("not toml at all [", "config.toml"),
+    ] {
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, content).unwrap();
+        let output = watchdog()
+            .arg("--config")
+            .arg(&path)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{content}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(expected), "{content}: {stderr}");
+    }
+    let output = watchdog()
+        .args(["--config", "/nonexistent.toml", "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn once_prints_one_snapshot_of_a_fixture_root() {
+    let output = watchdog()
+        .arg("--once")
+        .arg("--path.rootfs")
+        .arg(fixture("mounts-stacked").join("rootfs"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("ocfs2_mount_stacked{mountpoint=\"/mnt/ocfs2\"} 3"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn runs_with_no_config_file_and_no_flags() {
+    // The README's run command: nothing but the binary.
+    let mut daemon = watchdog().env("RUST_LOG", "warn").spawn().unwrap();
+    let started = Instant::now();
+    let mut ready = false;
+    while started.elapsed() < Duration::from_secs(15) && !ready {
+        ready = support::http_get("127.0.0.1:9784", "/readyz").is_ok_and(|r| r.0 == 200);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = support::http_get("127.0.0.1:9784", "/metrics").map(|r| r.2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(ready, "never became ready on 0.0.0.0:9784");
+    assert!(status.success(), "{status:?}");
+    let metrics = metrics.unwrap();
+    assert!(
+        metrics.contains("ocfs2_watchdog_collector_success{collector=\"mounts\"} 1"),
+        "{metrics}"
+    );
+}
