@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::mounts::MountFacts;
+use crate::collector::storage::{IscsiFacts, StorageFacts};
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
 
@@ -23,6 +24,8 @@ pub enum Facts {
     #[default]
     None,
     Mounts(Arc<MountFacts>),
+    Iscsi(Arc<IscsiFacts>),
+    Storage(Arc<StorageFacts>),
 }
 
 /// What one collector produced on its last completed run.
