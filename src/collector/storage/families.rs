@@ -83,7 +83,9 @@ pub fn iscsi(facts: &IscsiFacts) -> Vec<Family> {
             (&mut lu_reset, s.lu_reset_tmo_seconds),
             (&mut tgt_reset, s.tgt_reset_tmo_seconds),
         ] {
-            if let Some(value) = value {
+            // `off` (never) has no finite value; prometheus-client would print
+            // `inf`, which OpenMetrics does not allow.
+            if let Some(value) = value.filter(|v| v.is_finite()) {
                 family.push(&st, value);
             }
         }
@@ -247,7 +249,11 @@ fn multipath(facts: &StorageFacts) -> Vec<Family> {
     );
     let mut stall = Family::gauge(
         "ocfs2_multipath_queue_timeout_seconds",
-        "How long the map queues I/O with no path: no_path_retry x polling_interval from multipath.conf (+Inf: queue forever).",
+        "How long the map queues I/O with no path: no_path_retry x polling_interval from multipath.conf (absent when it queues forever).",
+    );
+    let mut forever = Family::gauge(
+        "ocfs2_multipath_queue_forever",
+        "1 when the map queues I/O with no path forever (no_path_retry queue, or queue_if_no_path without no_path_retry).",
     );
     let mut skipped = Family::gauge(
         "ocfs2_watchdog_dmsetup_skipped",
@@ -279,7 +285,13 @@ fn multipath(facts: &StorageFacts) -> Vec<Family> {
         if let Some(flag) = view.map.suspended {
             suspended.push(&[("map", map)], bool_value(flag));
         }
-        stall.push(&[("map", map)], view.stall_seconds);
+        forever.push(
+            &[("map", map)],
+            bool_value(view.stall_seconds.is_infinite()),
+        );
+        if view.stall_seconds.is_finite() {
+            stall.push(&[("map", map)], view.stall_seconds);
+        }
     }
     if let Some(skip) = facts.dmsetup_skipped {
         skipped.push(&[("reason", skip.as_str())], 1.0);
@@ -298,6 +310,7 @@ fn multipath(facts: &StorageFacts) -> Vec<Family> {
         queueing,
         suspended,
         stall,
+        forever,
         skipped,
         conf,
     ]
@@ -315,6 +328,10 @@ fn paths(facts: &StorageFacts) -> Vec<Family> {
     let mut stall = Family::gauge(
         "ocfs2_storage_stall_timeout_seconds",
         "How long I/O to the mount can hang before it fails: multipath queue time, else iSCSI recovery_tmo.",
+    );
+    let mut unbounded = Family::gauge(
+        "ocfs2_storage_stall_unbounded",
+        "1 when I/O to the mount can hang forever (multipath queues with no path, or recovery_tmo off).",
     );
     for mount in &facts.mounts {
         let mp = mount.mountpoint.as_str();
@@ -363,10 +380,13 @@ fn paths(facts: &StorageFacts) -> Vec<Family> {
             );
         }
         if let Some(seconds) = mount.stall_seconds {
-            stall.push(&[("mountpoint", mp)], seconds);
+            unbounded.push(&[("mountpoint", mp)], bool_value(seconds.is_infinite()));
+            if seconds.is_finite() {
+                stall.push(&[("mountpoint", mp)], seconds);
+            }
         }
     }
-    vec![info, disks, stall]
+    vec![info, disks, stall, unbounded]
 }
 
 fn invariants(facts: &StorageFacts) -> Vec<Family> {
@@ -385,8 +405,16 @@ fn invariants(facts: &StorageFacts) -> Vec<Family> {
     for check in &facts.invariants {
         let labels = [("check", check.check)];
         violated.push(&labels, bool_value(check.violated()));
-        larger.push(&labels, check.larger_seconds);
-        smaller.push(&labels, check.smaller_seconds);
+        // An unbounded stall has no finite value: the check says violated and
+        // ocfs2_storage_stall_unbounded says why.
+        for (family, value) in [
+            (&mut larger, check.larger_seconds),
+            (&mut smaller, check.smaller_seconds),
+        ] {
+            if value.is_finite() {
+                family.push(&labels, value);
+            }
+        }
     }
     vec![violated, larger, smaller]
 }

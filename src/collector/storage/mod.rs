@@ -334,3 +334,6 @@ fn watched_mounts(ctx: &Context, ids: &topology::Identities) -> Vec<MountPath> {
     }
     by_point.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests;
