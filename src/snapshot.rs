@@ -91,6 +91,24 @@ impl Snapshot {
             })
     }
 
+    pub fn iscsi(&self) -> Option<&IscsiFacts> {
+        self.collectors
+            .get("iscsi")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::Iscsi(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    pub fn storage(&self) -> Option<&StorageFacts> {
+        self.collectors
+            .get("storage")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::Storage(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
     /// Every family: the daemon's own, then each collector's, sorted by name.
     pub fn families(&self) -> Vec<Family> {
         let mut families = self.self_families();
