@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::mounts::MountFacts;
+use crate::collector::storage::{IscsiFacts, StorageFacts};
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
 
@@ -23,6 +24,8 @@ pub enum Facts {
     #[default]
     None,
     Mounts(Arc<MountFacts>),
+    Iscsi(Arc<IscsiFacts>),
+    Storage(Arc<StorageFacts>),
 }
 
 /// What one collector produced on its last completed run.
@@ -84,6 +87,24 @@ impl Snapshot {
             .get("mounts")
             .and_then(|(_, section)| match &section.facts {
                 Facts::Mounts(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    pub fn iscsi(&self) -> Option<&IscsiFacts> {
+        self.collectors
+            .get("iscsi")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::Iscsi(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    pub fn storage(&self) -> Option<&StorageFacts> {
+        self.collectors
+            .get("storage")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::Storage(facts) => Some(facts.as_ref()),
                 _ => None,
             })
     }

@@ -24,6 +24,7 @@ use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
 pub mod mounts;
+pub mod storage;
 
 /// Everything a collector may use: where host files are, the configuration,
 /// and the shared probers for calls that can hang.
@@ -56,7 +57,7 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts];
+pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &storage::Iscsi, &storage::Storage];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.
