@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::mounts::MountFacts;
+use crate::collector::o2cb::O2cbFacts;
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
 
@@ -23,6 +24,7 @@ pub enum Facts {
     #[default]
     None,
     Mounts(Arc<MountFacts>),
+    O2cb(Arc<O2cbFacts>),
 }
 
 /// What one collector produced on its last completed run.
@@ -84,6 +86,15 @@ impl Snapshot {
             .get("mounts")
             .and_then(|(_, section)| match &section.facts {
                 Facts::Mounts(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    pub fn o2cb(&self) -> Option<&O2cbFacts> {
+        self.collectors
+            .get("o2cb")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::O2cb(facts) => Some(facts.as_ref()),
                 _ => None,
             })
     }

@@ -23,7 +23,9 @@ use crate::host::HostPaths;
 use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
+pub mod configfs;
 pub mod mounts;
+pub mod o2cb;
 
 /// Everything a collector may use: where host files are, the configuration,
 /// and the shared probers for calls that can hang.
@@ -56,7 +58,7 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts];
+pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &o2cb::O2cb];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.
