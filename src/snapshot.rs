@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::collector::heartbeat::HeartbeatFacts;
 use crate::collector::mounts::MountFacts;
 use crate::collector::o2cb::O2cbFacts;
 use crate::collector::ErrorKind;
@@ -25,6 +26,7 @@ pub enum Facts {
     None,
     Mounts(Arc<MountFacts>),
     O2cb(Arc<O2cbFacts>),
+    Heartbeat(Arc<HeartbeatFacts>),
 }
 
 /// What one collector produced on its last completed run.

@@ -24,7 +24,9 @@ use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
 pub mod configfs;
+pub mod heartbeat;
 pub mod mounts;
+pub mod nodemap;
 pub mod o2cb;
 
 /// Everything a collector may use: where host files are, the configuration,
@@ -58,7 +60,7 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &o2cb::O2cb];
+pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &o2cb::O2cb, &heartbeat::Heartbeat];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.
