@@ -12,8 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::collector::dlm::DlmFacts;
 use crate::collector::heartbeat::HeartbeatFacts;
 use crate::collector::mounts::MountFacts;
+use crate::collector::net::NetFacts;
 use crate::collector::o2cb::O2cbFacts;
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
@@ -27,6 +29,8 @@ pub enum Facts {
     Mounts(Arc<MountFacts>),
     O2cb(Arc<O2cbFacts>),
     Heartbeat(Arc<HeartbeatFacts>),
+    Net(Arc<NetFacts>),
+    Dlm(Arc<DlmFacts>),
 }
 
 /// What one collector produced on its last completed run.

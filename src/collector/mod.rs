@@ -24,8 +24,10 @@ use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
 pub mod configfs;
+pub mod dlm;
 pub mod heartbeat;
 pub mod mounts;
+pub mod net;
 pub mod nodemap;
 pub mod o2cb;
 
@@ -60,7 +62,13 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &o2cb::O2cb, &heartbeat::Heartbeat];
+pub static COLLECTORS: &[&dyn Collector] = &[
+    &mounts::Mounts,
+    &o2cb::O2cb,
+    &heartbeat::Heartbeat,
+    &net::Net,
+    &dlm::Dlm,
+];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.
