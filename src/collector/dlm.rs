@@ -17,6 +17,7 @@
 //! never read: polling it oopsed a lab kernel after a recovery.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -52,6 +53,8 @@ pub struct DlmState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainView {
     pub state: DlmState,
+    /// False when heartbeat or o2net could not be read: no mismatch verdict.
+    pub cross_checked: bool,
     /// Peers live in heartbeat and connected by o2net but not in the map.
     pub missing_from_domain: NodeSet,
     /// Peers in the map that are not live in heartbeat.
@@ -86,19 +89,29 @@ impl Collector for Dlm {
         names.sort();
         let mut facts = DlmFacts::default();
         if !names.is_empty() {
-            let connected = read_parsed(&debug.join("o2net/connected_nodes"), parse_node_map_file)?;
-            let global_live = read_parsed(&debug.join("o2hb/livenodes"), parse_node_map_file)?;
+            // The cross-check inputs belong to the heartbeat and net
+            // collectors, which report their own failures: when one cannot be
+            // read here the mismatch is left out rather than failing dlm.
+            let map = |path: PathBuf| read_parsed(&path, parse_node_map_file).ok();
+            let connected = map(debug.join("o2net/connected_nodes"));
+            let global_live = map(debug.join("o2hb/livenodes"));
             for name in names {
                 let state = read_parsed(&base.join(&name).join("dlm_state"), parse_dlm_state)?;
                 let region_live = debug.join("o2hb").join(&name).join("livenodes");
                 let live = if region_live.exists() {
-                    read_parsed(&region_live, parse_node_map_file)?
+                    map(region_live)
                 } else {
                     global_live.clone()
                 };
-                facts
-                    .domains
-                    .push(compare_membership(state, &live, &connected));
+                facts.domains.push(match (live, &connected) {
+                    (Some(live), Some(connected)) => compare_membership(state, &live, connected),
+                    _ => DomainView {
+                        state,
+                        cross_checked: false,
+                        missing_from_domain: NodeSet::new(),
+                        not_heartbeating: NodeSet::new(),
+                    },
+                });
             }
         }
         Ok(Section {
@@ -125,6 +138,7 @@ pub fn compare_membership(state: DlmState, hb_live: &NodeSet, connected: &NodeSe
         .collect();
     DomainView {
         state,
+        cross_checked: true,
         missing_from_domain,
         not_heartbeating,
     }
@@ -257,7 +271,8 @@ fn families(cluster: &ClusterConfig, facts: &DlmFacts) -> Vec<Family> {
         dead.push(&[("uuid", uuid)], node_value(s.dead_node));
         pending.push(&[("uuid", uuid)], s.recovery_map.len() as f64);
         locks.push(&[("uuid", uuid)], s.lock_resources as f64);
-        for node in configured.iter().filter(|n| **n != s.node) {
+        let peers = configured.iter().filter(|n| **n != s.node);
+        for node in peers.filter(|_| view.cross_checked) {
             let num = node.to_string();
             for (kind, set) in [
                 ("missing_from_domain", &view.missing_from_domain),
