@@ -31,6 +31,7 @@ pub enum ConfigError {
 pub struct Config {
     pub sampler: SamplerConfig,
     pub mounts: MountsConfig,
+    pub heartbeat: HeartbeatConfig,
     pub probe: ProbeConfig,
     pub web: WebConfig,
 }
@@ -110,6 +111,29 @@ fn default_options() -> String {
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Fraction of the self-fence timeout at which a heartbeat sample counts as
+    /// slow (`ocfs2_heartbeat_slow_samples_total`). 0.5 is o2hbmonitor's
+    /// warning point; lower it to hear about a slowing SAN earlier.
+    pub warn_ratio: f64,
+    /// Window over which `ocfs2_heartbeat_timeout_ratio_max` keeps the largest
+    /// ratio seen. Set it to at least the Prometheus scrape interval so a spike
+    /// between two scrapes is never lost.
+    #[serde(with = "humantime_serde")]
+    pub ratio_max_window: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            warn_ratio: 0.5,
+            ratio_max_window: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct ProbeConfig {
     /// Upper bound on probe threads alive at once (running or blocked on a
     /// hung device). Past it no new probe starts, so a dead SAN cannot make the
@@ -179,6 +203,12 @@ impl Config {
         }
         if self.mounts.fstypes.is_empty() {
             return invalid("mounts.fstypes", "must name at least one type".into());
+        }
+        if !(self.heartbeat.warn_ratio > 0.0 && self.heartbeat.warn_ratio < 1.0) {
+            return invalid(
+                "heartbeat.warn_ratio",
+                "must be between 0 and 1 (exclusive): 1.0 is the self-fence".into(),
+            );
         }
         if self.probe.max_threads < 2 {
             return invalid("probe.max_threads", "must be at least 2".into());
@@ -284,6 +314,15 @@ mod tests {
         let err = parse("[[mounts.expected]]\nmountpoint = \"data\"\nsource = \"LABEL=x\"\n")
             .unwrap_err();
         assert!(err.to_string().contains("not an absolute path"), "{err}");
+    }
+
+    #[test]
+    fn heartbeat_section_parses_and_is_checked() {
+        let config = parse("[heartbeat]\nwarn_ratio = 0.3\nratio_max_window = \"5m\"\n").unwrap();
+        assert_eq!(config.heartbeat.warn_ratio, 0.3);
+        assert_eq!(config.heartbeat.ratio_max_window, Duration::from_secs(300));
+        let err = parse("[heartbeat]\nwarn_ratio = 1.5\n").unwrap_err();
+        assert!(err.to_string().contains("heartbeat.warn_ratio"), "{err}");
     }
 
     #[test]

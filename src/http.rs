@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::sampler::Health;
 use crate::snapshot::Snapshot;
 
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -40,13 +41,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// OpenMetrics when the client asks for it (Prometheus does), the classic
+/// text format otherwise (curl, promtool), as client_golang negotiates.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    (
-        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        snapshot.rendered().to_string(),
-    )
-        .into_response()
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+            snapshot.rendered().to_string(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+            snapshot.rendered_text().to_string(),
+        )
+            .into_response()
+    }
 }
 
 /// 503 once no tick completed within three intervals: the sampler is wedged.

@@ -43,7 +43,7 @@ fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()>
     let mut sampler = Sampler::new(ctx);
     if args.once {
         let snapshot = sampler.tick(config.sampler.collector_timeout);
-        print!("{}", snapshot.rendered());
+        print!("{}", snapshot.rendered_text());
         return Ok(());
     }
 

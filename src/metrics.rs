@@ -149,6 +149,32 @@ pub fn encode(families: Vec<Family>) -> String {
     out
 }
 
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4, for clients
+/// that do not ask for OpenMetrics (curl, promtool): counters carry their
+/// `_total` name on `# HELP`/`# TYPE` too, and there is no `# EOF`.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + counters.len() * 16);
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +189,12 @@ mod tests {
             Family::gauge("c_empty", "Never rendered."),
         ]);
         let text = encode(families);
+        assert_eq!(
+            openmetrics_to_text(&text),
+            "# HELP a_events_total A.\n# TYPE a_events_total counter\na_events_total 3.0\n\
+             # HELP b_gauge B.\n# TYPE b_gauge gauge\n\
+             b_gauge{mountpoint=\"/a b\\\"\"} 1.0\nb_gauge{mountpoint=\"/z\"} 2.0\n"
+        );
         assert_eq!(
             text,
             "# HELP a_events A.\n# TYPE a_events counter\na_events_total 3.0\n\

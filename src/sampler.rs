@@ -80,6 +80,7 @@ impl Sampler {
             probes_running: self.ctx.pool.threads(),
             enforcing: false,
             rendered: Default::default(),
+            rendered_text: Default::default(),
         }
     }
 

@@ -12,7 +12,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::collector::dlm::DlmFacts;
+use crate::collector::heartbeat::HeartbeatFacts;
 use crate::collector::mounts::MountFacts;
+use crate::collector::net::NetFacts;
+use crate::collector::o2cb::O2cbFacts;
 use crate::collector::storage::{IscsiFacts, StorageFacts};
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
@@ -26,6 +30,10 @@ pub enum Facts {
     Mounts(Arc<MountFacts>),
     Iscsi(Arc<IscsiFacts>),
     Storage(Arc<StorageFacts>),
+    O2cb(Arc<O2cbFacts>),
+    Heartbeat(Arc<HeartbeatFacts>),
+    Net(Arc<NetFacts>),
+    Dlm(Arc<DlmFacts>),
 }
 
 /// What one collector produced on its last completed run.
@@ -62,6 +70,34 @@ pub struct Snapshot {
     pub enforcing: bool,
     /// The OpenMetrics text, rendered on the first scrape of this snapshot.
     pub rendered: OnceLock<String>,
+    /// The same in Prometheus text format 0.0.4, made on first request.
+    pub rendered_text: OnceLock<String>,
+}
+
+/// Typed accessors, one per collector that hands facts to the rules.
+macro_rules! facts_accessor {
+    ($($method:ident: $collector:literal => $variant:ident($ty:ty)),* $(,)?) => {
+        impl Snapshot {
+            $(
+                pub fn $method(&self) -> Option<&$ty> {
+                    match self.facts($collector)? {
+                        Facts::$variant(facts) => Some(facts.as_ref()),
+                        _ => None,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+facts_accessor! {
+    mounts: "mounts" => Mounts(MountFacts),
+    o2cb: "o2cb" => O2cb(O2cbFacts),
+    heartbeat: "heartbeat" => Heartbeat(HeartbeatFacts),
+    net: "net" => Net(NetFacts),
+    dlm: "dlm" => Dlm(DlmFacts),
+    iscsi: "iscsi" => Iscsi(IscsiFacts),
+    storage: "storage" => Storage(StorageFacts),
 }
 
 impl Snapshot {
@@ -75,6 +111,7 @@ impl Snapshot {
             probes_running: 0,
             enforcing: false,
             rendered: OnceLock::new(),
+            rendered_text: OnceLock::new(),
         }
     }
 
@@ -82,31 +119,11 @@ impl Snapshot {
         self.sequence > 0
     }
 
-    pub fn mounts(&self) -> Option<&MountFacts> {
+    /// The facts the named collector produced on its last run.
+    pub fn facts(&self, collector: &str) -> Option<&Facts> {
         self.collectors
-            .get("mounts")
-            .and_then(|(_, section)| match &section.facts {
-                Facts::Mounts(facts) => Some(facts.as_ref()),
-                _ => None,
-            })
-    }
-
-    pub fn iscsi(&self) -> Option<&IscsiFacts> {
-        self.collectors
-            .get("iscsi")
-            .and_then(|(_, section)| match &section.facts {
-                Facts::Iscsi(facts) => Some(facts.as_ref()),
-                _ => None,
-            })
-    }
-
-    pub fn storage(&self) -> Option<&StorageFacts> {
-        self.collectors
-            .get("storage")
-            .and_then(|(_, section)| match &section.facts {
-                Facts::Storage(facts) => Some(facts.as_ref()),
-                _ => None,
-            })
+            .get(collector)
+            .map(|(_, section)| &section.facts)
     }
 
     /// Every family: the daemon's own, then each collector's, sorted by name.
@@ -183,5 +200,11 @@ impl Snapshot {
     pub fn rendered(&self) -> &str {
         self.rendered
             .get_or_init(|| crate::metrics::encode(crate::metrics::normalize(self.families())))
+    }
+
+    /// The Prometheus text format 0.0.4 of this snapshot, rendered once.
+    pub fn rendered_text(&self) -> &str {
+        self.rendered_text
+            .get_or_init(|| crate::metrics::openmetrics_to_text(self.rendered()))
     }
 }

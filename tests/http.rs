@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ocfs2_watchdog::http::{router, AppState};
 use ocfs2_watchdog::sampler::Health;
 use ocfs2_watchdog::snapshot::Snapshot;
-use support::http_get;
+use support::{http_get, http_get_accepting, PROMETHEUS_ACCEPT};
 use tokio::sync::watch;
 
 struct Server {
@@ -79,7 +79,8 @@ fn healthz_fails_when_no_tick_completes_within_three_intervals() {
 fn metrics_are_openmetrics_and_status_is_json() {
     let server = start(Duration::from_secs(2));
     server.publish.send_replace(published(3));
-    let (status, content_type, body) = http_get(&server.address, "/metrics").unwrap();
+    let (status, content_type, body) =
+        http_get_accepting(&server.address, "/metrics", PROMETHEUS_ACCEPT).unwrap();
     assert_eq!(status, 200);
     assert_eq!(
         content_type,
@@ -91,6 +92,13 @@ fn metrics_are_openmetrics_and_status_is_json() {
     );
     assert!(body.contains("ocfs2_watchdog_enforcing 0"), "{body}");
     assert!(body.ends_with("# EOF\n"));
+
+    // Without OpenMetrics in Accept (curl, promtool): the classic text format.
+    let (status, content_type, body) = http_get(&server.address, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(body.contains("ocfs2_watchdog_enforcing 0"), "{body}");
+    assert!(!body.contains("# EOF"));
 
     let (status, content_type, body) = http_get(&server.address, "/status").unwrap();
     assert_eq!(status, 200);

@@ -15,7 +15,10 @@ use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, INodeNo, MountOption, ReplyAttr,
     ReplyStatfs, Request,
 };
-use support::{enter_private_namespace, free_port, http_get, require, sample_value};
+use support::{
+    enter_private_namespace, free_port, http_get, http_get_accepting, require, sample_value,
+    PROMETHEUS_ACCEPT,
+};
 
 const MOUNTPOINT_ENV: &str = "OCFS2_WATCHDOG_TEST_FUSE_MOUNTPOINT";
 
@@ -155,7 +158,8 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     let mut scrapes = 0;
     while started.elapsed() < probe_timeout + interval * 8 {
         let asked = Instant::now();
-        let (status, content_type, body) = http_get(&address, "/metrics").unwrap();
+        let (status, content_type, body) =
+            http_get_accepting(&address, "/metrics", PROMETHEUS_ACCEPT).unwrap();
         slowest = slowest.max(asked.elapsed());
         scrapes += 1;
         assert_eq!(status, 200);

@@ -23,7 +23,13 @@ use crate::host::HostPaths;
 use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
+pub mod configfs;
+pub mod dlm;
+pub mod heartbeat;
 pub mod mounts;
+pub mod net;
+pub mod nodemap;
+pub mod o2cb;
 pub mod storage;
 
 /// Everything a collector may use: where host files are, the configuration,
@@ -57,7 +63,15 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &storage::Iscsi, &storage::Storage];
+pub static COLLECTORS: &[&dyn Collector] = &[
+    &mounts::Mounts,
+    &o2cb::O2cb,
+    &heartbeat::Heartbeat,
+    &net::Net,
+    &dlm::Dlm,
+    &storage::Iscsi,
+    &storage::Storage,
+];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.

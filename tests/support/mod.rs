@@ -9,6 +9,9 @@
 
 #![allow(dead_code)]
 
+/// The Accept header Prometheus sends when it scrapes.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 use std::path::Path;
 use std::process::Command;
 
@@ -120,12 +123,21 @@ pub fn make_shared(path: &Path) {
 
 /// A plain HTTP/1.1 GET on loopback: (status, content type, body).
 pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+    http_get_accepting(address, path, "*/*")
+}
+
+/// `http_get` with an `Accept` header, e.g. what Prometheus sends.
+pub fn http_get_accepting(
+    address: &str,
+    path: &str,
+    accept: &str,
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

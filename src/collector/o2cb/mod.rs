@@ -1,0 +1,393 @@
+//! The `o2cb` collector: the cluster stack's running shape and its drift from
+//! the configuration files.
+//!
+//! Reads the configfs tree `/sys/kernel/config/cluster/<cluster>/` (via
+//! `configfs::read_cluster`; fs/ocfs2/cluster/nodemanager.c, heartbeat.c),
+//! `/etc/sysconfig/o2cb` or else `/etc/default/o2cb` (shell `KEY=value`,
+//! ocfs2-tools vendor/common/o2cb.init.sh), `/etc/ocfs2/cluster.conf`
+//! (ocfs2-tools o2cb_ctl/jconfig.c), `/etc/hostname` (else the proc
+//! `sys/kernel/hostname`) and `/etc/fstab`, all under the root. "Online" is
+//! what `o2cb cluster-status` decides (o2cb_ctl/op_status.c). A bad line in a
+//! configuration file is counted and logged once, never fatal; a missing or
+//! garbage configfs attribute drops only that value.
+
+pub mod cluster_conf;
+pub mod drift;
+pub mod sysconfig;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::configfs::{self, ClusterConfig};
+use super::mounts::fstab::parse_fstab;
+use super::{read_optional, CollectError, Collector, Context};
+use crate::metrics::{bool_value, Family};
+use crate::snapshot::{Facts, Section};
+use cluster_conf::ClusterConf;
+use drift::{DriftInput, Mismatch};
+use sysconfig::{ParseIssue, Sysconfig};
+
+pub struct O2cb;
+
+/// A configuration file line that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileIssue {
+    /// Host path of the file.
+    pub file: PathBuf,
+    pub issue: ParseIssue,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct O2cbFacts {
+    /// The `o2cb_cluster` label: the running cluster, else the configured one.
+    pub cluster_name: String,
+    pub cluster: Option<ClusterConfig>,
+    pub online: bool,
+    pub sysconfig_file: Option<PathBuf>,
+    pub mismatches: Vec<Mismatch>,
+    /// Every configuration file read, with its unusable lines (maybe none).
+    pub files: Vec<(PathBuf, Vec<ParseIssue>)>,
+}
+
+impl Collector for O2cb {
+    fn name(&self) -> &'static str {
+        "o2cb"
+    }
+
+    fn collect(&self, ctx: &Context, previous: Option<&Section>) -> Result<Section, CollectError> {
+        let cluster = configfs::read_cluster(&ctx.paths)?;
+        let mut files = Vec::new();
+        let (sysconfig_file, sysconfig) = read_sysconfig(ctx, &mut files);
+        let conf_path = ctx.paths.root("/etc/ocfs2/cluster.conf");
+        let cluster_conf = read_config_file(ctx, &conf_path, &mut files, |text| {
+            let conf = cluster_conf::parse_cluster_conf(text);
+            (conf.issues.clone(), conf)
+        });
+        if cluster.is_none() && sysconfig.is_none() && cluster_conf.is_none() {
+            return Ok(Section {
+                absent: Some(
+                    "no o2cb cluster registered in configfs and no o2cb configuration".into(),
+                ),
+                ..Section::default()
+            });
+        }
+        let hostname = read_hostname(ctx);
+        let mismatches = drift::compare(&DriftInput {
+            cluster: cluster.as_ref(),
+            sysconfig: sysconfig.as_ref(),
+            cluster_conf: cluster_conf.as_ref(),
+            hostname: hostname.as_deref(),
+            mounts_expected: ocfs2_mounts_expected(ctx)?,
+        });
+        let facts = O2cbFacts {
+            cluster_name: cluster_label(
+                cluster.as_ref(),
+                sysconfig.as_ref(),
+                cluster_conf.as_ref(),
+            ),
+            online: cluster.as_ref().is_some_and(ClusterConfig::is_online),
+            cluster,
+            sysconfig_file,
+            mismatches,
+            files,
+        };
+        log_changes(&facts, previous_facts(previous));
+        Ok(Section {
+            families: families(&facts),
+            facts: Facts::O2cb(Arc::new(facts)),
+            absent: None,
+        })
+    }
+}
+
+fn previous_facts(previous: Option<&Section>) -> Option<&O2cbFacts> {
+    previous.and_then(|p| match &p.facts {
+        Facts::O2cb(facts) => Some(facts.as_ref()),
+        _ => None,
+    })
+}
+
+/// `/etc/sysconfig/o2cb` if it exists, else `/etc/default/o2cb` (o2cb.init).
+fn read_sysconfig(
+    ctx: &Context,
+    files: &mut Vec<(PathBuf, Vec<ParseIssue>)>,
+) -> (Option<PathBuf>, Option<Sysconfig>) {
+    for candidate in ["/etc/sysconfig/o2cb", "/etc/default/o2cb"] {
+        let path = ctx.paths.root(candidate);
+        if path.exists() {
+            let parsed = read_config_file(ctx, &path, files, |text| {
+                let sysconfig = sysconfig::parse_sysconfig(text);
+                (sysconfig.issues.clone(), sysconfig)
+            });
+            return (Some(ctx.paths.host_path(&path)), parsed);
+        }
+    }
+    (None, None)
+}
+
+/// Reads and parses one configuration file; an unreadable file is recorded
+/// as an issue on line 0 rather than failing the collector.
+fn read_config_file<T>(
+    ctx: &Context,
+    path: &Path,
+    files: &mut Vec<(PathBuf, Vec<ParseIssue>)>,
+    parse: impl Fn(&str) -> (Vec<ParseIssue>, T),
+) -> Option<T> {
+    let host_path = ctx.paths.host_path(path);
+    match read_optional(path) {
+        Ok(None) => None,
+        Ok(Some(text)) => {
+            let (issues, parsed) = parse(&text);
+            files.push((host_path, issues));
+            Some(parsed)
+        }
+        Err(e) => {
+            let issue = ParseIssue {
+                line: 0,
+                message: format!("cannot read: {}", e.message),
+            };
+            files.push((host_path, vec![issue]));
+            None
+        }
+    }
+}
+
+/// The short host name o2cb matches node names against.
+fn read_hostname(ctx: &Context) -> Option<String> {
+    let from_etc = read_optional(&ctx.paths.root("/etc/hostname"))
+        .ok()
+        .flatten()
+        .and_then(|text| first_word(&text));
+    from_etc.or_else(|| {
+        read_optional(&ctx.paths.proc("sys/kernel/hostname"))
+            .ok()
+            .flatten()
+            .and_then(|text| first_word(&text))
+    })
+}
+
+fn first_word(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+}
+
+/// OCFS2 mounts the node is told to have: fstab entries without `noauto`, or
+/// configured ones (the same sources as the mounts collector).
+fn ocfs2_mounts_expected(ctx: &Context) -> Result<bool, CollectError> {
+    if ctx
+        .config
+        .mounts
+        .expected
+        .iter()
+        .any(|m| m.fstype == "ocfs2")
+    {
+        return Ok(true);
+    }
+    if !ctx.config.mounts.use_fstab {
+        return Ok(false);
+    }
+    let fstab = read_optional(&ctx.paths.root("/etc/fstab"))?.unwrap_or_default();
+    Ok(parse_fstab(&fstab)
+        .entries
+        .iter()
+        .any(|e| e.fstype == "ocfs2" && !e.is_noauto()))
+}
+
+fn cluster_label(
+    cluster: Option<&ClusterConfig>,
+    sysconfig: Option<&Sysconfig>,
+    conf: Option<&ClusterConf>,
+) -> String {
+    if let Some(cluster) = cluster {
+        return cluster.name.clone();
+    }
+    if let Some(boot) = sysconfig.and_then(|s| s.get("O2CB_BOOTCLUSTER")) {
+        return boot.to_string();
+    }
+    match conf.map(|c| c.clusters.as_slice()) {
+        Some([only]) => only.name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// One warning per new problem, not one per tick.
+fn log_changes(facts: &O2cbFacts, previous: Option<&O2cbFacts>) {
+    for (file, issues) in &facts.files {
+        let known = previous
+            .and_then(|p| p.files.iter().find(|(f, _)| f == file))
+            .map(|(_, issues)| issues.as_slice())
+            .unwrap_or_default();
+        for issue in issues.iter().filter(|i| !known.contains(i)) {
+            tracing::warn!(file = %file.display(), line = issue.line, error = %issue.message, "Cannot parse o2cb configuration line.");
+        }
+    }
+    for mismatch in facts.mismatches.iter().filter(|m| m.mismatch) {
+        let known = previous.is_some_and(|p| p.mismatches.iter().any(|m2| m2 == mismatch));
+        if !known {
+            tracing::warn!(setting = mismatch.setting, detail = %mismatch.detail, "o2cb configuration differs from the running cluster.");
+        }
+    }
+}
+
+fn families(facts: &O2cbFacts) -> Vec<Family> {
+    let label = facts.cluster_name.as_str();
+    let cl = [("o2cb_cluster", label)];
+    let mut out = vec![Family::gauge(
+        "ocfs2_o2cb_cluster_online",
+        "1 when the cluster is registered in configfs and heartbeat is usable (as `o2cb cluster-status`).",
+    )
+    .with(&cl, bool_value(facts.online))];
+
+    let mut mismatch = Family::gauge(
+        "ocfs2_o2cb_config_mismatch",
+        "1 when the configured value (sysconfig / cluster.conf / hostname) differs from the running kernel's.",
+    );
+    for m in &facts.mismatches {
+        mismatch.push(
+            &[("o2cb_cluster", label), ("setting", m.setting)],
+            bool_value(m.mismatch),
+        );
+    }
+    out.push(mismatch);
+    let mut parse_errors = Family::gauge(
+        "ocfs2_o2cb_config_parse_errors",
+        "Lines of the o2cb configuration file that could not be used at the last read (0 = unreadable file).",
+    );
+    for (file, issues) in &facts.files {
+        parse_errors.push(
+            &[("file", &file.display().to_string())],
+            issues.len() as f64,
+        );
+    }
+    out.push(parse_errors);
+
+    if let Some(cluster) = &facts.cluster {
+        out.extend(cluster_families(cluster));
+    }
+    out
+}
+
+fn cluster_families(cluster: &ClusterConfig) -> Vec<Family> {
+    let cl = [("o2cb_cluster", cluster.name.as_str())];
+    let mut out = Vec::new();
+    let mut gauge = |name, help, value: Option<f64>| {
+        if let Some(value) = value {
+            out.push(Family::gauge(name, help).with(&cl, value));
+        }
+    };
+    gauge(
+        "ocfs2_o2cb_heartbeat_dead_threshold",
+        "configfs heartbeat/dead_threshold: unchanged 2 s samples before a peer is declared dead.",
+        cluster.dead_threshold.map(f64::from),
+    );
+    gauge(
+        "ocfs2_o2cb_heartbeat_timeout_seconds",
+        "Self-fence write timeout, 2 x (dead_threshold - 1).",
+        cluster.heartbeat_timeout_seconds().map(f64::from),
+    );
+    gauge(
+        "ocfs2_o2cb_idle_timeout_seconds",
+        "configfs idle_timeout_ms / 1000: o2net declares a silent peer connection idle after this.",
+        cluster.idle_timeout_ms.map(|ms| f64::from(ms) / 1000.0),
+    );
+    gauge(
+        "ocfs2_o2cb_keepalive_delay_seconds",
+        "configfs keepalive_delay_ms / 1000.",
+        cluster.keepalive_delay_ms.map(|ms| f64::from(ms) / 1000.0),
+    );
+    gauge(
+        "ocfs2_o2cb_reconnect_delay_seconds",
+        "configfs reconnect_delay_ms / 1000.",
+        cluster.reconnect_delay_ms.map(|ms| f64::from(ms) / 1000.0),
+    );
+    gauge(
+        "ocfs2_o2cb_configfs_unreadable_attributes",
+        "configfs attributes that were missing, unreadable or garbage at the last read.",
+        Some(cluster.degraded.len() as f64),
+    );
+    let mode = cluster.heartbeat_mode.map_or("unknown", |m| m.as_str());
+    let fence = cluster.fence_method.as_deref().unwrap_or("unknown");
+    out.push(
+        Family::gauge(
+            "ocfs2_o2cb_info",
+            "Always 1: the cluster's heartbeat mode and fence method.",
+        )
+        .with(
+            &[
+                ("o2cb_cluster", cluster.name.as_str()),
+                ("heartbeat_mode", mode),
+                ("fence_method", fence),
+            ],
+            1.0,
+        ),
+    );
+    let mut nodes = Family::gauge(
+        "ocfs2_o2cb_node_info",
+        "One per node configured in configfs.",
+    );
+    for node in &cluster.nodes {
+        let num = node.num.map(|n| n.to_string()).unwrap_or_default();
+        let address = match (node.address, node.port) {
+            (Some(a), Some(p)) => format!("{a}:{p}"),
+            (Some(a), None) => a.to_string(),
+            _ => String::new(),
+        };
+        let local = node.local.map_or("", |l| if l { "1" } else { "0" });
+        nodes.push(
+            &[
+                ("o2cb_cluster", cluster.name.as_str()),
+                ("node_name", node.name.as_str()),
+                ("node_num", num.as_str()),
+                ("address", address.as_str()),
+                ("local", local),
+            ],
+            1.0,
+        );
+    }
+    out.push(nodes);
+    out.extend(region_families(cluster));
+    out
+}
+
+fn region_families(cluster: &ClusterConfig) -> Vec<Family> {
+    let mut info = Family::gauge(
+        "ocfs2_o2cb_region_info",
+        "One per heartbeat region in configfs, with its device (empty until heartbeat starts).",
+    );
+    let mut start = Family::gauge(
+        "ocfs2_o2cb_region_start_block",
+        "First heartbeat slot of the region, in block_bytes units.",
+    );
+    let mut block_bytes = Family::gauge(
+        "ocfs2_o2cb_region_block_bytes",
+        "Heartbeat slot size (the device's logical block size).",
+    );
+    let mut blocks = Family::gauge("ocfs2_o2cb_region_blocks", "Heartbeat slots in the region.");
+    let mut running = Family::gauge(
+        "ocfs2_o2cb_region_heartbeat_running",
+        "1 when the region's o2hb kernel thread exists (configfs pid is set).",
+    );
+    for region in &cluster.regions {
+        let device = region.device_path().unwrap_or_default();
+        let labels = [
+            ("o2cb_cluster", cluster.name.as_str()),
+            ("hb_region", region.uuid.as_str()),
+        ];
+        info.push(&[labels[0], labels[1], ("device", device.as_str())], 1.0);
+        if let Some(v) = region.start_block {
+            start.push(&labels, v as f64);
+        }
+        if let Some(v) = region.block_bytes {
+            block_bytes.push(&labels, f64::from(v));
+        }
+        if let Some(v) = region.blocks {
+            blocks.push(&labels, f64::from(v));
+        }
+        running.push(&labels, bool_value(region.pid.is_some()));
+    }
+    vec![info, start, block_bytes, blocks, running]
+}
