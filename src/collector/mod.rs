@@ -23,6 +23,7 @@ use crate::host::HostPaths;
 use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
+pub mod heartbeat_disk;
 pub mod mounts;
 
 /// Everything a collector may use: where host files are, the configuration,
