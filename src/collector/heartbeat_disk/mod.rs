@@ -25,6 +25,9 @@ mod block;
 mod reader;
 mod tracker;
 
+#[cfg(test)]
+mod region_tests;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
