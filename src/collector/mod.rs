@@ -26,6 +26,7 @@ use crate::snapshot::Section;
 pub mod configfs;
 pub mod dlm;
 pub mod heartbeat;
+pub mod heartbeat_disk;
 pub mod mounts;
 pub mod net;
 pub mod nodemap;

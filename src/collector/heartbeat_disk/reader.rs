@@ -1,0 +1,202 @@
+//! Reads heartbeat slots from the region's block device with O_DIRECT.
+//!
+//! The page cache would hand back what this node read earlier, not what the
+//! peers wrote since, so the read must bypass it (as the kernel's bios and
+//! libocfs2 do). O_DIRECT wants the buffer, offset and length aligned to the
+//! device's logical sector size, which configfs `block_bytes` equals (the
+//! kernel checks it when the region starts). One read covers the span from
+//! the lowest to the highest requested slot: one I/O per tick, not one per
+//! node. A read can block for as long as the SAN hangs: call it through
+//! `probe_slots` (a deadline probe), never directly on the sampler thread.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::block::{parse_block, BlockError, DiskHeartbeat};
+use crate::collector::CollectError;
+
+/// Page alignment satisfies every logical sector size (512–4096).
+const MIN_ALIGN: usize = 4096;
+const MIN_BLOCK_BYTES: u32 = 512;
+const MAX_BLOCK_BYTES: u32 = 4096;
+
+/// One slot's reading, by node number (= slot index).
+pub type SlotReading = (u8, Result<DiskHeartbeat, BlockError>);
+
+/// What one read of a region returned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotReadings {
+    /// Requested slots in ascending node order, duplicates removed.
+    pub slots: Vec<SlotReading>,
+    /// False when the file system refused O_DIRECT (EINVAL at open, e.g.
+    /// tmpfs) and the slots came through the page cache: never on a real
+    /// block device, where the data could then be stale.
+    pub direct_io: bool,
+}
+
+/// Reads slot N at byte `(start_block + N) × block_bytes` for every N in
+/// `nodes`. Errors are whole-read failures (open, I/O, bad geometry); a slot
+/// past the end of the device is a per-slot `BlockError::Truncated`.
+pub fn read_slots(
+    device: &Path,
+    start_block: u64,
+    block_bytes: u32,
+    nodes: &[u8],
+) -> Result<SlotReadings, CollectError> {
+    if !block_bytes.is_power_of_two() || !(MIN_BLOCK_BYTES..=MAX_BLOCK_BYTES).contains(&block_bytes)
+    {
+        return Err(CollectError::parse(
+            device,
+            format!("block_bytes {block_bytes} is not a power of two from 512 to 4096"),
+        ));
+    }
+    let mut wanted: Vec<u8> = nodes.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let (Some(&lowest), Some(&highest)) = (wanted.first(), wanted.last()) else {
+        return Ok(SlotReadings {
+            slots: Vec::new(),
+            direct_io: true,
+        });
+    };
+    let slot_bytes = block_bytes as usize;
+    let span_bytes = (usize::from(highest - lowest) + 1) * slot_bytes;
+    let offset = start_block
+        .checked_add(u64::from(lowest))
+        .and_then(|block| block.checked_mul(u64::from(block_bytes)))
+        .ok_or_else(|| {
+            CollectError::parse(device, format!("start_block {start_block} is out of range"))
+        })?;
+
+    let (file, direct_io) = open_for_read(device)?;
+    let mut buffer = AlignedBuf::new(span_bytes, slot_bytes.max(MIN_ALIGN))
+        .ok_or_else(|| CollectError::parse(device, "cannot allocate an aligned read buffer"))?;
+    let filled = read_fully(&file, buffer.as_mut_slice(), offset)
+        .map_err(|e| CollectError::io(device, &e))?;
+    let data = &buffer.as_slice()[..filled];
+
+    let slots = wanted
+        .iter()
+        .map(|&node| {
+            let start = usize::from(node - lowest) * slot_bytes;
+            let end = (start + slot_bytes).min(data.len());
+            let block = data.get(start..end).unwrap_or(&[]);
+            (node, parse_block(block))
+        })
+        .collect();
+    Ok(SlotReadings { slots, direct_io })
+}
+
+/// Opens with O_DIRECT; only a file system that refuses it outright (EINVAL
+/// at open, e.g. tmpfs for tests) gets a buffered open instead.
+pub(super) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(device)
+    {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::warn!(
+                device = %device.display(),
+                error = %e,
+                "O_DIRECT refused; reading heartbeat slots through the page cache."
+            );
+            let file = File::open(device).map_err(|e| CollectError::io(device, &e))?;
+            Ok((file, false))
+        }
+        Err(e) => Err(CollectError::io(device, &e)),
+    }
+}
+
+/// Reads until `buffer` is full or the device ends; returns the bytes read.
+/// Partial reads keep the offset aligned because they end on sector bounds.
+fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A zeroed heap buffer aligned for O_DIRECT.
+pub(super) struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: Layout,
+}
+
+impl AlignedBuf {
+    /// None when `len` is 0, the layout is invalid or allocation fails.
+    pub(super) fn new(len: usize, align: usize) -> Option<Self> {
+        if len == 0 {
+            return None;
+        }
+        let layout = Layout::from_size_align(len, align).ok()?;
+        // SAFETY: the layout has a non-zero size (checked above).
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw)?;
+        Some(Self { ptr, layout })
+    }
+
+    pub(super) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` owns `layout.size()` initialised (zeroed) bytes for
+        // the lifetime of `self`; the borrow ties the slice to it.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+
+    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout, freed once.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the buffer is plain owned memory with no thread affinity.
+unsafe impl Send for AlignedBuf {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::ErrorKind;
+
+    #[test]
+    fn aligned_buffer_is_aligned_and_zeroed() {
+        let mut buffer = AlignedBuf::new(8192, 4096).unwrap();
+        assert_eq!(buffer.as_slice().as_ptr() as usize % 4096, 0);
+        assert!(buffer.as_slice().iter().all(|&b| b == 0));
+        buffer.as_mut_slice()[8191] = 7;
+        assert_eq!(buffer.as_slice()[8191], 7);
+        assert!(AlignedBuf::new(0, 4096).is_none());
+        assert!(AlignedBuf::new(512, 3).is_none());
+    }
+
+    #[test]
+    fn bad_geometry_and_missing_device_are_errors() {
+        let missing = Path::new("/nonexistent/ocfs2-watchdog-hb");
+        for block_bytes in [0, 256, 1000, 8192] {
+            let error = read_slots(missing, 1, block_bytes, &[0]).unwrap_err();
+            assert_eq!(error.kind, ErrorKind::Parse, "{block_bytes}");
+        }
+        let error = read_slots(missing, u64::MAX, 512, &[1]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Parse);
+        let error = read_slots(missing, 1, 512, &[1]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::NotFound);
+        let none = read_slots(missing, 1, 512, &[]).unwrap();
+        assert!(none.slots.is_empty());
+    }
+}
