@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::collector::kernel_log::KernelLogFacts;
 use crate::collector::mounts::MountFacts;
 use crate::collector::ErrorKind;
 use crate::metrics::{bool_value, Family};
@@ -23,6 +24,7 @@ pub enum Facts {
     #[default]
     None,
     Mounts(Arc<MountFacts>),
+    KernelLog(Arc<KernelLogFacts>),
 }
 
 /// What one collector produced on its last completed run.
@@ -84,6 +86,15 @@ impl Snapshot {
             .get("mounts")
             .and_then(|(_, section)| match &section.facts {
                 Facts::Mounts(facts) => Some(facts.as_ref()),
+                _ => None,
+            })
+    }
+
+    pub fn kernel_log(&self) -> Option<&KernelLogFacts> {
+        self.collectors
+            .get("kernel_log")
+            .and_then(|(_, section)| match &section.facts {
+                Facts::KernelLog(facts) => Some(facts.as_ref()),
                 _ => None,
             })
     }

@@ -20,9 +20,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::host::HostPaths;
+use crate::kernel_log::state::KernelLogState;
 use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
+pub mod kernel_log;
 pub mod mounts;
 
 /// Everything a collector may use: where host files are, the configuration,
@@ -32,6 +34,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub pool: ProbePool,
     pub mount_probes: Prober<mounts::ProbeOutcome>,
+    /// Fed by the kernel log reader thread between ticks.
+    pub kernel_log: Arc<KernelLogState>,
 }
 
 impl Context {
@@ -39,6 +43,7 @@ impl Context {
         let pool = ProbePool::new(config.probe.max_threads);
         Self {
             mount_probes: Prober::new("mount", pool.clone()),
+            kernel_log: Arc::new(KernelLogState::new(config.kernel_log.recent_events)),
             paths,
             config,
             pool,
@@ -56,7 +61,7 @@ pub trait Collector: Sync {
 }
 
 /// Every collector the daemon runs, in `/metrics` order of their sections.
-pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts];
+pub static COLLECTORS: &[&dyn Collector] = &[&mounts::Mounts, &kernel_log::KernelLog];
 
 /// The fixed set of reasons a collector can fail with, exported as the
 /// `reason` label of `ocfs2_watchdog_collector_error`.

@@ -10,4 +10,8 @@
 //! survive a restart. The `kernel_log` collector only reads `state`.
 
 pub mod classify;
+pub mod persist;
+pub mod previous_boot;
 pub mod record;
+pub mod source;
+pub mod state;

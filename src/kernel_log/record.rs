@@ -331,3 +331,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 #[path = "record_tests.rs"]
 mod tests;
+
+/// Lines of a log file, invalid UTF-8 replaced rather than ending the read
+/// (kernel messages may carry raw bytes from devices).
+pub fn lossy_lines(mut reader: impl std::io::BufRead) -> impl Iterator<Item = String> {
+    let mut buffer = Vec::new();
+    std::iter::from_fn(move || {
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&buffer).into_owned()),
+        }
+    })
+}
