@@ -214,7 +214,7 @@ pub fn replay_file(state: &KernelLogState, path: &Path, boot_time: Option<f64>) 
 
 /// Same boot as the persisted state: resume after its last sequence number.
 /// New boot: examine the previous one, count its fence once, persist.
-fn resume_or_examine(state: &KernelLogState, plan: &Plan) -> Option<(PathBuf, PersistedState)> {
+pub fn resume_or_examine(state: &KernelLogState, plan: &Plan) -> Option<(PathBuf, PersistedState)> {
     let (Some(dir), Some(boot_id)) = (&plan.state_dir, &plan.boot_id) else {
         tracing::warn!("No boot id or state directory; the kernel log position is not persisted.");
         let finding = previous_boot::examine(&plan.previous, &[]);
