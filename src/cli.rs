@@ -46,6 +46,10 @@ pub struct Args {
     /// sys mount point (default: <rootfs>/sys).
     #[arg(long = "path.sysfs", value_name = "DIR")]
     pub sysfs: Option<PathBuf>,
+    /// Kernel log to follow (`/dev/kmsg`) or a log file to replay
+    /// (overrides kernel_log.source; see docs/kernel-log.md for formats).
+    #[arg(long = "kernel-log", value_name = "PATH")]
+    pub kernel_log: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
     pub log_level: String,
@@ -64,6 +68,9 @@ impl Args {
         };
         if let Some(address) = &self.listen_address {
             config.web.listen_address = address.clone();
+        }
+        if let Some(source) = &self.kernel_log {
+            config.kernel_log.source = source.clone();
         }
         config.validate()?;
         Ok(config)

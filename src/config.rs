@@ -29,11 +29,64 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Directory for state that must survive restarts and reboots (the
+    /// kernel log position, self-fences of earlier boots). Give it a
+    /// persistent volume when the daemon runs in a container.
+    pub state_dir: StateDir,
     pub sampler: SamplerConfig,
     pub mounts: MountsConfig,
     pub heartbeat: HeartbeatConfig,
     pub probe: ProbeConfig,
     pub web: WebConfig,
+    pub kernel_log: KernelLogConfig,
+}
+
+/// A path with the daemon's default state directory as its default.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct StateDir(pub PathBuf);
+
+impl Default for StateDir {
+    fn default() -> Self {
+        Self(PathBuf::from("/var/lib/ocfs2-watchdog"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KernelLogConfig {
+    /// Follow the kernel log at all. Turn off where the daemon may not read
+    /// `/dev/kmsg` and the events are collected elsewhere.
+    pub enabled: bool,
+    /// `/dev/kmsg` (the daemon's own, not under the root: a container needs
+    /// the device) or a file in kmsg, dmesg or journalctl format, replayed
+    /// once for offline analysis. A relative path in a config file is taken
+    /// from the file's directory. `--kernel-log` overrides it.
+    pub source: PathBuf,
+    /// Messages kept for `/status` (the counters are unaffected).
+    pub recent_events: usize,
+    /// Syslog files (host paths, read under the root) searched at start for
+    /// a self-fence that ended the previous boot.
+    pub previous_boot_logs: Vec<PathBuf>,
+    /// Ask `journalctl -k -b -1` for the previous boot's messages. Turn off
+    /// on hosts without a persistent journal to save the call.
+    pub previous_boot_journal: bool,
+    /// How long journalctl may run before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub journal_timeout: Duration,
+}
+
+impl Default for KernelLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            source: PathBuf::from("/dev/kmsg"),
+            recent_events: 64,
+            previous_boot_logs: vec!["/var/log/kern.log".into(), "/var/log/messages".into()],
+            previous_boot_journal: true,
+            journal_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -179,7 +232,14 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        // Relative paths name files next to the config (fixtures, labs).
+        if let Some(dir) = path.parent() {
+            if config.kernel_log.source.is_relative() {
+                config.kernel_log.source = dir.join(&config.kernel_log.source);
+            }
+        }
+        Ok(config)
     }
 
     /// Catches mistakes no single field can: values that are each valid but
@@ -208,6 +268,15 @@ impl Config {
             return invalid(
                 "heartbeat.warn_ratio",
                 "must be between 0 and 1 (exclusive): 1.0 is the self-fence".into(),
+            );
+        }
+        if self.kernel_log.source.as_os_str().is_empty() {
+            return invalid("kernel_log.source", "must not be empty".into());
+        }
+        if self.kernel_log.journal_timeout.is_zero() {
+            return invalid(
+                "kernel_log.journal_timeout",
+                "must be greater than 0".into(),
             );
         }
         if self.probe.max_threads < 2 {

@@ -108,6 +108,7 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
         "enforcing": snapshot.enforcing,
         "collectors": collectors,
         "mounts": snapshot.mounts(),
+        "kernel_log": snapshot.kernel_log(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod collector;
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod kernel_log;
 pub mod metrics;
 pub mod probe;
 pub mod sampler;

@@ -40,6 +40,8 @@ fn main() -> ExitCode {
 fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
+    // Start following the kernel log now, not at the first tick.
+    ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
     let mut sampler = Sampler::new(ctx);
     if args.once {
         let snapshot = sampler.tick(config.sampler.collector_timeout);

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::collector::dlm::DlmFacts;
 use crate::collector::heartbeat::HeartbeatFacts;
+use crate::collector::kernel_log::KernelLogFacts;
 use crate::collector::mounts::MountFacts;
 use crate::collector::net::NetFacts;
 use crate::collector::o2cb::O2cbFacts;
@@ -34,6 +35,7 @@ pub enum Facts {
     Heartbeat(Arc<HeartbeatFacts>),
     Net(Arc<NetFacts>),
     Dlm(Arc<DlmFacts>),
+    KernelLog(Arc<KernelLogFacts>),
 }
 
 /// What one collector produced on its last completed run.
@@ -98,6 +100,7 @@ facts_accessor! {
     dlm: "dlm" => Dlm(DlmFacts),
     iscsi: "iscsi" => Iscsi(IscsiFacts),
     storage: "storage" => Storage(StorageFacts),
+    kernel_log: "kernel_log" => KernelLog(KernelLogFacts),
 }
 
 impl Snapshot {

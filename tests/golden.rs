@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::config::Config;
+use ocfs2_watchdog::config::{Config, KernelLogConfig};
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::sampler::Sampler;
 
@@ -38,6 +38,12 @@ pub fn render_scenario(dir: &Path) -> String {
     } else {
         Config::default()
     };
+    // Fixtures never follow this machine's /dev/kmsg: a scenario whose
+    // config names no kernel log file gets the kernel log disabled.
+    let mut config = config;
+    if config.kernel_log.source == KernelLogConfig::default().source {
+        config.kernel_log.enabled = false;
+    }
     let config = Arc::new(config);
     let paths = HostPaths::new(dir.join("rootfs"), None, None);
     let mut sampler = Sampler::new(Arc::new(Context::new(paths, Arc::clone(&config))));

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::host::HostPaths;
+use crate::kernel_log::state::KernelLogState;
 use crate::probe::{ProbePool, Prober};
 use crate::snapshot::Section;
 
@@ -27,6 +28,7 @@ pub mod configfs;
 pub mod dlm;
 pub mod heartbeat;
 pub mod heartbeat_disk;
+pub mod kernel_log;
 pub mod mounts;
 pub mod net;
 pub mod nodemap;
@@ -40,6 +42,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub pool: ProbePool,
     pub mount_probes: Prober<mounts::ProbeOutcome>,
+    /// Fed by the kernel log reader thread between ticks.
+    pub kernel_log: Arc<KernelLogState>,
 }
 
 impl Context {
@@ -47,6 +51,7 @@ impl Context {
         let pool = ProbePool::new(config.probe.max_threads);
         Self {
             mount_probes: Prober::new("mount", pool.clone()),
+            kernel_log: Arc::new(KernelLogState::new(config.kernel_log.recent_events)),
             paths,
             config,
             pool,
@@ -72,6 +77,7 @@ pub static COLLECTORS: &[&dyn Collector] = &[
     &dlm::Dlm,
     &storage::Iscsi,
     &storage::Storage,
+    &kernel_log::KernelLog,
 ];
 
 /// The fixed set of reasons a collector can fail with, exported as the

@@ -1,0 +1,132 @@
+//! State that must survive a daemon restart, kept as one JSON file in the
+//! state directory (`state_dir`, default `/var/lib/ocfs2-watchdog`):
+//! the boot it belongs to, the last `/dev/kmsg` sequence number counted in
+//! that boot (so a restart does not count the ring buffer twice), and the
+//! self-fences found in earlier boots (so `ocfs2_fences_total` survives
+//! reboots and each boot is examined once).
+//!
+//! Written atomically (temporary file, fsync, rename, fsync of the
+//! directory) so a crash or a fence mid-write leaves the old or the new file,
+//! never a torn one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "kernel-log.json";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedState {
+    /// `/proc/sys/kernel/random/boot_id` of the boot this state is from.
+    pub boot_id: String,
+    /// Last `/dev/kmsg` sequence number counted in that boot.
+    pub last_seq: Option<u64>,
+    /// Boots found to have ended in an OCFS2 self-fence, over the node's life.
+    pub fences_total: u64,
+    /// Whether the boot before `boot_id` ended in a fence.
+    pub fence_previous_boot: bool,
+    /// pstore records already counted (`name@mtime`), in case nothing clears
+    /// them (systemd-pstore normally moves them away).
+    #[serde(default)]
+    pub pstore_counted: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid state: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+/// `Ok(None)` when there is no state yet (first start on this node).
+pub fn load(dir: &Path) -> Result<Option<PersistedState>, PersistError> {
+    let path = state_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PersistError::Read { path, source }),
+    };
+    parse_state(&text)
+        .map(Some)
+        .map_err(|message| PersistError::Parse { path, message })
+}
+
+pub fn parse_state(text: &str) -> Result<PersistedState, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+pub fn save(dir: &Path, state: &PersistedState) -> Result<(), PersistError> {
+    let path = state_path(dir);
+    let write_error = |source| PersistError::Write {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(write_error)?;
+    let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
+    let text =
+        serde_json::to_string_pretty(state).map_err(|e| write_error(std::io::Error::other(e)))?;
+    let mut file = std::fs::File::create(&tmp).map_err(write_error)?;
+    file.write_all(text.as_bytes()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(write_error)?;
+    // The rename is durable only once the directory entry is on disk.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load(dir.path()).unwrap(), None);
+        let state = PersistedState {
+            boot_id: "b1".into(),
+            last_seq: Some(42),
+            fences_total: 2,
+            fence_previous_boot: true,
+            pstore_counted: vec!["dmesg-ramoops-0@1".into()],
+        };
+        save(dir.path(), &state).unwrap();
+        save(dir.path(), &state).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(state));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
+    }
+
+    #[test]
+    fn garbage_and_unwritable_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(state_path(dir.path()), "{not json").unwrap();
+        assert!(matches!(load(dir.path()), Err(PersistError::Parse { .. })));
+        assert!(parse_state("").is_err());
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            save(&file, &PersistedState::default()),
+            Err(PersistError::Write { .. })
+        ));
+    }
+}
