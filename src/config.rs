@@ -395,6 +395,18 @@ mod tests {
     }
 
     #[test]
+    fn relative_kernel_log_source_is_taken_from_the_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[kernel_log]\nsource = \"dmesg.txt\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.kernel_log.source, dir.path().join("dmesg.txt"));
+        assert_eq!(config.state_dir, StateDir::default());
+        let err = parse("[kernel_log]\nsource = \"\"\n").unwrap_err();
+        assert!(err.to_string().contains("kernel_log.source"), "{err}");
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let config = Config::default();
         assert_eq!(parse(&config.to_toml()).unwrap(), config);

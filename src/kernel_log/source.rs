@@ -337,6 +337,8 @@ fn follow_kmsg(
         let event = ingest.apply(state, &record);
         {
             let mut acc = state.lock();
+            // Reading works again: a transient read error is over.
+            acc.source_error = None;
             acc.counters.records_read += 1;
             acc.counters.records_lost += seq.saturating_sub(expected);
         }
