@@ -174,6 +174,14 @@ pub struct HeartbeatConfig {
     /// between two scrapes is never lost.
     #[serde(with = "humantime_serde")]
     pub ratio_max_window: Duration,
+    /// Read every node's heartbeat slot from the shared disk (O_DIRECT): the
+    /// one view of a peer's liveness that does not depend on the
+    /// interconnect. Turn off only where reading the device is not allowed.
+    pub read_disk: bool,
+    /// Deadline of one read of a region's slots; past it the read counts as
+    /// failed and no second read of that region starts until it returns.
+    #[serde(with = "humantime_serde")]
+    pub disk_probe_timeout: Duration,
 }
 
 impl Default for HeartbeatConfig {
@@ -181,6 +189,8 @@ impl Default for HeartbeatConfig {
         Self {
             warn_ratio: 0.5,
             ratio_max_window: Duration::from_secs(60),
+            read_disk: true,
+            disk_probe_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -256,6 +266,12 @@ impl Config {
                     "must be longer than mounts.probe_timeout ({}), or every hung mount also times out its collector",
                     humantime::format_duration(self.mounts.probe_timeout)
                 ),
+            );
+        }
+        if self.heartbeat.disk_probe_timeout.is_zero() {
+            return invalid(
+                "heartbeat.disk_probe_timeout",
+                "must be greater than 0".into(),
             );
         }
         if self.mounts.probe_timeout.is_zero() {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::configfs::{self, ClusterConfig, HeartbeatMode};
+use super::heartbeat_disk::{self, observe_region, TrackerState};
 use super::nodemap::{parse_node_map_file, NodeSet};
 use super::{read_host_file, CollectError, Collector, Context};
 use crate::metrics::{bool_value, Family};
@@ -46,6 +47,8 @@ pub struct RegionHeartbeat {
     /// Ratios of the current window, oldest first.
     #[serde(skip)]
     pub recent: VecDeque<(Instant, f64)>,
+    /// Every slot as the shared disk shows it (`heartbeat.read_disk`).
+    pub disk: Option<TrackerState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -137,6 +140,17 @@ fn read_heartbeat(
             config.ratio_max_window,
             now,
         );
+        if config.read_disk {
+            let configured: Vec<u8> = facts.configured.iter().copied().collect();
+            let wait = ctx.config.sampler.interval / 2;
+            current.disk = observe_region(
+                ctx,
+                region,
+                &configured,
+                before.and_then(|b| b.disk.as_ref()),
+                wait,
+            );
+        }
         facts.regions.push(current);
     }
     Ok(facts)
@@ -281,7 +295,7 @@ fn families(facts: &HeartbeatFacts) -> Vec<Family> {
         "Nodes live in any heartbeat region (o2hb livenodes), this node included.",
     )
     .with(&[], facts.live_any.len() as f64);
-    vec![
+    let mut all = vec![
         elapsed,
         ratio,
         ratio_max,
@@ -292,7 +306,20 @@ fn families(facts: &HeartbeatFacts) -> Vec<Family> {
         unknown,
         region_state,
         live_nodes,
-    ]
+    ];
+    let mut disk: Vec<Family> = Vec::new();
+    for region in &facts.regions {
+        let Some(state) = &region.disk else { continue };
+        for family in heartbeat_disk::families(state, &region.uuid) {
+            // Several regions: one family per name, samples merged.
+            match disk.iter_mut().find(|f| f.name == family.name) {
+                Some(existing) => existing.samples.extend(family.samples),
+                None => disk.push(family),
+            }
+        }
+    }
+    all.extend(disk);
+    all
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub struct Context {
     pub config: Arc<Config>,
     pub pool: ProbePool,
     pub mount_probes: Prober<mounts::ProbeOutcome>,
+    pub heartbeat_disk_probes: Prober<heartbeat_disk::SlotsOutcome>,
     /// Fed by the kernel log reader thread between ticks.
     pub kernel_log: Arc<KernelLogState>,
 }
@@ -51,6 +52,7 @@ impl Context {
         let pool = ProbePool::new(config.probe.max_threads);
         Self {
             mount_probes: Prober::new("mount", pool.clone()),
+            heartbeat_disk_probes: Prober::new("heartbeat-disk", pool.clone()),
             kernel_log: Arc::new(KernelLogState::new(config.kernel_log.recent_events)),
             paths,
             config,

@@ -29,13 +29,14 @@ mod tracker;
 mod region_tests;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 pub use block::{compute_crc, encode_block, parse_block, BlockError, DiskHeartbeat, HEADER_BYTES};
 pub use reader::{read_slots, SlotReading, SlotReadings};
 pub use tracker::{families, NodeView, Observation, SlotTracker, TrackerState};
 
-use crate::collector::CollectError;
+use crate::collector::configfs::RegionConfig;
+use crate::collector::{CollectError, Context};
 use crate::probe::{ProbeState, Prober};
 
 /// What a slot-read probe yields.
@@ -91,4 +92,50 @@ impl<'a> Observation<'a> {
             _ => Observation::ReadFailed,
         }
     }
+}
+
+/// One tick of the disk view of `region`, as the heartbeat collector calls it.
+///
+/// Returns `None` when the region's geometry is not in configfs yet (heartbeat
+/// not started). The read is waited for at most `wait`: a read still running
+/// within its deadline leaves the previous state as it was (no observation
+/// this tick), one past its deadline counts as a failed read, and the
+/// debugfs view of the same tick is never delayed by a slow SAN.
+pub fn observe_region(
+    ctx: &Context,
+    region: &RegionConfig,
+    configured: &[u8],
+    previous: Option<&TrackerState>,
+    wait: Duration,
+) -> Option<TrackerState> {
+    let (Some(dev), Some(start_block), Some(block_bytes), Some(blocks)) = (
+        region.dev.as_deref(),
+        region.start_block,
+        region.block_bytes,
+        region.blocks,
+    ) else {
+        return None;
+    };
+    let deadline = ctx.config.heartbeat.disk_probe_timeout;
+    let device = ctx.paths.root("/dev").join(dev);
+    let nodes = all_slots(blocks);
+    let started = Instant::now();
+    let probes = &ctx.heartbeat_disk_probes;
+    if !probes.start(&region.uuid, deadline, move || {
+        read_slots(&device, start_block, block_bytes, &nodes)
+    }) {
+        tracing::warn!(hb_region = %region.uuid, "No probe thread available; heartbeat slots not read.");
+    }
+    let state = probes.wait(&region.uuid, started + wait.min(deadline));
+    if matches!(state, ProbeState::Pending { .. }) {
+        return Some(previous.cloned().unwrap_or_default());
+    }
+    if let ProbeState::Done {
+        value: Err(error), ..
+    } = &state
+    {
+        tracing::warn!(hb_region = %region.uuid, error = %error, "Cannot read the heartbeat slots.");
+    }
+    let tracker = SlotTracker { configured };
+    Some(tracker.observe(previous, Observation::from_probe(&state), SystemTime::now()))
 }
