@@ -54,11 +54,17 @@ fn capture_replays_count_exactly() {
     );
     // n2 (the paused node): connected at 46.6 s and again at 91.3 s, lost
     // once at 81.3 s ("shutdown, state 8" is the same loss; "No connection
-    // established" is not an event of the contract). DLM errors at 118.5 s
-    // are status traces, not events.
+    // established" is not an event of the contract). At 118.5 s the zombie
+    // touches a file and the DLM refuses the lock: DLM_IVLOCKID twice and
+    // "DLM error -22" are one burst, one dlm_lock_error; the "status = -22"
+    // call-chain lines are not events.
     assert_eq!(
         replay_counts("n2-03a-pause-dmesg-full.txt"),
-        vec![("net_disconnected", 1), ("net_connected", 2)]
+        vec![
+            ("net_disconnected", 1),
+            ("net_connected", 2),
+            ("dlm_lock_error", 1)
+        ]
     );
     // Two-node mount: each node logs its one o2net connection.
     assert_eq!(

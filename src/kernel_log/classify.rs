@@ -34,12 +34,13 @@ pub enum Event {
     ConfigMismatch,
     IscsiConnError,
     IscsiRecoveryTimeout,
+    DlmLockError,
 }
 
 impl Event {
     /// Every event, in label order; the collector exports each one (0 until
     /// seen) so alerts on `increase()` work from the first scrape.
-    pub const ALL: [Event; 15] = [
+    pub const ALL: [Event; 16] = [
         Event::Fence,
         Event::HbWriteTimeout,
         Event::HbWriteHung,
@@ -55,6 +56,7 @@ impl Event {
         Event::ConfigMismatch,
         Event::IscsiConnError,
         Event::IscsiRecoveryTimeout,
+        Event::DlmLockError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Event {
             Event::ConfigMismatch => "config_mismatch",
             Event::IscsiConnError => "iscsi_conn_error",
             Event::IscsiRecoveryTimeout => "iscsi_recovery_timeout",
+            Event::DlmLockError => "dlm_lock_error",
         }
     }
 
@@ -252,6 +255,21 @@ pub static PATTERNS: &[Pattern] = &[
     // Modern "OCFS2: File system is now read-only." and older "... due to
     // the potential of on-disk corruption".
     p(Event::FsReadonly, &[&["File system is now read-only"]]),
+    // Lock requests the DLM refuses: what a zombie node (evicted by its peers
+    // while paused, heartbeating again after resume) sees on every access
+    // (lab captures/n2-03a: DLM_IVLOCKID, "DLM error -22 while calling
+    // ocfs2_dlm_lock"; fs/ocfs2/dlmglue.c ocfs2_log_dlm_error,
+    // fs/ocfs2/dlm/dlmconvert.c). One access logs a burst: one group.
+    grouped(
+        Event::DlmLockError,
+        "dlm_lock_error",
+        &[&["DLM error "], &[" while calling ocfs2_dlm_"]],
+    ),
+    grouped(
+        Event::DlmLockError,
+        "dlm_lock_error",
+        &[&["ERROR: dlm status = DLM_IVLOCKID"]],
+    ),
     p(Event::FsError, &[&["OCFS2: ERROR (device "]]),
     p(Event::FsError, &[&["OCFS2: abort (device "]]),
     p(
