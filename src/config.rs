@@ -39,6 +39,7 @@ pub struct Config {
     pub probe: ProbeConfig,
     pub web: WebConfig,
     pub kernel_log: KernelLogConfig,
+    pub fs_state: FsStateConfig,
 }
 
 /// A path with the daemon's default state directory as its default.
@@ -193,6 +194,16 @@ impl Default for HeartbeatConfig {
             disk_probe_timeout: Duration::from_secs(5),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FsStateConfig {
+    /// Read debugfs `ocfs2/<UUID>/fs_state` for per-volume recovery state.
+    /// Off by default: on the lab's 6.1 kernel, repeated opens after a
+    /// recovery oopsed on every open and hung the next umount. Turn it on
+    /// only on kernels known to be fixed.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

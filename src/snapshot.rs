@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::collector::dlm::DlmFacts;
+use crate::collector::fs_state::FsStateFacts;
 use crate::collector::heartbeat::HeartbeatFacts;
 use crate::collector::kernel_log::KernelLogFacts;
 use crate::collector::mounts::MountFacts;
@@ -35,6 +36,7 @@ pub enum Facts {
     Heartbeat(Arc<HeartbeatFacts>),
     Net(Arc<NetFacts>),
     Dlm(Arc<DlmFacts>),
+    FsState(Arc<FsStateFacts>),
     KernelLog(Arc<KernelLogFacts>),
 }
 
@@ -98,6 +100,7 @@ facts_accessor! {
     heartbeat: "heartbeat" => Heartbeat(HeartbeatFacts),
     net: "net" => Net(NetFacts),
     dlm: "dlm" => Dlm(DlmFacts),
+    fs_state: "fs_state" => FsState(FsStateFacts),
     iscsi: "iscsi" => Iscsi(IscsiFacts),
     storage: "storage" => Storage(StorageFacts),
     kernel_log: "kernel_log" => KernelLog(KernelLogFacts),

@@ -26,6 +26,7 @@ use crate::snapshot::Section;
 
 pub mod configfs;
 pub mod dlm;
+pub mod fs_state;
 pub mod heartbeat;
 pub mod heartbeat_disk;
 pub mod kernel_log;
@@ -77,6 +78,7 @@ pub static COLLECTORS: &[&dyn Collector] = &[
     &heartbeat::Heartbeat,
     &net::Net,
     &dlm::Dlm,
+    &fs_state::FsState,
     &storage::Iscsi,
     &storage::Storage,
     &kernel_log::KernelLog,
