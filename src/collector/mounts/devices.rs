@@ -6,7 +6,10 @@
 //! under the root (udev's `60-persistent-storage.rules`; label names escape
 //! unsafe bytes as `\xHH`). A link is matched to a mount by the device number
 //! it points at when the node exists, and by the resolved path otherwise
-//! (fixture trees hold no device nodes).
+//! (fixture trees hold no device nodes). Where udev made no links (minimal
+//! hosts, containers without /dev/disk), an OCFS2 volume's UUID still comes
+//! from configfs: each local heartbeat region is named by the volume UUID and
+//! names its device (`heartbeat/<UUID>/dev`, interfaces.md §1.4).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -53,6 +56,17 @@ impl DiskIds {
                         slot.0 = normalize_uuid(&name);
                     } else {
                         slot.1 = name.clone();
+                    }
+                }
+            }
+        }
+        // Heartbeat regions name the device of every mounted OCFS2 volume.
+        if let Ok(Some(cluster)) = crate::collector::configfs::read_cluster(paths) {
+            for region in &cluster.regions {
+                if let Some(device) = region.device_path() {
+                    let slot = ids.by_path.entry(device).or_default();
+                    if slot.0.is_empty() {
+                        slot.0 = normalize_uuid(&region.uuid);
                     }
                 }
             }
@@ -214,5 +228,25 @@ mod tests {
         assert!(source_missing(&paths, "/dev/sdz"));
         assert!(!source_missing(&paths, "/dev/mapper/mpatha"));
         assert!(!source_missing(&paths, "tmpfs"));
+    }
+
+    #[test]
+    fn ocfs2_uuid_from_configfs_without_udev() {
+        let dir = tempfile::tempdir().unwrap();
+        let region = dir
+            .path()
+            .join("sys/kernel/config/cluster/labclu/heartbeat/DEA93192F0874F53BB5290B5205C6B64");
+        std::fs::create_dir_all(&region).unwrap();
+        std::fs::write(region.join("dev"), "vda\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/kernel/config/cluster/labclu/node")).unwrap();
+        let paths = HostPaths::new(dir.path().to_path_buf(), None, None);
+        let ids = DiskIds::read(&paths);
+        assert_eq!(
+            ids.lookup(&paths, "/dev/vda", (254, 0)),
+            (
+                "DEA93192F0874F53BB5290B5205C6B64".to_string(),
+                String::new()
+            )
+        );
     }
 }

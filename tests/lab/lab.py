@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""The daemon on a real OCFS2 kernel: a two-node QEMU lab with real faults.
+
+usage: tests/lab/lab.py --daemon target/release/ocfs2-watchdog [SCENARIO ...]
+
+Fills the package cache (setup.sh), builds the initramfs, then runs each
+scenario on a freshly booted pair: brings o2cb online, formats and mounts the
+shared volume, starts the daemon in both guests, injects a real fault and
+asserts on the daemon's /metrics, /status and audit log in the guests. Every
+scenario has a time bound and kills its guests by PID; a failure prints the
+guests' consoles and the daemon logs. Ends with `N passed, M failed` and
+exits non-zero when anything failed or could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from labkit import HERE, Guest, Lab, LabError
+
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def find(metrics: dict[str, float], name: str, **labels: str) -> float | None:
+    """The value of the first series `name` whose labels include `labels`."""
+    for series, value in metrics.items():
+        base, _, rest = series.partition("{")
+        if base != name:
+            continue
+        have = dict(LABEL.findall(rest))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return value
+    return None
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise LabError(message)
+
+
+def wait_for(what: str, timeout: float, probe, interval: float = 1.0):
+    """Polls `probe()` until it returns a truthy value; returns that value."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+        except LabError as error:
+            last_error = error
+        time.sleep(interval)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
+
+
+def daemon_config(name: str, extra: str = "") -> str:
+    return (f'state_dir = "/host/state/{name}"\n'
+            '[sampler]\ninterval = "1s"\n' + extra)
+
+
+def volume_uuid(guest: Guest) -> str:
+    out = guest.sh("mounted.ocfs2 -d /dev/vda")
+    match = re.search(r"\b([0-9A-F]{32})\b", out)
+    expect(match is not None, f"no UUID in mounted.ocfs2 output: {out}")
+    return match.group(1)
+
+
+def events(metrics: dict[str, float], event: str) -> float:
+    return find(metrics, "ocfs2_kernel_events_total", event=event) or 0.0
+
+
+def mounted_pair(lab: Lab, reset_in_place: tuple[str, ...] = (), dead: int = 7) -> tuple[Guest, Guest, str]:
+    n1, n2 = lab.pair(reset_in_place=reset_in_place)
+    lab.online(n1, n2, dead=dead)
+    lab.mkfs_and_mount(n1, n2)
+    for guest in (n1, n2):
+        guest.start_daemon(daemon_config(guest.name))
+    return n1, n2, volume_uuid(n1)
+
+
+# Scenarios ---------------------------------------------------------------------
+
+def scenario_healthy_pair(lab: Lab) -> None:
+    """Cluster online, both nodes live, connected, in the DLM domain, mounts healthy."""
+    n1, n2, uuid = mounted_pair(lab)
+    for guest, peer in ((n1, "2"), (n2, "1")):
+        def healthy():
+            m = guest.metrics()
+            return m if find(m, "ocfs2_heartbeat_disk_active", node_num=peer) == 1.0 else None
+        m = wait_for(f"{guest.name} to see its peer heartbeat on disk", 60, healthy)
+        expect(find(m, "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0, "cluster not online")
+        for node in ("1", "2"):
+            expect(find(m, "ocfs2_heartbeat_node_live", hb_region=uuid, node_num=node) == 1.0,
+                   f"{guest.name}: node {node} not live in heartbeat")
+            expect(find(m, "ocfs2_dlm_domain_member", uuid=uuid, node_num=node) == 1.0,
+                   f"{guest.name}: node {node} not in the DLM domain")
+        expect(find(m, "ocfs2_net_connected", node_num=peer) == 1.0, f"{guest.name}: peer not connected")
+        expect(find(m, "ocfs2_mount_stacked", mountpoint="/mnt/ocfs2") == 1.0, "mount not single-layered")
+        expect(find(m, "ocfs2_mount_info", mountpoint="/mnt/ocfs2", uuid=uuid) == 1.0, "mount info missing")
+        for family in ("ocfs2_mount_readonly", "ocfs2_mount_stuck", "ocfs2_mount_missing"):
+            expect(find(m, family, mountpoint="/mnt/ocfs2") == 0.0, f"{guest.name}: {family} set")
+        expect(find(m, "ocfs2_mount_reachable", mountpoint="/mnt/ocfs2") == 1.0, "mount not reachable")
+        ratio = find(m, "ocfs2_heartbeat_timeout_ratio", hb_region=uuid)
+        expect(ratio is not None and ratio < 0.5, f"{guest.name}: heartbeat ratio {ratio}")
+        failing = [s for s, v in m.items() if s.startswith("ocfs2_watchdog_collector_success") and v != 1.0]
+        expect(not failing, f"{guest.name}: collectors failing: {failing}")
+        expect(events(m, "fence") == 0.0, "a fence was counted")
+
+
+def scenario_pause_zombie(lab: Lab) -> None:
+    """n2 paused past the heartbeat timeout, then resumed: eviction, recovery, zombie."""
+    n1, n2, uuid = mounted_pair(lab)
+    wait_for("n1 to see n2 on disk", 60,
+             lambda: find(n1.metrics(), "ocfs2_heartbeat_disk_active", node_num="2") == 1.0)
+    n2.qmp("stop")
+    def evicted():
+        m = n1.metrics()
+        done = (find(m, "ocfs2_heartbeat_node_live", hb_region=uuid, node_num="2") == 0.0
+                and events(m, "dlm_node_evicted") >= 1 and events(m, "journal_replay") >= 1)
+        return m if done else None
+    m = wait_for("n1 to evict n2 and replay its journal", 90, evicted)
+    expect(events(m, "net_idle_timeout") >= 1, "no o2net idle timeout counted")
+    expect(events(m, "dlm_recovery") >= 1, "no DLM recovery counted")
+    expect(find(m, "ocfs2_dlm_domain_member", uuid=uuid, node_num="2") == 0.0, "n2 still in n1's domain")
+    expect(find(m, "ocfs2_heartbeat_disk_active", hb_region=uuid, node_num="2") == 0.0,
+           "n2's on-disk heartbeat still active while paused")
+    recent = n1.status()["kernel_log"]["recent"]
+    expect(any(e.get("event") == "dlm_node_evicted" for e in recent), "eviction missing from /status")
+
+    n2.qmp("cont")
+    # The survivor: n2 heartbeats and reconnects, but its domain map lacks n2.
+    wait_for("n1 to show the zombie", 120,
+             lambda: find(n1.metrics(), "ocfs2_dlm_membership_mismatch", uuid=uuid, node_num="2",
+                          kind="missing_from_domain") == 1.0)
+    # The zombie: its own debugfs looks healthy, but the DLM refuses its locks.
+    n2.sh("touch /mnt/ocfs2/after-resume-$(date +%s)", timeout=60, check=False)
+    wait_for("n2 to count its refused lock", 60,
+             lambda: events(n2.metrics(), "dlm_lock_error") >= 1)
+
+
+def scenario_interconnect_cut(lab: Lab) -> None:
+    """Link cut: idle timeouts on both, n2 fences, n1 evicts; n2's next boot knows."""
+    n1, n2, uuid = mounted_pair(lab, reset_in_place=("n2",))
+    wait_for("n1 to see n2 on disk", 60,
+             lambda: find(n1.metrics(), "ocfs2_heartbeat_disk_active", node_num="2") == 1.0)
+    n1.qmp("set_link net0 off")
+    seen_idle = {"n2": False}
+
+    def watch_n2():
+        # n2's own counters until it fences itself.
+        try:
+            while n2.boots() < 2:
+                if events(n2.metrics(), "net_idle_timeout") >= 1:
+                    seen_idle["n2"] = True
+                time.sleep(1)
+        except LabError:
+            pass
+
+    watcher = threading.Thread(target=watch_n2, daemon=True)
+    watcher.start()
+    n2.wait_booted(count=2, timeout=150)
+    watcher.join(timeout=10)
+    expect("ocfs2 is very sorry to be fencing this system" in n2.console.read_text(errors="replace"),
+           "n2 rebooted without the fence message")
+    m = wait_for("n1 to evict n2 and replay its journal", 90,
+                 lambda: (lambda m: m if events(m, "journal_replay") >= 1 and events(m, "dlm_node_evicted") >= 1 else None)(n1.metrics()))
+    expect(events(m, "net_idle_timeout") >= 1, "n1 counted no o2net idle timeout")
+    expect(seen_idle["n2"], "n2 counted no o2net idle timeout before it fenced")
+    # The fenced node's next boot: the fence is found in pstore and kept.
+    n2.start_daemon(daemon_config("n2"))
+    m = wait_for("n2 to report the previous boot's fence", 60,
+                 lambda: (lambda m: m if m.get("ocfs2_fence_previous_boot") == 1.0 else None)(n2.metrics()))
+    expect(m.get("ocfs2_fences_total") == 1.0, f"fences_total {m.get('ocfs2_fences_total')}")
+
+
+def scenario_slow_heartbeat(lab: Lab) -> None:
+    """dm-delay under n2's mount, write delay raised live: ratio, slow samples, hung, timeout."""
+    n1, n2 = lab.pair(reset_in_place=("n2",))
+    lab.online(n1, n2)
+    n1.sh("mkfs.ocfs2 -q -F -N 4 --cluster-stack=o2cb --cluster-name=labclu -L labvol -J size=16M /dev/vda",
+          timeout=120)
+    n1.sh("mount.ocfs2 /dev/vda /mnt/ocfs2", timeout=180)
+    table = "0 $(blockdev --getsz /dev/vda) delay /dev/vda 0 {r} /dev/vda 0 {w}"
+    n2.sh("modprobe dm-delay && dmsetup create --noudevsync slow --table \"" + table.format(r=0, w=0)
+          + "\" && dmsetup mknodes && mount.ocfs2 /dev/mapper/slow /mnt/ocfs2", timeout=180)
+    for guest in (n1, n2):
+        guest.start_daemon(daemon_config(guest.name))
+    uuid = volume_uuid(n1)
+
+    def set_write_delay(ms: int) -> None:
+        n2.sh("dmsetup suspend --nolockfs slow && dmsetup reload slow --table \"" + table.format(r=0, w=ms)
+              + "\" && dmsetup resume slow", timeout=60)
+
+    # Slow but alive: writes take 4 s of a 12 s timeout.
+    set_write_delay(4000)
+    m = wait_for("n2's heartbeat ratio to rise", 60,
+                 lambda: (lambda m: m if (find(m, "ocfs2_heartbeat_timeout_ratio_max", hb_region=uuid) or 0) >= 0.4
+                          and (find(m, "ocfs2_heartbeat_slow_samples_total", hb_region=uuid) or 0) >= 1 else None)(n2.metrics()))
+    # Then hung: n2 negotiates, times out and fences; count what it saw first.
+    set_write_delay(30000)
+    last = {"m": m}
+
+    def watch():
+        try:
+            while n2.boots() < 2:
+                last["m"] = n2.metrics()
+                time.sleep(1)
+        except LabError:
+            pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    n2.wait_booted(count=2, timeout=150)
+    watcher.join(timeout=10)
+    seen = last["m"]
+    expect(events(seen, "hb_write_hung") >= 1, "no hb write hung event counted before the fence")
+    console = n2.console.read_text(errors="replace")
+    expect("Heartbeat write timeout" in console, "the kernel logged no heartbeat write timeout")
+    n2.start_daemon(daemon_config("n2"))
+    wait_for("n2 to report the previous boot's fence", 60,
+             lambda: n2.metrics().get("ocfs2_fence_previous_boot") == 1.0)
+    m = wait_for("n1 to evict n2", 90, lambda: events(n1.metrics(), "dlm_node_evicted") >= 1)
+
+
+SCENARIOS = {
+    "healthy_pair": (scenario_healthy_pair, 300),
+    "pause_zombie": (scenario_pause_zombie, 480),
+    "interconnect_cut": (scenario_interconnect_cut, 480),
+    "slow_heartbeat": (scenario_slow_heartbeat, 480),
+}
+
+
+def run_scenario(lab: Lab, name: str) -> tuple[bool, float]:
+    function, limit = SCENARIOS[name]
+    started = time.monotonic()
+    result = {"error": None}
+
+    def body():
+        try:
+            function(lab)
+        except Exception as error:  # the scenario's failure, reported below
+            result["error"] = error
+            result["trace"] = traceback.format_exc()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(timeout=limit)
+    elapsed = time.monotonic() - started
+    ok = not thread.is_alive() and result["error"] is None
+    if not ok:
+        reason = f"time bound of {limit}s exceeded" if thread.is_alive() else result.get("trace", "")
+        print(f"FAIL {name} ({elapsed:.0f}s): {reason}\n{lab.dump()}", flush=True)
+    else:
+        print(f"PASS {name} ({elapsed:.0f}s)", flush=True)
+    lab.cleanup()
+    return ok, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--daemon", required=True, type=Path, help="the ocfs2-watchdog binary to run in the guests")
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("OCFS2_LAB_RUN", "/tmp/ocfs2-watchdog-lab")))
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    args = parser.parse_args()
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {list(SCENARIOS)}")
+    started = time.monotonic()
+    try:
+        subprocess.run([str(HERE / "setup.sh")], check=True)
+        lab = Lab(args.run_dir, args.daemon.resolve())
+        lab.prepare()
+    except (subprocess.CalledProcessError, OSError) as error:
+        print(f"lab: cannot start: {error}", flush=True)
+        print("0 passed, 1 failed", flush=True)
+        return 1
+    passed = failed = 0
+    for name in args.scenarios:
+        ok, _ = run_scenario(lab, name)
+        passed += ok
+        failed += not ok
+    print(f"lab: whole run {time.monotonic() - started:.0f}s", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
