@@ -199,10 +199,11 @@ def scenario_slow_heartbeat(lab: Lab) -> None:
         n2.sh("dmsetup suspend --nolockfs slow && dmsetup reload slow --table \"" + table.format(r=0, w=ms)
               + "\" && dmsetup resume slow", timeout=60)
 
-    # Slow but alive: writes take 4 s of a 12 s timeout.
-    set_write_delay(4000)
+    # Slow but alive: each write takes 6 s of a 12 s timeout, so the time since
+    # the last good write peaks above half the timeout (o2hbmonitor's warning).
+    set_write_delay(6000)
     m = wait_for("n2's heartbeat ratio to rise", 60,
-                 lambda: (lambda m: m if (find(m, "ocfs2_heartbeat_timeout_ratio_max", hb_region=uuid) or 0) >= 0.4
+                 lambda: (lambda m: m if (find(m, "ocfs2_heartbeat_timeout_ratio_max", hb_region=uuid) or 0) >= 0.5
                           and (find(m, "ocfs2_heartbeat_slow_samples_total", hb_region=uuid) or 0) >= 1 else None)(n2.metrics()))
     # Then hung: n2 negotiates, times out and fences; count what it saw first.
     set_write_delay(30000)
