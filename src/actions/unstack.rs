@@ -5,10 +5,13 @@
 //! last layer and any different filesystem shadowing the stack are never
 //! touched. `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
-//! one mount, not recursive), so its unmount does not propagate to the peers'
-//! copies: every path is unstacked on its own and none ends with zero layers
-//! (§7.4). The own mount table is re-read once per batch, not per layer, which
-//! keeps 4096 → 1 at about the cost of the syscalls themselves.
+//! one mount, not recursive). That alone is not enough: an unmount propagates
+//! through the *parent's* peer group (the layer below, still shared), so
+//! popping one path can remove a layer of a peer path. With shared layers the
+//! table is therefore re-read before every pop and the count re-derived, so
+//! every path ends with exactly one layer and none with zero (§7.4; tested
+//! in tests/remediation.rs). Private stacks are popped in batches with one
+//! re-read per batch, which keeps 4096 → 1 at about the cost of the syscalls.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -101,7 +104,10 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
                 stack.duplicates
             )));
         }
-        for _ in 0..stack.duplicates.min(BATCH) {
+        // Propagation can remove layers here when a peer path is popped (and
+        // the reverse): with shared layers, re-read before every pop.
+        let batch = if stack.shared { 1 } else { BATCH };
+        for _ in 0..stack.duplicates.min(batch) {
             pop(&path, stack.shared).map_err(|e| {
                 ActionError::Failed(format!(
                     "unmount of a layer of {mountpoint} failed after {popped} layers: {e}"
