@@ -59,8 +59,10 @@ fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
     let proc1 = dir.path().join("root/proc/1");
     std::fs::create_dir_all(&proc1).unwrap();
     std::fs::write(proc1.join("mountinfo"), TABLE).unwrap();
-    let mut config = Config::default();
-    config.state_dir = StateDir(dir.path().join("state"));
+    let mut config = Config {
+        state_dir: StateDir(dir.path().join("state")),
+        ..Config::default()
+    };
     config.mounts.fstypes = vec!["tmpfs".into()];
     config.mounts.use_fstab = false;
     config.kernel_log.enabled = false;
@@ -318,9 +320,11 @@ fn the_storm_brake_holds_on_hung_heartbeat_or_dead_sessions() {
         "heartbeat",
         Facts::Heartbeat(Arc::new(heartbeat)),
     );
-    let mut session: ocfs2_watchdog::collector::storage::iscsi::Session = Default::default();
-    session.name = "session1".into();
-    session.state = Some("FAILED".into());
+    let session = ocfs2_watchdog::collector::storage::iscsi::Session {
+        name: "session1".into(),
+        state: Some("FAILED".into()),
+        ..Default::default()
+    };
     let iscsi = IscsiFacts {
         sessions: vec![session],
     };

@@ -21,8 +21,10 @@ use ocfs2_watchdog::sampler::Sampler;
 use support::{bind, enter_private_namespace, make_shared, mount_tmpfs};
 
 fn config(state: &Path, mode: Mode) -> Config {
-    let mut config = Config::default();
-    config.state_dir = StateDir(state.to_path_buf());
+    let mut config = Config {
+        state_dir: StateDir(state.to_path_buf()),
+        ..Config::default()
+    };
     config.mounts.fstypes = vec!["tmpfs".into()];
     config.mounts.use_fstab = false;
     config.kernel_log.enabled = false;
