@@ -50,6 +50,10 @@ pub struct Args {
     /// (overrides kernel_log.source; see docs/kernel-log.md for formats).
     #[arg(long = "kernel-log", value_name = "PATH")]
     pub kernel_log: Option<PathBuf>,
+    /// Let remediation act (sets remediation.mode = "enforce"); without it,
+    /// and without that setting, every decision is a dry run.
+    #[arg(long)]
+    pub enforce: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
     pub log_level: String,
@@ -71,6 +75,9 @@ impl Args {
         }
         if let Some(source) = &self.kernel_log {
             config.kernel_log.source = source.clone();
+        }
+        if self.enforce {
+            config.remediation.mode = crate::rules::config::Mode::Enforce;
         }
         config.validate()?;
         Ok(config)

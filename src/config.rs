@@ -40,6 +40,7 @@ pub struct Config {
     pub web: WebConfig,
     pub kernel_log: KernelLogConfig,
     pub fs_state: FsStateConfig,
+    pub remediation: crate::rules::config::RemediationConfig,
 }
 
 /// A path with the daemon's default state directory as its default.
@@ -226,12 +227,17 @@ impl Default for ProbeConfig {
 pub struct WebConfig {
     /// Address the HTTP server listens on; `--web.listen-address` overrides it.
     pub listen_address: String,
+    /// File holding the bearer token that `POST /pause` and `POST /resume`
+    /// require. Without it every state-changing endpoint answers 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen_address: "0.0.0.0:9784".to_string(),
+            admin_token_file: None,
         }
     }
 }
@@ -323,6 +329,7 @@ impl Config {
                 );
             }
         }
+        self.remediation.validate()?;
         if self
             .web
             .listen_address

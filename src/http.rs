@@ -109,6 +109,7 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
         "collectors": collectors,
         "mounts": snapshot.mounts(),
         "kernel_log": snapshot.kernel_log(),
+        "remediation": snapshot.remediation,
     })
 }
 

@@ -5,6 +5,7 @@
 //! publishes an immutable `snapshot`; `http` serves it (`metrics` renders it);
 //! `config` and `host` say what to read and where.
 
+pub mod actions;
 pub mod cli;
 pub mod collector;
 pub mod config;
@@ -13,5 +14,6 @@ pub mod http;
 pub mod kernel_log;
 pub mod metrics;
 pub mod probe;
+pub mod rules;
 pub mod sampler;
 pub mod snapshot;

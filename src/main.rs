@@ -11,6 +11,7 @@ use clap::Parser;
 use ocfs2_watchdog::cli::{init_logging, Args};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::http::{router, AppState};
+use ocfs2_watchdog::rules::{self, control::Control};
 use ocfs2_watchdog::sampler::{spawn_loop, Health, Sampler};
 use ocfs2_watchdog::snapshot::Snapshot;
 
@@ -52,6 +53,16 @@ fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()>
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let control = Arc::new(Control::from_config(&config));
+    let (engine_thread, reports) = rules::runner::spawn(
+        Arc::clone(&config),
+        args.host_paths(),
+        Arc::clone(&control),
+        snapshots.clone(),
+        Arc::clone(&stop),
+    )
+    .context("starting the rule engine thread")?;
+    sampler.attach_remediation(reports);
     let sampler_thread = spawn_loop(sampler, publish, Arc::clone(&health), Arc::clone(&stop))
         .context("starting the sampler thread")?;
 
@@ -72,13 +83,15 @@ fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()>
             .await
             .with_context(|| format!("listening on {address}"))?;
         tracing::info!(address = %address, version = env!("CARGO_PKG_VERSION"), "Listening.");
-        axum::serve(listener, router(state))
+        let app = router(state).merge(rules::control::routes(control));
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")
     })?;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler_thread.join();
+    let _ = engine_thread.join();
     tracing::info!("Stopped.");
     Ok(())
 }

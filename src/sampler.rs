@@ -30,6 +30,8 @@ pub struct Sampler {
     /// Last successful section per collector, handed back as `previous`.
     good: BTreeMap<&'static str, Arc<Section>>,
     sequence: u64,
+    /// The rule engine's reports, shown in the next snapshot.
+    remediation: Option<crate::rules::runner::ReportReceiver>,
 }
 
 impl Sampler {
@@ -49,7 +51,13 @@ impl Sampler {
             last: BTreeMap::new(),
             good: BTreeMap::new(),
             sequence: 0,
+            remediation: None,
         }
+    }
+
+    /// Shows the rule engine's latest report in every following snapshot.
+    pub fn attach_remediation(&mut self, reports: crate::rules::runner::ReportReceiver) {
+        self.remediation = Some(reports);
     }
 
     /// Runs one tick, waiting for collectors at most `budget`.
@@ -78,7 +86,8 @@ impl Sampler {
             collectors: self.last.clone(),
             probes_stuck: self.ctx.pool.stuck(),
             probes_running: self.ctx.pool.threads(),
-            enforcing: false,
+            enforcing: self.ctx.config.remediation.enforcing(),
+            remediation: self.remediation.as_ref().and_then(|r| r.borrow().clone()),
             rendered: Default::default(),
             rendered_text: Default::default(),
         }

@@ -72,6 +72,8 @@ pub struct Snapshot {
     pub probes_stuck: usize,
     pub probes_running: usize,
     pub enforcing: bool,
+    /// The rule engine's last report (none in `--once` or before its first tick).
+    pub remediation: Option<Arc<crate::rules::Report>>,
     /// The OpenMetrics text, rendered on the first scrape of this snapshot.
     pub rendered: OnceLock<String>,
     /// The same in Prometheus text format 0.0.4, made on first request.
@@ -116,6 +118,7 @@ impl Snapshot {
             probes_stuck: 0,
             probes_running: 0,
             enforcing: false,
+            remediation: None,
             rendered: OnceLock::new(),
             rendered_text: OnceLock::new(),
         }
@@ -135,6 +138,7 @@ impl Snapshot {
     /// Every family: the daemon's own, then each collector's, sorted by name.
     pub fn families(&self) -> Vec<Family> {
         let mut families = self.self_families();
+        families.extend(self.remediation.iter().flat_map(|r| r.families()));
         for (_, section) in self.collectors.values() {
             families.extend(section.families.iter().cloned());
         }

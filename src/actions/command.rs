@@ -1,0 +1,140 @@
+//! Runs a host tool with an argument vector (never a shell) and a deadline.
+//!
+//! A tool stuck on a dead SAN (mount, iscsiadm) is killed at the deadline;
+//! if it sits in uninterruptible sleep even SIGKILL waits, so after a short
+//! grace the child is left to a reaper thread instead of blocking the engine.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished command said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `prefix` (e.g. nsenter into PID 1) + `program` + `args`, killed after `timeout`.
+pub fn run(
+    prefix: &[String],
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<CommandOutput, String> {
+    let mut argv: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    argv.push(program);
+    argv.extend_from_slice(args);
+    let display = argv.join(" ");
+    let (first, rest) = argv.split_first().ok_or("empty command")?;
+    let mut child = Command::new(first)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {display}: {e}"))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let readers = [stdout.map(drain), stderr.map(drain)];
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let grace = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < grace {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return Err(format!("{display}: killed after {timeout:?}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
+                return Err(format!(
+                    "{display}: killed after {timeout:?}, still in uninterruptible sleep"
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("{display}: {e}")),
+        }
+    };
+    let [out, err] = readers;
+    let collect = |reader: Option<std::thread::JoinHandle<String>>| {
+        reader.and_then(|r| r.join().ok()).unwrap_or_default()
+    };
+    Ok(CommandOutput {
+        success: status.success(),
+        code: status.code(),
+        stdout: collect(out),
+        stderr: collect(err),
+    })
+}
+
+/// Like `run`, but a non-zero exit is an error carrying the tool's stderr.
+pub fn run_checked(
+    prefix: &[String],
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<CommandOutput, String> {
+    let output = run(prefix, program, args, timeout)?;
+    if output.success {
+        Ok(output)
+    } else {
+        Err(format!(
+            "{program} {} exited {}: {}",
+            args.join(" "),
+            output
+                .code
+                .map_or_else(|| "on a signal".to_string(), |c| c.to_string()),
+            output.stderr.trim()
+        ))
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut limited = (&mut pipe).take(64 * 1024);
+        let _ = limited.read_to_string(&mut text);
+        // Keep draining so a chatty tool never blocks on a full pipe.
+        let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+        text
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_output_and_status() {
+        let out = run(&[], "echo", &["a b"], Duration::from_secs(5)).unwrap();
+        assert!(out.success);
+        assert_eq!(out.stdout, "a b\n");
+        let err = run_checked(&[], "false", &[], Duration::from_secs(5)).unwrap_err();
+        assert!(err.contains("exited 1"), "{err}");
+    }
+
+    #[test]
+    fn kills_at_the_deadline_and_reports_missing_tools() {
+        let started = Instant::now();
+        let err = run(&[], "sleep", &["10"], Duration::from_millis(200)).unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let err = run(&[], "/no/such/tool", &[], Duration::from_secs(1)).unwrap_err();
+        assert!(err.contains("cannot run"), "{err}");
+    }
+
+    #[test]
+    fn prefix_comes_first() {
+        let prefix = vec!["env".to_string()];
+        let out = run(&prefix, "echo", &["x"], Duration::from_secs(5)).unwrap();
+        assert_eq!(out.stdout, "x\n");
+    }
+}

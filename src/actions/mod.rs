@@ -1,0 +1,237 @@
+//! Remediation actions: what the rule engine may do to the host.
+//!
+//! A rule turns a finding into a `Plan` (an `Action` plus its target). The
+//! engine hands the plan to an `Executor`: `RealExecutor` re-checks the one
+//! precondition the plan depends on against the host *just before acting*
+//! (re-reads mountinfo, sysfs, configfs; never the snapshot), then acts;
+//! `DryRunExecutor` makes the same re-check and stops there. Nothing goes
+//! through a shell: mount syscalls via `nix`, tools via `std::process::Command`
+//! with an argument vector and a deadline (`command.rs`). Whether an action
+//! worked is decided by the next snapshot, not by the action's exit code.
+
+pub mod audit;
+pub mod command;
+pub mod iscsi;
+pub mod o2cb;
+pub mod openfiles;
+pub mod remount;
+pub mod unstack;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::host::HostPaths;
+use crate::rules::config::Mode;
+
+/// The fixed set of actions (`action` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Remount,
+    Unstack,
+    RestartO2cb,
+    IscsiRelogin,
+    KillLeakedHeartbeat,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Remount => "remount",
+            Action::Unstack => "unstack",
+            Action::RestartO2cb => "restart_o2cb",
+            Action::IscsiRelogin => "iscsi_relogin",
+            Action::KillLeakedHeartbeat => "kill_leaked_heartbeat",
+        }
+    }
+}
+
+/// A mount the daemon may (re)create; host paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSpec {
+    pub mountpoint: String,
+    /// `UUID=…`, `LABEL=…`, a device path, or a name for virtual filesystems.
+    pub source: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// An action with everything it needs to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Plan {
+    Remount(MountSpec),
+    Unstack {
+        mountpoint: String,
+    },
+    RestartO2cb {
+        cluster: String,
+        /// Mounted OCFS2 volumes: unmounted first, remounted after.
+        volumes: Vec<MountSpec>,
+        /// systemd units stopped before and started after (may be empty).
+        stop_services: Vec<String>,
+    },
+    IscsiRelogin {
+        session: String,
+        target: String,
+        portal: String,
+    },
+    KillLeakedHeartbeat {
+        uuid: String,
+    },
+}
+
+impl Plan {
+    pub fn action(&self) -> Action {
+        match self {
+            Plan::Remount(_) => Action::Remount,
+            Plan::Unstack { .. } => Action::Unstack,
+            Plan::RestartO2cb { .. } => Action::RestartO2cb,
+            Plan::IscsiRelogin { .. } => Action::IscsiRelogin,
+            Plan::KillLeakedHeartbeat { .. } => Action::KillLeakedHeartbeat,
+        }
+    }
+}
+
+/// How one execution ended (`outcome` label values from the contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success(String),
+    Failed(String),
+    /// The host no longer matches what the decision was based on; nothing done.
+    PreconditionChanged(String),
+    /// Dry-run: the precondition holds and this is what would have been done.
+    DryRun(String),
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Success(_) => "success",
+            Outcome::Failed(_) => "failed",
+            Outcome::PreconditionChanged(_) => "precondition_changed",
+            Outcome::DryRun(_) => "dry_run",
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Success(s)
+            | Outcome::Failed(s)
+            | Outcome::PreconditionChanged(s)
+            | Outcome::DryRun(s) => s,
+        }
+    }
+}
+
+/// Runs plans. The engine owns one and calls it from its own thread.
+pub trait Executor: Send {
+    fn mode(&self) -> Mode;
+    fn execute(&self, plan: &Plan) -> Outcome;
+}
+
+/// What actions need from the daemon: where the host is and how long to wait.
+#[derive(Debug, Clone)]
+pub struct HostActions {
+    pub paths: HostPaths,
+    pub timeout: Duration,
+    /// Prepended to every host command (nsenter into PID 1 from a container).
+    pub command_prefix: Vec<String>,
+}
+
+/// A precondition re-checked on the host: `Ok(what will be done)` or
+/// `Err(why the plan no longer applies)`.
+pub type Checked = Result<String, String>;
+
+impl HostActions {
+    pub fn new(paths: HostPaths, config: &crate::rules::config::RemediationConfig) -> Self {
+        Self {
+            paths,
+            timeout: config.action_timeout,
+            command_prefix: config.command_prefix.clone(),
+        }
+    }
+
+    /// Re-reads the one fact the plan depends on.
+    pub fn check(&self, plan: &Plan) -> Checked {
+        match plan {
+            Plan::Remount(spec) => remount::check(self, spec).map(|p| p.describe()),
+            Plan::Unstack { mountpoint } => unstack::check(self, mountpoint),
+            Plan::RestartO2cb {
+                volumes,
+                stop_services,
+                ..
+            } => o2cb::check(self, volumes, stop_services).map(|m| m.describe()),
+            Plan::IscsiRelogin { session, .. } => iscsi::check_session(self, session),
+            Plan::KillLeakedHeartbeat { uuid } => iscsi::check_leaked_region(self, uuid),
+        }
+    }
+
+    fn act(&self, plan: &Plan) -> Outcome {
+        let result = match plan {
+            Plan::Remount(spec) => remount::run(self, spec),
+            Plan::Unstack { mountpoint } => unstack::run(self, mountpoint),
+            Plan::RestartO2cb {
+                cluster,
+                volumes,
+                stop_services,
+            } => o2cb::run(self, cluster, volumes, stop_services),
+            Plan::IscsiRelogin { target, portal, .. } => iscsi::relogin(self, target, portal),
+            Plan::KillLeakedHeartbeat { uuid } => iscsi::kill_heartbeat(self, uuid),
+        };
+        match result {
+            Ok(done) => Outcome::Success(done),
+            Err(ActionError::PreconditionChanged(why)) => Outcome::PreconditionChanged(why),
+            Err(ActionError::Failed(why)) => Outcome::Failed(why),
+        }
+    }
+}
+
+/// Why an action did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("precondition changed: {0}")]
+    PreconditionChanged(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct RealExecutor(pub HostActions);
+
+impl Executor for RealExecutor {
+    fn mode(&self) -> Mode {
+        Mode::Enforce
+    }
+
+    fn execute(&self, plan: &Plan) -> Outcome {
+        match self.0.check(plan) {
+            Ok(_) => self.0.act(plan),
+            Err(why) => Outcome::PreconditionChanged(why),
+        }
+    }
+}
+
+/// Makes every re-check and decision, changes nothing.
+pub struct DryRunExecutor(pub HostActions);
+
+impl Executor for DryRunExecutor {
+    fn mode(&self) -> Mode {
+        Mode::DryRun
+    }
+
+    fn execute(&self, plan: &Plan) -> Outcome {
+        match self.0.check(plan) {
+            Ok(would) => Outcome::DryRun(format!("would {would}")),
+            Err(why) => Outcome::PreconditionChanged(why),
+        }
+    }
+}
+
+/// The executor for the configured mode.
+pub fn executor_for(mode: Mode, host: HostActions) -> Box<dyn Executor> {
+    match mode {
+        Mode::Enforce => Box::new(RealExecutor(host)),
+        Mode::DryRun => Box::new(DryRunExecutor(host)),
+    }
+}

@@ -1,0 +1,160 @@
+//! Unstack: pop duplicate layers off a mount point until one remains.
+//!
+//! Only the run of layers at the top that each duplicate the layer directly
+//! below (same device and root, `stack::same_filesystem`) is removed, so the
+//! last layer and any different filesystem shadowing the stack are never
+//! touched. `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
+//! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
+//! one mount, not recursive). That alone is not enough: an unmount propagates
+//! through the *parent's* peer group (the layer below, still shared), so
+//! popping one path can remove a layer of a peer path. With shared layers the
+//! table is therefore re-read before every pop and the count re-derived, so
+//! every path ends with exactly one layer and none with zero (§7.4; tested
+//! in tests/remediation.rs). Private stacks are popped in batches with one
+//! re-read per batch, which keeps 4096 → 1 at about the cost of the syscalls.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::{ActionError, Checked, HostActions};
+use crate::collector::mounts::mountinfo::{parse_mountinfo, MountEntry, MountTable};
+use crate::collector::mounts::stack::{same_filesystem, TableIndex};
+
+/// Layers popped between two re-reads of the mount table.
+const BATCH: usize = 512;
+
+/// The daemon's own mount table (the namespace its syscalls act in).
+pub fn read_own_table(host: &HostActions) -> Result<MountTable, String> {
+    let path = host.paths.proc("self/mountinfo");
+    std::fs::read_to_string(&path)
+        .map(|text| parse_mountinfo(&text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The path the daemon acts on for a host mount point.
+pub fn local_path(host: &HostActions, mountpoint: &str) -> PathBuf {
+    host.paths.root(mountpoint)
+}
+
+/// Layers at the top that duplicate the one below, top first.
+pub fn duplicate_run<'a>(layers: &[&'a MountEntry]) -> Vec<&'a MountEntry> {
+    layers
+        .windows(2)
+        .take_while(|pair| same_filesystem(pair[0], pair[1]))
+        .map(|pair| pair[0])
+        .collect()
+}
+
+struct Stack {
+    total: usize,
+    duplicates: usize,
+    shared: bool,
+}
+
+fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
+    let table = read_own_table(host)?;
+    let index = TableIndex::new(&table.entries);
+    let layers = index.layers(&path.to_string_lossy());
+    let run = duplicate_run(&layers);
+    Ok(Stack {
+        total: layers.len(),
+        duplicates: run.len(),
+        shared: run.iter().any(|e| e.shared_group().is_some()),
+    })
+}
+
+pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
+    let path = local_path(host, mountpoint);
+    let stack = stack_at(host, &path)?;
+    if stack.duplicates == 0 {
+        return Err(format!(
+            "no duplicate layer on top of {mountpoint} ({} layers)",
+            stack.total
+        ));
+    }
+    Ok(format!(
+        "unmount {} duplicate layers of {mountpoint}, keeping 1 of {}",
+        stack.duplicates, stack.total
+    ))
+}
+
+pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> {
+    let path = local_path(host, mountpoint);
+    let deadline = Instant::now() + host.timeout;
+    let mut popped = 0usize;
+    loop {
+        let stack = stack_at(host, &path).map_err(ActionError::Failed)?;
+        if stack.duplicates == 0 {
+            if popped == 0 {
+                return Err(ActionError::PreconditionChanged(format!(
+                    "no duplicate layer on top of {mountpoint} ({} layers)",
+                    stack.total
+                )));
+            }
+            return Ok(format!(
+                "unmounted {popped} duplicate layers of {mountpoint}; {} left",
+                stack.total
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(ActionError::Failed(format!(
+                "timed out after unmounting {popped} layers of {mountpoint}; {} duplicates left",
+                stack.duplicates
+            )));
+        }
+        // Propagation can remove layers here when a peer path is popped (and
+        // the reverse): with shared layers, re-read before every pop.
+        let batch = if stack.shared { 1 } else { BATCH };
+        for _ in 0..stack.duplicates.min(batch) {
+            pop(&path, stack.shared).map_err(|e| {
+                ActionError::Failed(format!(
+                    "unmount of a layer of {mountpoint} failed after {popped} layers: {e}"
+                ))
+            })?;
+            popped += 1;
+        }
+    }
+}
+
+fn pop(path: &Path, shared: bool) -> nix::Result<()> {
+    if shared {
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )?;
+    }
+    umount2(path, MntFlags::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_top_run_of_duplicates_is_removed() {
+        let table = parse_mountinfo(concat!(
+            "20 1 0:5 / /m rw - tmpfs a rw\n",
+            "21 20 0:6 / /m rw - tmpfs b rw\n",
+            "22 21 0:6 / /m rw - tmpfs b rw\n",
+            "23 22 0:6 / /m rw shared:4 - tmpfs b rw\n",
+        ));
+        let index = TableIndex::new(&table.entries);
+        let layers = index.layers("/m");
+        let run = duplicate_run(&layers);
+        assert_eq!(run.iter().map(|e| e.id).collect::<Vec<_>>(), vec![23, 22]);
+        // A different filesystem on top: nothing to pop.
+        let table = parse_mountinfo(concat!(
+            "20 1 0:5 / /m rw - tmpfs a rw\n",
+            "21 20 0:5 / /m rw - tmpfs a rw\n",
+            "22 21 0:6 / /m rw - tmpfs b rw\n",
+        ));
+        let index = TableIndex::new(&table.entries);
+        assert!(duplicate_run(&index.layers("/m")).is_empty());
+        assert!(duplicate_run(&index.layers("/nothing")).is_empty());
+    }
+}

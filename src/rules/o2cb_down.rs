@@ -1,0 +1,99 @@
+//! `o2cb_down`: the cluster stack is configured but not online while OCFS2
+//! mounts are expected, or a global heartbeat region failed. Action: restart
+//! o2cb (unmount, restart, remount). Decided here: when volumes are mounted,
+//! another node must be live in heartbeat, or this node is the last holder
+//! and the finding is alert-only.
+
+use std::time::Duration;
+
+use super::{base_settings, Finding, Rule, RuleSettings};
+use crate::actions::{MountSpec, Plan};
+use crate::config::Config;
+use crate::snapshot::Snapshot;
+
+pub struct O2cbDown;
+
+impl Rule for O2cbDown {
+    fn name(&self) -> &'static str {
+        "o2cb_down"
+    }
+
+    fn sources(&self) -> &'static [&'static str] {
+        &["o2cb", "heartbeat", "mounts"]
+    }
+
+    fn defaults(&self) -> RuleSettings {
+        RuleSettings {
+            r#for: Duration::from_secs(120),
+            cooldown: Duration::from_secs(1800),
+            backoff: Duration::from_secs(600),
+            max_attempts: 1,
+            ..base_settings()
+        }
+    }
+
+    fn evaluate(&self, snapshot: &Snapshot, config: &Config) -> Vec<Finding> {
+        let Some(o2cb) = snapshot.o2cb() else {
+            return Vec::new();
+        };
+        if o2cb.cluster.is_none() {
+            return Vec::new();
+        }
+        let mounts = snapshot
+            .mounts()
+            .map(|m| m.mounts.as_slice())
+            .unwrap_or(&[]);
+        let expects_ocfs2 = mounts
+            .iter()
+            .any(|m| m.expected.as_ref().is_some_and(|e| e.fstype == "ocfs2"));
+        let heartbeat = snapshot.heartbeat();
+        let failed_regions = heartbeat.map_or(0, |h| h.failed_regions.len());
+        let evidence = if !o2cb.online && expects_ocfs2 {
+            "cluster offline while OCFS2 mounts are expected".to_string()
+        } else if o2cb.online && failed_regions > 0 {
+            format!("{failed_regions} heartbeat regions failed")
+        } else {
+            return Vec::new();
+        };
+        let volumes: Vec<MountSpec> = mounts
+            .iter()
+            .filter_map(|m| {
+                let top = m.top.as_ref()?;
+                (top.fstype == "ocfs2").then(|| MountSpec {
+                    mountpoint: m.mountpoint.clone(),
+                    source: m
+                        .expected
+                        .as_ref()
+                        .map_or_else(|| top.source.clone(), |e| e.source.clone()),
+                    fstype: "ocfs2".into(),
+                    options: m
+                        .expected
+                        .as_ref()
+                        .map_or_else(|| "_netdev".into(), |e| e.options.clone()),
+                })
+            })
+            .collect();
+        let others_live = heartbeat.map_or(0, |h| h.live_any.len().saturating_sub(1));
+        let stop_services = config
+            .remediation
+            .rules
+            .get(self.name())
+            .map(|r| r.stop_services.clone())
+            .unwrap_or_default();
+        let plan = (volumes.is_empty() || others_live > 0).then(|| Plan::RestartO2cb {
+            cluster: o2cb.cluster_name.clone(),
+            volumes: volumes.clone(),
+            stop_services,
+        });
+        let evidence = if plan.is_none() {
+            format!("{evidence}; alert only: no other live node holds the volumes")
+        } else {
+            evidence
+        };
+        vec![Finding {
+            target: o2cb.cluster_name.clone(),
+            evidence,
+            plan,
+        }]
+    }
+}

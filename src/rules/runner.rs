@@ -1,0 +1,68 @@
+//! The engine's own thread: waits for each published snapshot, runs one
+//! engine tick on it, publishes the report. Actions may take seconds (4096
+//! unmounts) or up to `action_timeout`; they never delay the sampler or a
+//! scrape, which only read the last published report.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::control::Control;
+use super::{Engine, Report};
+use crate::actions::{executor_for, HostActions};
+use crate::config::Config;
+use crate::host::HostPaths;
+use crate::snapshot::Snapshot;
+
+pub type ReportReceiver = watch::Receiver<Option<Arc<Report>>>;
+
+/// Starts the engine thread; it stops when `stop` is set.
+pub fn spawn(
+    config: Arc<Config>,
+    paths: HostPaths,
+    control: Arc<Control>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
+    let (publish, reports) = watch::channel(None);
+    let host = HostActions::new(paths, &config.remediation);
+    let executor = executor_for(config.remediation.mode, host);
+    tracing::info!(
+        mode = config.remediation.mode.as_str(),
+        "Remediation engine starting."
+    );
+    let mut engine = Engine::new(config, executor, control);
+    let handle = std::thread::Builder::new()
+        .name("rule-engine".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot start the rule engine's timer; remediation is off.");
+                    return;
+                }
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let changed = runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(500), snapshots.changed()).await
+                });
+                match changed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => continue,
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                if !snapshot.is_ready() {
+                    continue;
+                }
+                let report = engine.tick(&snapshot, Instant::now());
+                publish.send_replace(Some(Arc::new(report)));
+            }
+        })?;
+    Ok((handle, reports))
+}

@@ -1,0 +1,378 @@
+//! The rule engine's guard rails on fixture snapshots with a recording
+//! executor: `for`, cooldown, backoff and give-up, budget, pause, storm
+//! brake, resolution. No root needed: the host is a fixture tree and the
+//! executor never touches it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
+use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+use ocfs2_watchdog::collector::storage::IscsiFacts;
+use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::config::{Config, StateDir};
+use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
+use ocfs2_watchdog::rules::control::{Control, PAUSE_FILE};
+use ocfs2_watchdog::rules::{Engine, Report};
+use ocfs2_watchdog::sampler::Sampler;
+use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
+
+#[derive(Clone)]
+struct Recorder {
+    calls: Arc<Mutex<Vec<Plan>>>,
+    outcome: Outcome,
+}
+
+impl Executor for Recorder {
+    fn mode(&self) -> Mode {
+        Mode::Enforce
+    }
+    fn execute(&self, plan: &Plan) -> Outcome {
+        self.calls.lock().unwrap().push(plan.clone());
+        self.outcome.clone()
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    config: Arc<Config>,
+    calls: Arc<Mutex<Vec<Plan>>>,
+    control: Arc<Control>,
+    engine: Engine,
+}
+
+/// Two paths each with a duplicate layer, as mountinfo lists them.
+const TABLE: &str = concat!(
+    "20 1 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
+    "21 20 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
+    "30 1 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
+    "31 30 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
+    "40 1 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
+    "41 40 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
+);
+
+fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let proc1 = dir.path().join("root/proc/1");
+    std::fs::create_dir_all(&proc1).unwrap();
+    std::fs::write(proc1.join("mountinfo"), TABLE).unwrap();
+    let mut config = Config {
+        state_dir: StateDir(dir.path().join("state")),
+        ..Config::default()
+    };
+    config.mounts.fstypes = vec!["tmpfs".into()];
+    config.mounts.use_fstab = false;
+    config.kernel_log.enabled = false;
+    config.remediation.mode = Mode::Enforce;
+    config.remediation.rules.insert(
+        "duplicate_mount_layers".into(),
+        RuleConfig {
+            r#for: Some(Duration::from_secs(10)),
+            cooldown: Some(Duration::from_secs(60)),
+            backoff: Some(Duration::from_secs(10)),
+            backoff_max: Some(Duration::from_secs(25)),
+            max_attempts: Some(3),
+            ..RuleConfig::default()
+        },
+    );
+    tune(&mut config);
+    let config = Arc::new(config);
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let control = Arc::new(Control::new(&config.state_dir.0, None));
+    let executor = Recorder {
+        calls: Arc::clone(&calls),
+        outcome,
+    };
+    let engine = Engine::new(
+        Arc::clone(&config),
+        Box::new(executor),
+        Arc::clone(&control),
+    );
+    Fixture {
+        dir,
+        config,
+        calls,
+        control,
+        engine,
+    }
+}
+
+impl Fixture {
+    fn snapshot(&self) -> Snapshot {
+        let paths = HostPaths::new(self.dir.path().join("root"), None, None);
+        let ctx = Arc::new(Context::new(paths, Arc::clone(&self.config)));
+        Sampler::new(ctx).tick(Duration::from_secs(5))
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    fn audit(&self) -> Vec<AuditRecord> {
+        let path = self.config.state_dir.0.join("audit.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("parseable audit line"))
+            .collect()
+    }
+
+    fn outcomes(&self, target: &str) -> Vec<String> {
+        self.audit()
+            .into_iter()
+            .filter(|r| r.target == target && r.rule == "duplicate_mount_layers")
+            .map(|r| r.outcome)
+            .collect()
+    }
+}
+
+fn with_section(snapshot: &mut Snapshot, name: &'static str, facts: Facts) {
+    let report = CollectorReport {
+        success: true,
+        duration_seconds: 0.0,
+        error_kind: None,
+        error: None,
+        absent: None,
+        stale: false,
+    };
+    let section = Section {
+        facts,
+        ..Section::default()
+    };
+    snapshot
+        .collectors
+        .insert(name, (report, Arc::new(section)));
+}
+
+fn count(report: &Report, outcome: &str) -> u64 {
+    report
+        .actions
+        .iter()
+        .filter(|(_, _, o, _)| *o == outcome)
+        .map(|(_, _, _, n)| n)
+        .sum()
+}
+
+#[test]
+fn pending_until_for_then_cooldown_then_give_up() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        c.remediation.actions_per_hour = 100;
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    let report = f.engine.tick(&snapshot, t0);
+    assert_eq!(f.calls(), 0, "pending: nothing before `for`");
+    assert!(report.targets.iter().all(|t| t.state == "pending"));
+    let rendered = snapshot_with(report).rendered_text().to_string();
+    assert!(
+        rendered.contains(
+            "ocfs2_watchdog_rule_firing{rule=\"duplicate_mount_layers\",target=\"/srv/a\"} 0"
+        ),
+        "{rendered}"
+    );
+
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 3, "one action per firing target");
+    for s in [11, 20, 30] {
+        f.engine.tick(&snapshot, t0 + Duration::from_secs(s));
+    }
+    assert_eq!(f.calls(), 3, "cooldown holds");
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(71));
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(132));
+    assert_eq!(f.calls(), 9, "acted again after each cooldown");
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(200));
+    assert_eq!(f.calls(), 9, "gave up after max_attempts");
+    assert!(report.targets.iter().any(|t| t.state == "gave_up"));
+    assert_eq!(
+        f.outcomes("/srv/a"),
+        [
+            "started",
+            "success",
+            "skipped_cooldown",
+            "started",
+            "success",
+            "started",
+            "success",
+            "gave_up"
+        ]
+    );
+    assert_eq!(count(&report, "gave_up"), 3);
+
+    // An operator resume clears the give-up.
+    f.control.resume().unwrap();
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(201));
+    assert_eq!(f.calls(), 12);
+}
+
+fn snapshot_with(report: Report) -> Snapshot {
+    let mut snapshot = Snapshot::empty();
+    snapshot.remediation = Some(Arc::new(report));
+    snapshot
+}
+
+#[test]
+fn failures_back_off_exponentially_and_give_up() {
+    let mut f = fixture(Outcome::Failed("mount: bad superblock".into()), |c| {
+        c.remediation.actions_per_hour = 100;
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    let mut calls_at = Vec::new();
+    for s in 0..=120 {
+        let before = f.calls();
+        f.engine.tick(&snapshot, t0 + Duration::from_secs(s));
+        if f.calls() > before {
+            calls_at.push(s);
+        }
+    }
+    // 10 s, then +10 s, then +20 s; then give up (max_attempts = 3).
+    assert_eq!(calls_at, [10, 20, 40]);
+    let outcomes = f.outcomes("/srv/b");
+    assert_eq!(outcomes.iter().filter(|o| *o == "failed").count(), 3);
+    assert_eq!(outcomes.last().map(String::as_str), Some("gave_up"));
+    let failed = f
+        .audit()
+        .into_iter()
+        .find(|r| r.outcome == "failed")
+        .unwrap();
+    assert_eq!(failed.error.as_deref(), Some("mount: bad superblock"));
+}
+
+#[test]
+fn the_hourly_budget_caps_actions() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        c.remediation.actions_per_hour = 2;
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 2);
+    assert_eq!(report.budget_remaining, 0);
+    assert_eq!(count(&report, "skipped_budget"), 1);
+    let text = snapshot_with(report).rendered_text().to_string();
+    assert!(
+        text.contains("ocfs2_watchdog_action_budget_remaining 0"),
+        "{text}"
+    );
+    // An hour later the budget is back.
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(3611));
+    assert_eq!(f.calls(), 4, "the budget refills after an hour");
+}
+
+#[test]
+fn the_pause_file_stops_every_action() {
+    let mut f = fixture(Outcome::Success("done".into()), |_| {});
+    std::fs::create_dir_all(&f.config.state_dir.0).unwrap();
+    std::fs::write(f.config.state_dir.0.join(PAUSE_FILE), "").unwrap();
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(15));
+    assert_eq!(f.calls(), 0);
+    assert!(report.paused);
+    assert_eq!(report.paused_seconds, 15.0);
+    assert_eq!(count(&report, "skipped_paused"), 3);
+    let text = snapshot_with(report).rendered_text().to_string();
+    assert!(text.contains("ocfs2_watchdog_paused 1"), "{text}");
+    f.control.resume().unwrap();
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(16));
+    assert_eq!(f.calls(), 3);
+}
+
+#[test]
+fn the_storm_brake_holds_on_hung_heartbeat_or_dead_sessions() {
+    let mut f = fixture(Outcome::Success("done".into()), |_| {});
+    let mut snapshot = f.snapshot();
+    let hung = |ratio| RegionHeartbeat {
+        uuid: "0A1B".into(),
+        ratio: Some(ratio),
+        ..RegionHeartbeat::default()
+    };
+    let heartbeat = HeartbeatFacts {
+        regions: vec![hung(0.8), hung(0.6)],
+        ..HeartbeatFacts::default()
+    };
+    with_section(
+        &mut snapshot,
+        "heartbeat",
+        Facts::Heartbeat(Arc::new(heartbeat)),
+    );
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 0);
+    assert!(report.storm_brake.as_deref().unwrap().contains("heartbeat"));
+    assert_eq!(count(&report, "skipped_storm"), 3);
+    let text = snapshot_with(report).rendered_text().to_string();
+    assert!(text.contains("ocfs2_watchdog_storm_brake 1"), "{text}");
+
+    // One healthy region: not a storm. Every iSCSI session down: a storm.
+    let heartbeat = HeartbeatFacts {
+        regions: vec![hung(0.8), hung(0.1)],
+        ..HeartbeatFacts::default()
+    };
+    with_section(
+        &mut snapshot,
+        "heartbeat",
+        Facts::Heartbeat(Arc::new(heartbeat)),
+    );
+    let session = ocfs2_watchdog::collector::storage::iscsi::Session {
+        name: "session1".into(),
+        state: Some("FAILED".into()),
+        ..Default::default()
+    };
+    let iscsi = IscsiFacts {
+        sessions: vec![session],
+    };
+    with_section(&mut snapshot, "iscsi", Facts::Iscsi(Arc::new(iscsi)));
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(11));
+    assert!(report.storm_brake.as_deref().unwrap().contains("iSCSI"));
+    assert_eq!(f.calls(), 0);
+}
+
+#[test]
+fn a_cleared_condition_resolves_and_alert_only_never_acts() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        c.remediation
+            .rules
+            .get_mut("duplicate_mount_layers")
+            .unwrap()
+            .alert_only = Some(true);
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 0);
+    assert!(report
+        .targets
+        .iter()
+        .all(|t| t.state == "firing" && t.alert_only));
+    std::fs::write(
+        f.dir.path().join("root/proc/1/mountinfo"),
+        "20 1 0:50 / /srv/a rw - tmpfs tmpfs rw\n",
+    )
+    .unwrap();
+    let report = f.engine.tick(&f.snapshot(), t0 + Duration::from_secs(11));
+    assert!(report.targets.is_empty(), "{:?}", report.targets);
+    assert!(f.outcomes("/srv/a").contains(&"resolved".to_string()));
+}
+
+#[test]
+fn an_unwritable_audit_log_means_no_action() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        // The state dir is a file: nothing can be written under it.
+        c.state_dir = StateDir(Path::new("/dev/null").join("state"));
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 0, "never an action without a record");
+    assert!(report.audit_write_errors >= 3);
+    assert_eq!(count(&report, "failed"), 3);
+}
