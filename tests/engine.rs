@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use ocfs2_watchdog::actions::audit::AuditRecord;
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+use ocfs2_watchdog::collector::kernel_log::KernelLogFacts;
 use ocfs2_watchdog::collector::storage::IscsiFacts;
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::config::{Config, StateDir};
 use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::kernel_log::classify::Event;
+use ocfs2_watchdog::kernel_log::state::RecentEvent;
 use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::{Control, PAUSE_FILE};
 use ocfs2_watchdog::rules::{Engine, Report};
@@ -332,6 +335,52 @@ fn the_storm_brake_holds_on_hung_heartbeat_or_dead_sessions() {
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(11));
     assert!(report.storm_brake.as_deref().unwrap().contains("iSCSI"));
     assert_eq!(f.calls(), 0);
+
+    // Sessions back; the kernel's all-nodes-hung negotiation within the
+    // storm window is a storm, the same message long ago is not.
+    with_section(
+        &mut snapshot,
+        "iscsi",
+        Facts::Iscsi(Arc::new(IscsiFacts::default())),
+    );
+    let now = snapshot
+        .taken_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let hung_at = |seconds_ago: f64| {
+        KernelLogFacts {
+        recent: vec![RecentEvent {
+            timestamp_seconds: Some(now - seconds_ago),
+            event: Event::HbWriteHung,
+            message: "o2hb: node 2 hb write hung for 6 s on region DEA93192F0874F53BB5290B5205C6B64 (vda).".into(),
+        }],
+        ..KernelLogFacts::default()
+    }
+    };
+    with_section(
+        &mut snapshot,
+        "kernel_log",
+        Facts::KernelLog(Arc::new(hung_at(5.0))),
+    );
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(12));
+    assert!(
+        report
+            .storm_brake
+            .as_deref()
+            .unwrap()
+            .contains("hb write hung"),
+        "{:?}",
+        report.storm_brake
+    );
+    assert_eq!(f.calls(), 0);
+    with_section(
+        &mut snapshot,
+        "kernel_log",
+        Facts::KernelLog(Arc::new(hung_at(86_400.0))),
+    );
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(13));
+    assert_eq!(report.storm_brake, None);
 }
 
 #[test]

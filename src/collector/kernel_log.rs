@@ -23,7 +23,7 @@ use crate::snapshot::{Facts, Section};
 pub struct KernelLog;
 
 /// For `/status` and the rules.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct KernelLogFacts {
     pub counters: Counters,
     /// The last events, oldest first (bounded by `kernel_log.recent_events`).
