@@ -27,7 +27,9 @@ add_binary() {  # add_binary PATH DIR
 }
 cp -L /lib64/ld-linux-x86-64.so.2 "$root/usr/lib64/"
 for b in "$CACHE"/pkgs/sbin/* "$CACHE"/pkgs/usr/sbin/*; do add_binary "$b" sbin; done
-for b in /usr/sbin/dmsetup /usr/bin/bash; do add_binary "$b" bin; done
+# util-linux mount/umount, as on a real host: `mount -t ocfs2` runs the
+# mount.ocfs2 helper (busybox's mount would call mount(2) directly).
+for b in /usr/sbin/dmsetup /usr/bin/bash /usr/bin/mount /usr/bin/umount; do add_binary "$b" bin; done
 # The daemon's own libraries (it runs from the share).
 add_libs "${DAEMON:-/bin/true}"
 for lib in libgcc_s.so.1 libm.so.6 libc.so.6; do
