@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod web;
+pub use web::{WebAuthConfig, WebLimitsConfig, WebTlsConfig};
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -226,12 +229,19 @@ impl Default for ProbeConfig {
 pub struct WebConfig {
     /// Address the HTTP server listens on; `--web.listen-address` overrides it.
     pub listen_address: String,
+    /// Serve HTTPS instead of HTTP (see `crate::http::tls`).
+    pub tls: Option<WebTlsConfig>,
+    pub auth: WebAuthConfig,
+    pub limits: WebLimitsConfig,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen_address: "0.0.0.0:9784".to_string(),
+            tls: None,
+            auth: WebAuthConfig::default(),
+            limits: WebLimitsConfig::default(),
         }
     }
 }
@@ -259,6 +269,7 @@ impl Config {
             if config.kernel_log.source.is_relative() {
                 config.kernel_log.source = dir.join(&config.kernel_log.source);
             }
+            config.web.resolve_paths(dir);
         }
         Ok(config)
     }
@@ -334,7 +345,7 @@ impl Config {
                 format!("{:?} is not host:port", self.web.listen_address),
             );
         }
-        Ok(())
+        self.web.validate()
     }
 
     /// The effective configuration as TOML, for `--check-config`.

@@ -14,4 +14,5 @@ pub mod kernel_log;
 pub mod metrics;
 pub mod probe;
 pub mod sampler;
+pub mod service;
 pub mod snapshot;
