@@ -63,6 +63,7 @@ fn run(
         return Ok(());
     }
 
+    service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));

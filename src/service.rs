@@ -21,6 +21,19 @@ pub fn tick_completed(snapshot: &Snapshot) {
     send(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
 }
 
+/// Warns when systemd's watchdog would fire between two healthy ticks.
+pub fn check_watchdog_interval(interval: std::time::Duration) {
+    if let Some(watchdog) = sd_notify::watchdog_enabled() {
+        if watchdog < interval * 3 {
+            tracing::warn!(
+                watchdog = %humantime::format_duration(watchdog),
+                interval = %humantime::format_duration(interval),
+                "WatchdogSec is under three sampler intervals; a slow tick will get the daemon killed."
+            );
+        }
+    }
+}
+
 /// Shutdown started; systemd then does not count the exit as a crash.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("Stopping.")]);
