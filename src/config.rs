@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod web;
+pub use web::{WebAuthConfig, WebLimitsConfig, WebTlsConfig};
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -231,6 +234,10 @@ pub struct WebConfig {
     /// require. Without it every state-changing endpoint answers 403.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS instead of HTTP (see `crate::http::tls`).
+    pub tls: Option<WebTlsConfig>,
+    pub auth: WebAuthConfig,
+    pub limits: WebLimitsConfig,
 }
 
 impl Default for WebConfig {
@@ -238,6 +245,9 @@ impl Default for WebConfig {
         Self {
             listen_address: "0.0.0.0:9784".to_string(),
             admin_token_file: None,
+            tls: None,
+            auth: WebAuthConfig::default(),
+            limits: WebLimitsConfig::default(),
         }
     }
 }
@@ -265,6 +275,7 @@ impl Config {
             if config.kernel_log.source.is_relative() {
                 config.kernel_log.source = dir.join(&config.kernel_log.source);
             }
+            config.web.resolve_paths(dir);
         }
         Ok(config)
     }
@@ -341,7 +352,7 @@ impl Config {
                 format!("{:?} is not host:port", self.web.listen_address),
             );
         }
-        Ok(())
+        self.web.validate()
     }
 
     /// The effective configuration as TOML, for `--check-config`.

@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod probe;
 pub mod rules;
 pub mod sampler;
+pub mod service;
 pub mod snapshot;

@@ -10,9 +10,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use ocfs2_watchdog::cli::{init_logging, Args};
 use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::http::{router, AppState};
+use ocfs2_watchdog::http::{router_with, AppState, Security};
 use ocfs2_watchdog::rules::{self, control::Control};
 use ocfs2_watchdog::sampler::{spawn_loop, Health, Sampler};
+use ocfs2_watchdog::service;
 use ocfs2_watchdog::snapshot::Snapshot;
 
 fn main() -> ExitCode {
@@ -25,11 +26,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Certificate and token files are read now, so a bad path is a
+    // configuration error (exit 2) here and under --check-config.
+    let security = match Security::from_config(&config.web) {
+        Ok(security) => security,
+        Err(error) => {
+            eprintln!("ocfs2-watchdog: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if args.check_config {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    match run(args, config) {
+    match run(args, config, security) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "Daemon stopped on an error.");
@@ -38,7 +48,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()> {
+fn run(
+    args: Args,
+    config: ocfs2_watchdog::config::Config,
+    security: Security,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
     // Start following the kernel log now, not at the first tick.
@@ -50,6 +64,7 @@ fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()>
         return Ok(());
     }
 
+    service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -78,14 +93,29 @@ fn run(args: Args, config: ocfs2_watchdog::config::Config) -> anyhow::Result<()>
         started: Instant::now(),
     };
     let address = config.web.listen_address.clone();
+    let mut first_snapshot = state.snapshots.clone();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .with_context(|| format!("listening on {address}"))?;
-        tracing::info!(address = %address, version = env!("CARGO_PKG_VERSION"), "Listening.");
-        let app = router(state).merge(rules::control::routes(control));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+        tracing::info!(
+            address = %address,
+            tls = security.tls.is_some(),
+            auth = security.auth.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "Listening."
+        );
+        // READY=1 means /readyz answers 200: listener bound, snapshot taken.
+        tokio::spawn(async move {
+            if let Ok(snapshot) = first_snapshot.wait_for(|s| s.is_ready()).await {
+                service::ready(&snapshot);
+                tracing::info!("Ready.");
+            }
+        });
+        tokio::spawn(reload_on_sighup(security.clone()));
+        let app = router_with(state, &security, rules::control::routes(control));
+        security
+            .serve(listener, app, shutdown_signal())
             .await
             .context("serving HTTP")
     })?;
@@ -109,5 +139,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!(signal = "SIGTERM", "Shutting down."),
         _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "Shutting down."),
+    }
+    service::stopping();
+}
+
+/// SIGHUP reloads the TLS certificate and the bearer token. Installing the
+/// handler also keeps SIGHUP from killing the daemon, its default action.
+async fn reload_on_sighup(security: Security) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(error) => {
+            tracing::error!(error = %error, "Cannot listen for SIGHUP; certificates reload only on restart.");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "Reloading certificates and tokens.");
+        security.reload();
     }
 }

@@ -212,8 +212,10 @@ pub fn spawn_loop(
             while !stop.load(Ordering::Relaxed) {
                 let snapshot = sampler.tick(budget);
                 tracing::debug!(sequence = snapshot.sequence, "Snapshot taken.");
-                publish.send_replace(Arc::new(snapshot));
+                let snapshot = Arc::new(snapshot);
+                publish.send_replace(Arc::clone(&snapshot));
                 health.record_tick();
+                crate::service::tick_completed(&snapshot);
                 next += interval;
                 let now = Instant::now();
                 if next < now {

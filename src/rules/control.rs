@@ -113,7 +113,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `POST /pause` and `POST /resume`, merged into the daemon's router.
-pub fn routes(control: Arc<Control>) -> Router {
+pub fn routes<S: Clone + Send + Sync + 'static>(control: Arc<Control>) -> Router<S> {
     Router::new()
         .route("/pause", post(pause))
         .route("/resume", post(resume))

@@ -1,0 +1,171 @@
+//! The `[web]` subsections: TLS, scrape authentication and request limits,
+//! modelled on exporter-toolkit's web configuration so an operator can carry
+//! a Go exporter's `tls_server_config` and `basic_auth_users` over unchanged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, WebConfig};
+
+/// TLS for the HTTP server, as exporter-toolkit's `tls_server_config`.
+/// Both files are read again on SIGHUP; a pair that fails to load keeps the
+/// one being served.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebTlsConfig {
+    /// PEM certificate chain, leaf first. Replace the file and send SIGHUP to
+    /// rotate it without dropping the listener.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_file: PathBuf,
+}
+
+/// Who may read `/metrics` and `/status`. Nothing configured: anyone, as
+/// node_exporter. `/healthz` and `/readyz` never ask, so kubelet and systemd
+/// probes need no secret; they reveal nothing but up/down.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebAuthConfig {
+    /// User name to bcrypt hash (`htpasswd -nBC 10 user`, or the
+    /// `basic_auth_users` of an exporter-toolkit web config, unchanged).
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// File holding a bearer token a scraper may send instead
+    /// (`Authorization: Bearer ...`, Prometheus `authorization.credentials_file`).
+    /// Read again on SIGHUP, so a token rotates without a restart.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl WebAuthConfig {
+    /// True when `/metrics` and `/status` ask for credentials.
+    pub fn is_required(&self) -> bool {
+        !self.basic_auth_users.is_empty() || self.bearer_token_file.is_some()
+    }
+}
+
+/// Bounds on what one client can make the server do.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebLimitsConfig {
+    /// Largest request body accepted (413 past it). No endpoint needs more
+    /// than a small JSON document.
+    pub max_request_body_bytes: usize,
+    /// A request not answered within this is answered 503. Handlers never
+    /// touch the host, so this only bounds a starved runtime.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// `/metrics` and `/status` requests served at once; more are answered
+    /// 503 at once instead of queueing. Raise it for many Prometheus replicas.
+    pub max_concurrent_scrapes: usize,
+    /// Deadline for a client to finish the TLS handshake; a client that
+    /// stalls it holds nothing past this.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for WebLimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_scrapes: 8,
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl WebConfig {
+    /// Relative secret and certificate paths name files next to the config.
+    pub(super) fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        }
+        if let Some(token) = &mut self.auth.bearer_token_file {
+            resolve(token);
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        let limits = &self.limits;
+        if limits.max_concurrent_scrapes == 0 {
+            return invalid(
+                "web.limits.max_concurrent_scrapes",
+                "must be at least 1".into(),
+            );
+        }
+        if limits.request_timeout.is_zero() || limits.tls_handshake_timeout.is_zero() {
+            return invalid("web.limits", "timeouts must be greater than 0".into());
+        }
+        for (user, hash) in &self.auth.basic_auth_users {
+            // bcrypt would reject it at every request; say so at start.
+            if !(hash.starts_with("$2") && hash.len() == 60) {
+                return invalid(
+                    "web.auth.basic_auth_users",
+                    format!("the hash of {user:?} is not a bcrypt hash ($2y$...)"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn web_section_parses_and_is_checked() {
+        let hash = "$2y$10$ZGZ5aGR5aGR5aGR5aGR5aOq0fTn2vIX5L0RSP2bXbbKJJj6l2QFeW";
+        assert_eq!(hash.len(), 60);
+        let config = parse(&format!(
+            "[web.tls]\ncert_file = \"/etc/c.pem\"\nkey_file = \"/etc/k.pem\"\n\
+             [web.auth]\nbasic_auth_users = {{ prometheus = \"{hash}\" }}\n\
+             [web.limits]\nrequest_timeout = \"3s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.web.auth.basic_auth_users["prometheus"], hash);
+        assert!(config.web.auth.is_required());
+        assert_eq!(config.web.limits.request_timeout, Duration::from_secs(3));
+        assert_eq!(parse(&config.to_toml()).unwrap(), config);
+        let err = parse("[web.auth]\nbasic_auth_users = { p = \"secret\" }\n").unwrap_err();
+        assert!(err.to_string().contains("not a bcrypt hash"), "{err}");
+        let err = parse("[web.limits]\nmax_concurrent_scrapes = 0\n").unwrap_err();
+        assert!(err.to_string().contains("max_concurrent_scrapes"), "{err}");
+        let err = parse("[web.tls]\ncert_file = \"c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("key_file"), "{err}");
+    }
+
+    #[test]
+    fn relative_web_files_are_taken_from_the_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[web.tls]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n\
+             [web.auth]\nbearer_token_file = \"t\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let tls = config.web.tls.unwrap();
+        assert_eq!(tls.cert_file, dir.path().join("c.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/k.pem"));
+        assert_eq!(
+            config.web.auth.bearer_token_file,
+            Some(dir.path().join("t"))
+        );
+    }
+}
