@@ -185,7 +185,7 @@ fn start_prometheus(dir: &Path, targets: &[(&str, &str)]) -> (Killed, String) {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n  - {rules:?}\n\
              scrape_configs:\n  - job_name: ocfs2-watchdog\n    static_configs:\n{static_configs}",
             rules = promql::rules_file(),
