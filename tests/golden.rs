@@ -5,16 +5,24 @@
 //! `README.md` saying what it shows and which real capture it was built from.
 //! The daemon takes one snapshot of it exactly as `--once` does; the output,
 //! with run-dependent values zeroed, must equal `tests/golden/<scenario>.prom`.
+//! The rule engine runs once over the snapshot in dry-run (state in a scratch
+//! directory), and its report is rendered with it, as the daemon serves it.
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the golden files: review
 //! the diff like code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ocfs2_watchdog::actions::{DryRunExecutor, HostActions};
 use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::config::StateDir;
 use ocfs2_watchdog::config::{Config, KernelLogConfig};
 use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::rules::config::Mode;
+use ocfs2_watchdog::rules::control::Control;
+use ocfs2_watchdog::rules::Engine;
 use ocfs2_watchdog::sampler::Sampler;
+use std::time::Instant;
 
 /// Families whose values depend on the run (time, durations), not the fixture.
 const RUN_DEPENDENT: &[&str] = &[
@@ -44,10 +52,20 @@ pub fn render_scenario(dir: &Path) -> String {
     if config.kernel_log.source == KernelLogConfig::default().source {
         config.kernel_log.enabled = false;
     }
+    // The engine's audit log and pause file go to a scratch directory, and
+    // it only ever decides: a fixture is never acted on.
+    let state = tempfile::tempdir().expect("scratch state dir");
+    config.state_dir = StateDir(state.path().to_path_buf());
+    config.remediation.mode = Mode::DryRun;
     let config = Arc::new(config);
     let paths = HostPaths::new(dir.join("rootfs"), None, None);
-    let mut sampler = Sampler::new(Arc::new(Context::new(paths, Arc::clone(&config))));
-    let snapshot = sampler.tick(config.sampler.collector_timeout);
+    let mut sampler = Sampler::new(Arc::new(Context::new(paths.clone(), Arc::clone(&config))));
+    let mut snapshot = sampler.tick(config.sampler.collector_timeout);
+    // As the daemon serves it: the snapshot plus the rule engine's report on it.
+    let control = Arc::new(Control::new(state.path(), None));
+    let executor = DryRunExecutor(HostActions::new(paths, &config.remediation));
+    let mut engine = Engine::new(Arc::clone(&config), Box::new(executor), control);
+    snapshot.remediation = Some(Arc::new(engine.tick(&snapshot, Instant::now())));
     normalize_run_dependent(snapshot.rendered_text())
 }
 
