@@ -33,12 +33,18 @@ impl Rule for O2cbDown {
     }
 
     fn evaluate(&self, snapshot: &Snapshot, config: &Config) -> Vec<Finding> {
+        // The o2cb section exists only when a cluster is registered or
+        // configured (cluster.conf, sysconfig): configured but not in configfs
+        // is exactly "o2cb did not come back after a reboot".
         let Some(o2cb) = snapshot.o2cb() else {
             return Vec::new();
         };
-        if o2cb.cluster.is_none() {
-            return Vec::new();
-        }
+        // O2CB_ENABLED=false while mounts are expected: the operator turned
+        // the stack off; say so, do not fight it.
+        let disabled = o2cb
+            .mismatches
+            .iter()
+            .any(|m| m.setting == "o2cb_enabled" && m.mismatch);
         let mounts = snapshot
             .mounts()
             .map(|m| m.mounts.as_slice())
@@ -80,12 +86,15 @@ impl Rule for O2cbDown {
             .get(self.name())
             .map(|r| r.stop_services.clone())
             .unwrap_or_default();
-        let plan = (volumes.is_empty() || others_live > 0).then(|| Plan::RestartO2cb {
-            cluster: o2cb.cluster_name.clone(),
-            volumes: volumes.clone(),
-            stop_services,
-        });
-        let evidence = if plan.is_none() {
+        let plan =
+            (!disabled && (volumes.is_empty() || others_live > 0)).then(|| Plan::RestartO2cb {
+                cluster: o2cb.cluster_name.clone(),
+                volumes: volumes.clone(),
+                stop_services,
+            });
+        let evidence = if disabled {
+            format!("{evidence}; alert only: O2CB_ENABLED=false")
+        } else if plan.is_none() {
             format!("{evidence}; alert only: no other live node holds the volumes")
         } else {
             evidence

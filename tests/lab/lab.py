@@ -15,6 +15,7 @@ exits non-zero when anything failed or could not start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -231,11 +232,104 @@ def scenario_slow_heartbeat(lab: Lab) -> None:
     m = wait_for("n1 to evict n2", 90, lambda: events(n1.metrics(), "dlm_node_evicted") >= 1)
 
 
+ENFORCE = """
+[remediation]
+mode = "enforce"
+[remediation.rules.duplicate_mount_layers]
+for = "2s"
+[remediation.rules.missing_mount]
+for = "2s"
+[remediation.rules.o2cb_down]
+for = "2s"
+"""
+
+EXPECTED = """
+[[mounts.expected]]
+mountpoint = "/mnt/ocfs2"
+source = "/dev/vda"
+fstype = "ocfs2"
+options = "_netdev"
+"""
+
+
+def audit(lab: Lab, node: str) -> list[dict]:
+    """Every line of the node's audit log; each must be one JSON object."""
+    path = lab.share / "state" / node / "audit.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def action_outcomes(lab: Lab, node: str, rule: str) -> list[str]:
+    return [r.get("outcome", "") for r in audit(lab, node) if r.get("rule") == rule]
+
+
+def scenario_stacked_binds(lab: Lab) -> None:
+    """20 bind layers on n1's OCFS2 mount, daemon enforcing: exactly one left."""
+    n1, n2 = lab.pair()
+    lab.online(n1, n2)
+    lab.mkfs_and_mount(n1, n2)
+    n1.start_daemon(daemon_config("n1", ENFORCE))
+    n1.sh("for i in $(seq 1 20); do mount --bind /mnt/ocfs2 /mnt/ocfs2; done; grep -c ' /mnt/ocfs2 ' /proc/self/mountinfo")
+    m = wait_for("n1 to unstack to one layer", 90,
+                 lambda: (lambda m: m if find(m, "ocfs2_mount_stacked", mountpoint="/mnt/ocfs2") == 1.0
+                          and (find(m, "ocfs2_watchdog_actions_total", rule="duplicate_mount_layers",
+                                    outcome="success") or 0) >= 1 else None)(n1.metrics()))
+    layers = n1.sh("grep -c ' /mnt/ocfs2 ' /proc/self/mountinfo").strip()
+    expect(layers == "1", f"{layers} layers left in the kernel's table")
+    n1.sh("touch /mnt/ocfs2/still-here && ls /mnt/ocfs2/still-here")
+    outcomes = action_outcomes(lab, "n1", "duplicate_mount_layers")
+    expect("success" in outcomes, f"audit outcomes {outcomes}")
+    phases = [r.get("phase") for r in audit(lab, "n1") if r.get("action") == "unstack"]
+    expect("before" in phases and "after" in phases, f"audit phases {phases}")
+
+
+def scenario_failed_mount(lab: Lab) -> None:
+    """n2's volume unmounted behind its back, daemon enforcing: remounted."""
+    n1, n2 = lab.pair()
+    lab.online(n1, n2)
+    lab.mkfs_and_mount(n1, n2)
+    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE))
+    n2.sh("umount /mnt/ocfs2", timeout=120)
+    wait_for("n2 to remount the volume", 120,
+             lambda: (lambda m: find(m, "ocfs2_mount_missing", mountpoint="/mnt/ocfs2") == 0.0
+                      and find(m, "ocfs2_mount_stacked", mountpoint="/mnt/ocfs2") == 1.0
+                      and (find(m, "ocfs2_watchdog_actions_total", rule="missing_mount", outcome="success") or 0) >= 1)(n2.metrics()))
+    n2.sh("grep ' /mnt/ocfs2 ocfs2 ' /proc/mounts && touch /mnt/ocfs2/remounted")
+    expect("success" in action_outcomes(lab, "n2", "missing_mount"), "no successful remount in the audit log")
+
+
+def scenario_o2cb_offline(lab: Lab) -> None:
+    """o2cb taken offline on n2, daemon enforcing: stack restarted, volume remounted."""
+    n1, n2 = lab.pair()
+    # o2cb's own defaults, which a plain `o2cb register-cluster` restores.
+    lab.online(n1, n2, dead=31, idle=30000)
+    lab.mkfs_and_mount(n1, n2)
+    # Offline before the daemon starts, as after a reboot that did not bring
+    # o2cb back (started first, the daemon would remount before o2cb could go
+    # down). The kernel stops the volume's heartbeat after the umount
+    # asynchronously (its usermode helper runs ocfs2_hb_ctl -K): o2cb refuses
+    # to go offline until then.
+    n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
+          "! o2cb cluster-status", timeout=120)
+    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE))
+    def restored():
+        m = n2.metrics()
+        return (find(m, "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0
+                and find(m, "ocfs2_mount_missing", mountpoint="/mnt/ocfs2") == 0.0)
+    wait_for("n2 to restart o2cb and remount", 180, restored, interval=2)
+    outcomes = action_outcomes(lab, "n2", "o2cb_down")
+    expect("success" in outcomes, f"o2cb_down audit outcomes {outcomes}")
+    n2.sh("o2cb cluster-status && touch /mnt/ocfs2/after-restart")
+
+
 SCENARIOS = {
     "healthy_pair": (scenario_healthy_pair, 300),
     "pause_zombie": (scenario_pause_zombie, 480),
     "interconnect_cut": (scenario_interconnect_cut, 480),
     "slow_heartbeat": (scenario_slow_heartbeat, 480),
+    "stacked_binds": (scenario_stacked_binds, 300),
+    "failed_mount": (scenario_failed_mount, 360),
+    "o2cb_offline": (scenario_o2cb_offline, 420),
 }
 
 
