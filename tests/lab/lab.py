@@ -322,6 +322,48 @@ def scenario_o2cb_offline(lab: Lab) -> None:
     n2.sh("o2cb cluster-status && touch /mnt/ocfs2/after-restart")
 
 
+def scenario_iscsi_target_restart(lab: Lab) -> None:
+    """The volume on an iSCSI LUN served by tgt in n1; target killed, then restarted."""
+    lun = lab.disk("lun", "512M")
+    n1, n2 = lab.pair(extra_disks={"n1": [lun]})
+    n1.sh("sh /host/lab/iscsi.sh target", timeout=60)
+    for guest in (n1, n2):
+        guest.sh("sh /host/lab/iscsi.sh initiator 10.99.0.1:3260", timeout=120)
+    # Heartbeat timeout 120 s, as multipath/iSCSI users run it: longer than the
+    # outage, so the node rides it out instead of fencing.
+    lab.online(n1, n2, dead=61, idle=30000)
+    lab.mkfs_and_mount(n1, n2, device="/dev/sda")
+    for guest in (n1, n2):
+        guest.start_daemon(daemon_config(guest.name))
+    target = "iqn.2024-01.lab.ocfs2:shared"
+
+    def state(m, value):
+        return find(m, "ocfs2_iscsi_session_state", target=target, state=value) == 1.0
+
+    def disk(m, value):
+        return find(m, "ocfs2_scsi_device_state", device="/dev/sda", state=value) == 1.0
+
+    m = wait_for("n2 to see its session logged in", 60,
+                 lambda: (lambda m: m if state(m, "LOGGED_IN") and disk(m, "running") else None)(n2.metrics()))
+    expect(find(m, "ocfs2_iscsi_session_logged_in", target=target) == 1.0, "session not logged in")
+    expect(find(m, "ocfs2_storage_path_info", mountpoint="/mnt/ocfs2", target=target) == 1.0,
+           "the mount's storage path does not name the target")
+
+    n1.sh("killall -9 tgtd")
+    wait_for("n2's session FAILED and its disk blocked", 60,
+             lambda: (lambda m: state(m, "FAILED") and disk(m, "blocked"))(n2.metrics()))
+    m = wait_for("recovery_tmo to expire: FREE and transport-offline", 90,
+                 lambda: (lambda m: m if state(m, "FREE") and disk(m, "transport-offline") else None)(n2.metrics()))
+    expect(find(m, "ocfs2_iscsi_session_logged_in", target=target) == 0.0, "logged_in still 1")
+    expect(events(m, "iscsi_conn_error") >= 1, "no iSCSI connection error counted")
+    expect(events(m, "iscsi_recovery_timeout") >= 1, "no iSCSI recovery timeout counted")
+
+    n1.sh("sh /host/lab/iscsi.sh target", timeout=60)
+    wait_for("iscsid to log n2 back in", 120,
+             lambda: (lambda m: state(m, "LOGGED_IN") and disk(m, "running"))(n2.metrics()), interval=2)
+    expect(n2.boots() == 1 and n1.boots() == 1, "a node rebooted during the outage")
+
+
 SCENARIOS = {
     "healthy_pair": (scenario_healthy_pair, 300),
     "pause_zombie": (scenario_pause_zombie, 480),
@@ -330,6 +372,7 @@ SCENARIOS = {
     "stacked_binds": (scenario_stacked_binds, 300),
     "failed_mount": (scenario_failed_mount, 360),
     "o2cb_offline": (scenario_o2cb_offline, 420),
+    "iscsi_target_restart": (scenario_iscsi_target_restart, 480),
 }
 
 

@@ -200,7 +200,7 @@ class Lab:
         for sub in ["q", "bin", "cfg", "logs", "state", "lab"]:
             (self.share / sub).mkdir(parents=True)
         shutil.copy2(self.daemon, self.share / "bin" / "ocfs2-watchdog")
-        for name in ["cluster.conf", "o2cb-online.sh"]:
+        for name in ["cluster.conf", "o2cb-online.sh", "iscsi.sh"]:
             shutil.copy2(HERE / "guest" / name, self.share / "lab" / name)
         subprocess.run([str(HERE / "build-initramfs.sh"), str(self.initramfs)], check=True,
                        env={**os.environ, "DAEMON": str(self.daemon)})
