@@ -11,7 +11,7 @@ use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::config::Config;
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::sampler::Sampler;
-use support::{bind, enter_private_namespace, make_shared, mount_tmpfs};
+use support::{bind, enter_private_namespace, mount_tmpfs};
 
 fn tmpfs_config() -> Arc<Config> {
     let mut config = Config::default();
@@ -77,13 +77,7 @@ fn propagated_copies_are_counted_on_every_path() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let parent = dir.path().join("parent");
-    let peer = dir.path().join("peer");
-    std::fs::create_dir_all(&parent).unwrap();
-    std::fs::create_dir_all(&peer).unwrap();
-    mount_tmpfs(&parent);
-    make_shared(&parent);
-    bind(&parent, &peer);
+    let (parent, peer) = support::shared_parent_with_peer(dir.path());
     let volume = parent.join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     mount_tmpfs(&volume);

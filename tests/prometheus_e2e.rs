@@ -15,7 +15,6 @@ mod promql;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,22 +47,6 @@ fn fixtures() -> PathBuf {
     promql::repo().join("tests/fixtures")
 }
 
-/// A plain HTTP/1.0 GET (no chunked encoding to undo): (status, body).
-fn get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
-}
-
 fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -76,7 +59,9 @@ fn url_encode(text: &str) -> String {
 }
 
 fn api(address: &str, path: &str) -> Value {
-    let (status, body) = get(address, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let (status, body) = support::http_get(address, path)
+        .map(|(status, _, body)| (status, body))
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let json: Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
     assert_eq!(status, 200, "GET {path}: {body}");
@@ -85,7 +70,7 @@ fn api(address: &str, path: &str) -> Value {
 
 /// Runs an instant query; the error text when Prometheus rejects it.
 fn query(address: &str, expr: &str) -> Result<Value, String> {
-    let (status, body) = get(
+    let (status, _, body) = support::http_get(
         address,
         &format!("/api/v1/query?query={}", url_encode(expr)),
     )
@@ -263,7 +248,7 @@ fn alerts_and_dashboards_work_on_a_real_prometheus() {
     );
 
     wait_for("Prometheus to be ready", start, || {
-        get(&prometheus, "/-/ready").is_ok_and(|(status, _)| status == 200)
+        support::http_get(&prometheus, "/-/ready").is_ok_and(|(status, _, _)| status == 200)
     });
     wait_for("both daemons scraped", start, || {
         query(&prometheus, "sum(up{job=\"ocfs2-watchdog\"})")

@@ -18,7 +18,7 @@ use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::{Engine, Report};
 use ocfs2_watchdog::sampler::Sampler;
-use support::{bind, enter_private_namespace, make_shared, mount_tmpfs};
+use support::{bind, enter_private_namespace, mount_tmpfs};
 
 fn config(state: &Path, mode: Mode) -> Config {
     let mut config = Config {
@@ -133,13 +133,7 @@ fn shared_propagation_ends_with_one_layer_on_every_path() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let parent = dir.path().join("parent");
-    let peer = dir.path().join("peer");
-    std::fs::create_dir_all(&parent).unwrap();
-    std::fs::create_dir_all(&peer).unwrap();
-    mount_tmpfs(&parent);
-    make_shared(&parent);
-    bind(&parent, &peer);
+    let (parent, peer) = support::shared_parent_with_peer(dir.path());
     let volume = parent.join("volume");
     stack(&volume, 5); // 1 + 4 binds: 16 layers on each path.
     let copy = peer.join("volume");

@@ -67,6 +67,23 @@ def daemon_config(name: str, extra: str = "") -> str:
             '[sampler]\ninterval = "1s"\n' + extra)
 
 
+def watch_until_reboot(guest: Guest, observe, timeout: float = 150) -> None:
+    """Calls `observe(guest.metrics())` every second until the guest has
+    booted a second time (it fenced itself), then waits for that boot."""
+    def watch():
+        try:
+            while guest.boots() < 2:
+                observe(guest.metrics())
+                time.sleep(1)
+        except LabError:
+            pass  # the guest died mid-request: it is fencing
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    guest.wait_booted(count=2, timeout=timeout)
+    watcher.join(timeout=10)
+
+
 def volume_uuid(guest: Guest) -> str:
     out = guest.sh("mounted.ocfs2 -d /dev/vda")
     match = re.search(r"\b([0-9A-F]{32})\b", out)
@@ -155,20 +172,12 @@ def scenario_interconnect_cut(lab: Lab) -> None:
     n1.qmp("set_link net0 off")
     seen_idle = {"n2": False}
 
-    def watch_n2():
+    def observe(m):
         # n2's own counters until it fences itself.
-        try:
-            while n2.boots() < 2:
-                if events(n2.metrics(), "net_idle_timeout") >= 1:
-                    seen_idle["n2"] = True
-                time.sleep(1)
-        except LabError:
-            pass
+        if events(m, "net_idle_timeout") >= 1:
+            seen_idle["n2"] = True
 
-    watcher = threading.Thread(target=watch_n2, daemon=True)
-    watcher.start()
-    n2.wait_booted(count=2, timeout=150)
-    watcher.join(timeout=10)
+    watch_until_reboot(n2, observe)
     expect("ocfs2 is very sorry to be fencing this system" in n2.console.read_text(errors="replace"),
            "n2 rebooted without the fence message")
     m = wait_for("n1 to evict n2 and replay its journal", 90,
@@ -209,19 +218,7 @@ def scenario_slow_heartbeat(lab: Lab) -> None:
     # Then hung: n2 negotiates, times out and fences; count what it saw first.
     set_write_delay(30000)
     last = {"m": m}
-
-    def watch():
-        try:
-            while n2.boots() < 2:
-                last["m"] = n2.metrics()
-                time.sleep(1)
-        except LabError:
-            pass
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    n2.wait_booted(count=2, timeout=150)
-    watcher.join(timeout=10)
+    watch_until_reboot(n2, lambda m: last.update(m=m))
     seen = last["m"]
     expect(events(seen, "hb_write_hung") >= 1, "no hb write hung event counted before the fence")
     console = n2.console.read_text(errors="replace")

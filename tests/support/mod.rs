@@ -110,6 +110,19 @@ pub fn bind(source: &Path, target: &Path) {
     .unwrap_or_else(|e| panic!("bind {} on {}: {e}", source.display(), target.display()));
 }
 
+/// `parent` (a tmpfs made shared) and `peer`, a bind of it: the two are one
+/// peer group, so every mount under one propagates to the other.
+pub fn shared_parent_with_peer(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let parent = dir.join("parent");
+    let peer = dir.join("peer");
+    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::create_dir_all(&peer).unwrap();
+    mount_tmpfs(&parent);
+    make_shared(&parent);
+    bind(&parent, &peer);
+    (parent, peer)
+}
+
 pub fn make_shared(path: &Path) {
     nix::mount::mount(
         None::<&str>,
@@ -121,7 +134,8 @@ pub fn make_shared(path: &Path) {
     .unwrap_or_else(|e| panic!("make-shared {}: {e}", path.display()));
 }
 
-/// A plain HTTP/1.1 GET on loopback: (status, content type, body).
+/// A plain HTTP/1.0 GET on loopback: (status, content type, body). HTTP/1.0
+/// so no server answers with chunked encoding a test would have to undo.
 pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String, String)> {
     http_get_accepting(address, path, "*/*")
 }
@@ -137,7 +151,7 @@ pub fn http_get_accepting(
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: {accept}\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
