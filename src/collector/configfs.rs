@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::CollectError;
+use super::{list_dirs, CollectError};
 use crate::host::HostPaths;
 
 /// `heartbeat/mode`.
@@ -173,22 +173,6 @@ pub fn read_cluster(paths: &HostPaths) -> Result<Option<ClusterConfig>, CollectE
     }
     cluster.degraded = reader.degraded;
     Ok(Some(cluster))
-}
-
-/// Sorted names of the subdirectories of `dir`; `None` when `dir` is absent.
-fn list_dirs(dir: &Path) -> Result<Option<Vec<String>>, CollectError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CollectError::io(dir, &e)),
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    Ok(Some(names))
 }
 
 /// Reads attributes one by one, remembering which could not be used.

@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::configfs::{self, ClusterConfig};
 use super::net::read_parsed;
 use super::nodemap::{parse_node_list, parse_node_map_file, NodeSet};
-use super::{CollectError, Collector, Context};
+use super::{list_dirs, CollectError, Collector, Context, ErrorKind};
 use crate::metrics::{bool_value, Family};
 use crate::snapshot::{Facts, Section};
 
@@ -80,13 +80,13 @@ impl Collector for Dlm {
         };
         let debug = ctx.paths.sys("kernel/debug");
         let base = debug.join("o2dlm");
-        let entries = std::fs::read_dir(&base).map_err(|e| CollectError::io(&base, &e))?;
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
+        let names = list_dirs(&base)?.ok_or_else(|| {
+            CollectError::new(
+                ErrorKind::NotFound,
+                &base,
+                "o2dlm debugfs directory missing",
+            )
+        })?;
         let mut facts = DlmFacts::default();
         if !names.is_empty() {
             // The cross-check inputs belong to the heartbeat and net

@@ -106,24 +106,15 @@ impl Collector for FsState {
             });
         }
         let base = ctx.paths.sys("kernel/debug/ocfs2");
-        let entries = match std::fs::read_dir(&base) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Section {
-                    absent: Some(format!(
-                        "{} does not exist: no OCFS2 mount or no debugfs",
-                        base.display()
-                    )),
-                    ..Section::default()
-                })
-            }
-            Err(e) => return Err(CollectError::io(&base, &e)),
+        let Some(names) = super::list_dirs(&base)? else {
+            return Ok(Section {
+                absent: Some(format!(
+                    "{} does not exist: no OCFS2 mount or no debugfs",
+                    base.display()
+                )),
+                ..Section::default()
+            });
         };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         let mut facts = FsStateFacts::default();
         for uuid in names {
             let path = base.join(&uuid).join("fs_state");

@@ -158,3 +158,19 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, CollectError> {
         Err(e) => Err(CollectError::io(path, &e)),
     }
 }
+
+/// Sorted names of the subdirectories of `dir`; `None` when `dir` is absent.
+pub fn list_dirs(dir: &Path) -> Result<Option<Vec<String>>, CollectError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CollectError::io(dir, &e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(Some(names))
+}

@@ -178,16 +178,7 @@ mod tests {
 
     #[test]
     fn overrides_apply_field_by_field() {
-        let base = RuleSettings {
-            enabled: true,
-            alert_only: false,
-            r#for: Duration::from_secs(30),
-            cooldown: Duration::from_secs(300),
-            backoff: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
-            max_attempts: 3,
-            stop_services: Vec::new(),
-        };
+        let base = crate::rules::base_settings();
         let config: RuleConfig = toml::from_str("for = \"1s\"\nmax_attempts = 5\n").unwrap();
         let effective = base.with(Some(&config));
         assert_eq!(effective.r#for, Duration::from_secs(1));
