@@ -187,7 +187,12 @@ impl Collector for Storage {
             mount.stall_seconds = mount_stall(mount, &maps, &sessions);
         }
         let storage_stall = longest_stall(&mounts, &maps, &sessions);
-        let o2cb = timeouts::read_o2cb_timeouts(paths);
+        // A configfs error is the o2cb collector's to report; here it only
+        // means the invariants cannot be checked.
+        let o2cb = crate::collector::configfs::read_cluster(paths)
+            .ok()
+            .flatten()
+            .map(|cluster| timeouts::O2cbTimeouts::from(&cluster));
         let invariants = o2cb
             .as_ref()
             .map(|t| timeouts::invariants(t, storage_stall))

@@ -3,13 +3,11 @@
 //! The o2cb values come from configfs `/sys/kernel/config/cluster/<cluster>/`
 //! (`idle_timeout_ms`, `keepalive_delay_ms`, `heartbeat/dead_threshold`;
 //! fs/ocfs2/cluster/nodemanager.c and heartbeat.c, docs/interfaces.md §1.1,
-//! §1.3). `read_o2cb_timeouts` is a deliberately tiny local reader: the full
-//! configfs collector replaces it once merged (TODO(configfs): use its facts).
+//! §1.3), read by the shared `collector::configfs` reader.
 
 use serde::Serialize;
 
-use super::sysfs::{attr, list_dir};
-use crate::host::HostPaths;
+use crate::collector::configfs::ClusterConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct O2cbTimeouts {
@@ -30,24 +28,15 @@ impl O2cbTimeouts {
     }
 }
 
-/// The first cluster in configfs (o2cb runs one), or `None` when o2cb is
-/// not online. TODO(configfs): replace with the configfs collector's facts.
-pub fn read_o2cb_timeouts(paths: &HostPaths) -> Option<O2cbTimeouts> {
-    let base = paths.sys("kernel/config/cluster");
-    let cluster = list_dir(&base).into_iter().next()?;
-    let dir = base.join(&cluster);
-    let number = |path: &std::path::Path, name: &str| attr(path, name).and_then(|v| parse_u32(&v));
-    Some(O2cbTimeouts {
-        dead_threshold: number(&dir.join("heartbeat"), "dead_threshold"),
-        idle_timeout_ms: number(&dir, "idle_timeout_ms"),
-        keepalive_delay_ms: number(&dir, "keepalive_delay_ms"),
-        cluster,
-    })
-}
-
-/// configfs prints `"%u\n"`.
-pub fn parse_u32(text: &str) -> Option<u32> {
-    text.trim().parse().ok()
+impl From<&ClusterConfig> for O2cbTimeouts {
+    fn from(cluster: &ClusterConfig) -> Self {
+        Self {
+            cluster: cluster.name.clone(),
+            dead_threshold: cluster.dead_threshold,
+            idle_timeout_ms: cluster.idle_timeout_ms,
+            keepalive_delay_ms: cluster.keepalive_delay_ms,
+        }
+    }
 }
 
 /// One invariant: `larger` must exceed `smaller`.
@@ -108,8 +97,6 @@ mod tests {
             };
             assert_eq!(t.heartbeat_timeout_seconds(), expected);
         }
-        assert_eq!(parse_u32("7\n"), Some(7));
-        assert_eq!(parse_u32("x"), None);
     }
 
     #[test]
