@@ -425,3 +425,66 @@ fn an_unwritable_audit_log_means_no_action() {
     assert!(report.audit_write_errors >= 3);
     assert_eq!(count(&report, "failed"), 3);
 }
+
+/// Blocks every execution until the test releases it, as an umount2 or a
+/// stat on a dead filesystem would.
+struct Blocking {
+    started: Arc<Mutex<u32>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Executor for Blocking {
+    fn mode(&self) -> Mode {
+        Mode::Enforce
+    }
+    fn execute(&self, _plan: &Plan) -> Outcome {
+        *self.started.lock().unwrap() += 1;
+        let _ = self.release.lock().unwrap().recv();
+        Outcome::Success("finally".into())
+    }
+}
+
+#[test]
+fn a_hung_action_is_reported_failed_and_never_started_twice() {
+    let mut f = fixture(Outcome::Success("unused".into()), |config| {
+        config.remediation.action_timeout = Duration::from_millis(20);
+        config
+            .remediation
+            .rules
+            .get_mut("duplicate_mount_layers")
+            .unwrap()
+            .r#for = Some(Duration::ZERO);
+    });
+    let started = Arc::new(Mutex::new(0));
+    let (release, hold) = std::sync::mpsc::channel();
+    f.engine = Engine::new(
+        Arc::clone(&f.config),
+        Box::new(Blocking {
+            started: Arc::clone(&started),
+            release: Mutex::new(hold),
+        }),
+        Arc::clone(&f.control),
+    );
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    let report = f.engine.tick(&snapshot, t0);
+    // Three targets, each hung past 5 × 20 ms: failed, one thread each.
+    assert_eq!(count(&report, "failed"), 3);
+    assert!(f.audit().iter().any(|r| r
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("still running"))));
+    // After the backoff the targets are due again, but their threads are
+    // still blocked: no second run starts.
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(11));
+    assert_eq!(*started.lock().unwrap(), 3);
+    assert_eq!(count(&report, "failed"), 6);
+    // Released, the blocked runs end and the next attempt takes their result.
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(40));
+    assert_eq!(count(&report, "success"), 3);
+    assert_eq!(*started.lock().unwrap(), 3);
+}

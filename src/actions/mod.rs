@@ -126,7 +126,7 @@ impl Outcome {
 }
 
 /// Runs plans. The engine owns one and calls it from its own thread.
-pub trait Executor: Send {
+pub trait Executor: Send + Sync {
     fn mode(&self) -> Mode;
     fn execute(&self, plan: &Plan) -> Outcome;
 }

@@ -8,7 +8,10 @@
 //! or out of hourly budget. A skip is audited and counted once per reason,
 //! not once per tick. A target whose finding disappears is resolved and
 //! forgotten. Every action writes an fsync'd `before` line; when that write
-//! fails the engine does not act.
+//! fails the engine does not act. Actions run on deadline probes (probe.rs):
+//! one that blocks on a dead filesystem (a stat, an umount2) is reported
+//! failed after `HUNG_ACTION_FACTOR` action timeouts and is never started a
+//! second time for its target while its thread is still blocked.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use super::{source_fresh, Finding, RuleSettings, RULES};
 use crate::actions::audit::{AuditLog, AuditRecord};
 use crate::actions::{Executor, Outcome, Plan};
 use crate::config::Config;
+use crate::probe::{ProbePool, ProbeState, Prober};
 use crate::snapshot::Snapshot;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -42,10 +46,16 @@ struct TargetState {
     last_outcome: Option<&'static str>,
 }
 
+/// An action chains commands that each get `action_timeout` (an o2cb restart
+/// runs several); only a thread still blocked after this many of them is
+/// taken for hung.
+const HUNG_ACTION_FACTOR: u32 = 5;
+
 pub struct Engine {
     config: Arc<Config>,
     settings: BTreeMap<&'static str, RuleSettings>,
-    executor: Box<dyn Executor>,
+    executor: Arc<dyn Executor>,
+    runs: Prober<Outcome>,
     audit: AuditLog,
     control: Arc<Control>,
     targets: BTreeMap<(&'static str, String), TargetState>,
@@ -67,7 +77,8 @@ impl Engine {
         let audit = AuditLog::new(&config.state_dir.0, config.remediation.recent_audit_lines);
         Self {
             settings,
-            executor,
+            executor: Arc::from(executor),
+            runs: Prober::new("action", ProbePool::new(config.probe.max_threads)),
             audit,
             resumes_seen: control.resumes(),
             control,
@@ -76,6 +87,30 @@ impl Engine {
             counters: BTreeMap::new(),
             paused_since: None,
             config,
+        }
+    }
+
+    /// Runs `plan` on a deadline thread keyed by rule and target.
+    fn execute(&self, rule: &str, target: &str, plan: &Plan) -> Outcome {
+        let deadline = self.config.remediation.action_timeout * HUNG_ACTION_FACTOR;
+        let executor = Arc::clone(&self.executor);
+        let plan = plan.clone();
+        match self
+            .runs
+            .run(&format!("{rule}/{target}"), deadline, move || {
+                executor.execute(&plan)
+            }) {
+            ProbeState::Done { value, .. } => value,
+            ProbeState::Stuck { elapsed } | ProbeState::Pending { elapsed } => {
+                Outcome::Failed(format!(
+                    "still running after {}: blocked on the host",
+                    humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+                ))
+            }
+            ProbeState::Panicked => Outcome::Failed("action panicked".into()),
+            ProbeState::NoCapacity | ProbeState::Idle => {
+                Outcome::Failed("no action thread available: earlier actions are blocked".into())
+            }
         }
     }
 
@@ -212,7 +247,7 @@ impl Engine {
         self.spent.push_back(now);
         let outcome = if self.record(rule, &finding, "before", "started", None, None) {
             let started = Instant::now();
-            let outcome = self.executor.execute(plan);
+            let outcome = self.execute(rule, &finding.target, plan);
             tracing::info!(rule, target = %finding.target, action = plan.action().as_str(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
             outcome
         } else {
