@@ -4,13 +4,19 @@
 //! UUID or label without udev links, a multipath map wins over its paths, a
 //! cloned volume, a device showing another volume, a kernel name and a device
 //! that never answers all refuse, and a mount point that is a symlink to a
-//! mounted directory counts as mounted.
+//! mounted directory counts as mounted. Then the same on real loop devices
+//! holding volumes made by `mkfs.ocfs2` (root; ocfs2-tools from .ci/run; the
+//! kernel's ocfs2 module is not needed to write or read a superblock).
+
+mod support;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ocfs2_watchdog::actions::{remount, HostActions, MountSpec};
+use ocfs2_watchdog::actions::{
+    remount, DryRunExecutor, Executor, HostActions, MountSpec, Outcome, Plan,
+};
 use ocfs2_watchdog::host::HostPaths;
 
 const VOL_4096: &str = "C5984E9E33294CBA8AF7D6CA0C44FAB0";
@@ -253,4 +259,138 @@ fn a_mount_point_link_is_resolved_in_the_host_root() {
     )
     .unwrap();
     refused(&tree, &link_spec, "/srv/data (-> /mnt/vol) is mounted");
+}
+
+/// Loop devices detached on drop, so a failing test leaves none behind.
+struct Loops(Vec<String>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for device in &self.0 {
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", device])
+                .status();
+        }
+    }
+}
+
+impl Loops {
+    fn attach(&mut self, image: &Path) -> String {
+        let output = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(image)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "losetup: {output:?}");
+        let device = String::from_utf8(output.stdout).unwrap().trim().to_string();
+        self.0.push(device.clone());
+        device
+    }
+}
+
+fn blkid_uuid(device: &str) -> String {
+    let output = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "UUID", device])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn real_ocfs2_volumes_on_loop_devices() {
+    if !support::require(nix::unistd::geteuid().is_root(), "root (loop devices)")
+        || !support::require(support::have_command("losetup"), "losetup (mount)")
+        || !support::require(support::have_command("blkid"), "blkid (util-linux)")
+        || !support::require(
+            support::have_command("mkfs.ocfs2"),
+            "mkfs.ocfs2 (ocfs2-tools)",
+        )
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut loops = Loops(Vec::new());
+    let mut devices = Vec::new();
+    for name in ["a", "b"] {
+        let image = dir.path().join(format!("{name}.img"));
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let made = std::process::Command::new("mkfs.ocfs2")
+            .args(["-q", "-F", "-N", "2", "-L", &format!("loop {name}")])
+            .args(["--cluster-stack=o2cb", "--cluster-name=labclu"])
+            .arg(&image)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "mkfs.ocfs2: {made:?}");
+        devices.push(loops.attach(&image));
+    }
+    // The host's own /dev and block devices, seen through a sysfs that lists
+    // only this test's loops (other tests' loops may hold copies of these
+    // volumes) and shows a registered cluster.
+    let sys = dir.path().join("sys");
+    std::fs::create_dir_all(sys.join("class/block")).unwrap();
+    std::fs::create_dir_all(sys.join("kernel/config/cluster/labclu")).unwrap();
+    let expose = |device: &str| {
+        let name = device.trim_start_matches("/dev/");
+        symlink(
+            Path::new("/sys/class/block").join(name),
+            sys.join("class/block").join(name),
+        )
+        .unwrap();
+    };
+    devices.iter().for_each(|d| expose(d));
+    let target = dir.path().join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let executor = DryRunExecutor(HostActions {
+        paths: HostPaths::new("/".into(), None, Some(sys.clone())),
+        timeout: Duration::from_secs(10),
+        command_prefix: Vec::new(),
+    });
+    let uuid_a = blkid_uuid(&devices[0]);
+    let plan = |source: String, uuid: Option<&str>, allow: bool| {
+        Plan::Remount(MountSpec {
+            mountpoint: target.to_string_lossy().into_owned(),
+            source,
+            fstype: "ocfs2".into(),
+            options: "_netdev".into(),
+            uuid: uuid.map(|u| u.replace('-', "").to_uppercase()),
+            allow_kernel_name: allow,
+        })
+    };
+    // By UUID (as blkid prints it) and by label, without udev links.
+    let outcome = executor.execute(&plan(format!("UUID={uuid_a}"), None, false));
+    assert!(
+        matches!(&outcome, Outcome::DryRun(would) if would.contains(&format!("{} {}", devices[0], target.display()))),
+        "{outcome:?}"
+    );
+    let outcome = executor.execute(&plan("LABEL=loop b".into(), None, false));
+    assert!(
+        matches!(&outcome, Outcome::DryRun(would) if would.contains(&devices[1])),
+        "{outcome:?}"
+    );
+    // The kernel name now holds the other volume: refused.
+    let outcome = executor.execute(&plan(devices[1].clone(), Some(&uuid_a), true));
+    assert!(
+        matches!(&outcome, Outcome::PreconditionChanged(why) if why.contains("expected")),
+        "{outcome:?}"
+    );
+    // A block-for-block copy of volume a (a cloned LUN) appears: refused.
+    let clone = dir.path().join("clone.img");
+    let copied = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(dir.path().join("a.img"))
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let cloned = loops.attach(&clone);
+    expose(&cloned);
+    let outcome = executor.execute(&plan(format!("UUID={uuid_a}"), None, false));
+    assert!(
+        matches!(&outcome, Outcome::PreconditionChanged(why) if why.contains("on 2 devices") && why.contains(&cloned)),
+        "{outcome:?}"
+    );
 }
