@@ -456,7 +456,7 @@ fn families(facts: &MountFacts) -> Vec<Family> {
     );
     let mut duplicates = Family::gauge(
         "ocfs2_mount_duplicate_layers",
-        "Layers identical to the layer below them (same device and root): safe to unstack.",
+        "Layers identical to the layer below them (same device, root, per-mount flags and propagation type): safe to unstack.",
     );
     let mut shadowed = Family::gauge(
         "ocfs2_mount_shadowed",
