@@ -15,6 +15,7 @@
 //! Used by `remount` (and the leaked-heartbeat check, for mounted devices).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -23,8 +24,10 @@ use super::HostActions;
 use crate::collector::mounts::superblock::{read_identity, VolumeIdentity};
 use crate::collector::mounts::{is_unstable_device_name, normalize_uuid};
 use crate::collector::storage::sysfs::list_dir;
+use crate::collector::storage::topology::block_name;
 use crate::host::resolve_in_root;
 use crate::probe::{ProbePool, ProbeState, Prober};
+use nix::sys::stat::{major, minor};
 
 /// What one superblock read gave.
 type ReadOutcome = Result<Option<VolumeIdentity>, String>;
@@ -159,6 +162,20 @@ fn wanted(host: &HostActions, source: &str) -> Result<Wanted, String> {
     }
     let resolved = resolve_in_root(&host.paths, Path::new(source))
         .map_err(|e| format!("cannot resolve {source}: {e}"))?;
+    // Without udev, dmsetup makes /dev/mapper/<map> a device node, not a
+    // link: a node is named by its number, as the kernel knows it.
+    if let Some((major, minor)) = std::fs::metadata(host.paths.root(&resolved))
+        .ok()
+        .filter(|m| m.file_type().is_block_device())
+        .map(|m| (major(m.rdev()) as u32, minor(m.rdev()) as u32))
+    {
+        if let Some(name) = block_name(&host.paths, &resolved.to_string_lossy(), major, minor) {
+            return Ok(Wanted::Device {
+                source: source.to_string(),
+                name,
+            });
+        }
+    }
     let name = resolved
         .strip_prefix("/dev")
         .ok()
