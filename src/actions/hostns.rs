@@ -65,8 +65,14 @@ pub struct HostNamespace {
 impl HostNamespace {
     /// Opens PID 1's mount namespace under `paths.proc`, checks that PID 1 is
     /// the host whose root is `paths.rootfs` and that setns is allowed, then
-    /// proves it with a probe run of the helper.
+    /// proves it with a probe run of the helper (this very binary).
     pub fn reach(paths: &HostPaths) -> Result<Self, Unreachable> {
+        Self::reach_with(paths, Path::new("/proc/self/exe"))
+    }
+
+    /// `reach` with another helper binary (`exe`, opened before any setns):
+    /// for tests, whose own executable is not the daemon.
+    pub fn reach_with(paths: &HostPaths, exe: &Path) -> Result<Self, Unreachable> {
         let link = paths.proc("1/ns/mnt");
         let mount_ns = File::open(&link).map_err(|e| opening(&link, &e))?;
         let pid1_root = paths.proc("1/root");
@@ -88,8 +94,9 @@ impl HostNamespace {
         {
             return Err(Unreachable::MissingCapability(name));
         }
-        let exe = File::open("/proc/self/exe")
-            .map_err(|e| Unreachable::HelperFailed(format!("cannot open /proc/self/exe: {e}")))?;
+        let exe = File::open(exe).map_err(|e| {
+            Unreachable::HelperFailed(format!("cannot open {}: {e}", exe.display()))
+        })?;
         let host = Self {
             mount_ns: mount_ns.into(),
             exe: exe.into(),
