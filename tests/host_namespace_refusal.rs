@@ -122,7 +122,7 @@ fn enforce_without_the_capabilities_refuses_naming_them() {
     }
     // The host root at <dir>/host, as the DaemonSet's /host; this test
     // process is PID 1 with every capability, the daemon has fewer.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let host = dir.path().join("host");
     std::fs::create_dir_all(&host).unwrap();
     nix::mount::mount(
