@@ -4,6 +4,8 @@
 //! `<ctr>/host`, its own binary and tools, and the real daemon in it with the
 //! shipped ConfigMap's settings. See tests/container_namespace.rs.
 
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
