@@ -157,10 +157,18 @@ impl HostNamespace {
             // A helper that died before reading shows up below as no answer.
             let _ = stdin.write_all(&input);
         }
+        let group = child.id();
         let output =
             command::wait_with_deadline(child, "host-namespace helper", budget + GRACE, true)?;
         let stderr_tail = tail(&output.stderr);
         if !output.success {
+            // A helper that died leaves its tools behind in its group.
+            if let Ok(group) = i32::try_from(group) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(group),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             return Err(format!(
                 "helper exited {}: {stderr_tail}",
                 output
