@@ -8,9 +8,14 @@
 //! through a shell: mount syscalls via `nix`, tools via `std::process::Command`
 //! with an argument vector and a deadline (`command.rs`). Whether an action
 //! worked is decided by the next snapshot, not by the action's exit code.
+//! From a container (`--path.rootfs` not `/`) the executor is
+//! `hostns::HostNamespaceExecutor`: the same check and act code, run by a
+//! helper process in PID 1's mount namespace (`helper.rs`).
 
 pub mod audit;
 pub mod command;
+pub mod helper;
+pub mod hostns;
 pub mod iscsi;
 pub mod o2cb;
 pub mod openfiles;
@@ -19,7 +24,7 @@ pub mod unstack;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::host::HostPaths;
 use crate::rules::config::Mode;
@@ -48,7 +53,7 @@ impl Action {
 }
 
 /// A mount the daemon may (re)create; host paths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub mountpoint: String,
     /// `UUID=…`, `LABEL=…`, a device path, or a name for virtual filesystems.
@@ -57,8 +62,9 @@ pub struct MountSpec {
     pub options: String,
 }
 
-/// An action with everything it needs to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An action with everything it needs to run. Serialized as is to the
+/// host-namespace helper (`hostns.rs`), so it carries host paths only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Plan {
     Remount(MountSpec),
@@ -129,6 +135,10 @@ impl Outcome {
 pub trait Executor: Send + Sync {
     fn mode(&self) -> Mode;
     fn execute(&self, plan: &Plan) -> Outcome;
+    /// Where plans run and are re-checked, for `/status` and the logs.
+    fn placement(&self) -> String {
+        "own: the daemon's mount namespace (--path.rootfs=/)".to_string()
+    }
 }
 
 /// What actions need from the daemon: where the host is and how long to wait.
