@@ -8,15 +8,27 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
+use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
+use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
 use ocfs2_watchdog::cli::{init_logging, Args};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::http::{router_with, AppState, Security};
+use ocfs2_watchdog::rules::config::Mode;
 use ocfs2_watchdog::rules::{self, control::Control};
 use ocfs2_watchdog::sampler::{spawn_loop, Health, Sampler};
 use ocfs2_watchdog::service;
 use ocfs2_watchdog::snapshot::Snapshot;
 
 fn main() -> ExitCode {
+    // The hidden helper the daemon re-executes in PID 1's mount namespace
+    // (src/actions/hostns.rs); not a user-facing subcommand.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == HELPER_SUBCOMMAND)
+    {
+        init_logging("warn", ocfs2_watchdog::cli::LogFormat::Text);
+        return run_helper();
+    }
     let args = Args::parse();
     init_logging(&args.log_level, args.log_format);
     let config = match args.effective_config() {
@@ -37,13 +49,49 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
+        return check_action_namespace(&args, &config);
     }
     match run(args, config, security) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "Daemon stopped on an error.");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config` also answers where actions would run: with a rootfs
+/// other than `/`, enforce needs PID 1's mount namespace (exit 2 naming the
+/// missing privilege); dry-run only warns.
+fn check_action_namespace(args: &Args, config: &ocfs2_watchdog::config::Config) -> ExitCode {
+    let paths = args.host_paths();
+    if Placement::for_rootfs(paths.rootfs()) == Placement::OwnNamespace {
+        eprintln!(
+            "ocfs2-watchdog: actions run in the daemon's own mount namespace (--path.rootfs=/)."
+        );
+        return ExitCode::SUCCESS;
+    }
+    match HostNamespace::reach(&paths) {
+        Ok(host) => {
+            eprintln!(
+                "ocfs2-watchdog: actions run in PID 1's mount namespace {} through the helper.",
+                host.id()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) if config.remediation.mode == Mode::Enforce => {
+            eprintln!(
+                "ocfs2-watchdog: configuration error: remediation.mode is enforce but actions \
+                 cannot run in the host's mount namespace: {error}"
+            );
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!(
+                "ocfs2-watchdog: warning: dry-run re-checks would run in the container's mount \
+                 namespace, not the host's, and enforce would refuse to start: {error}"
+            );
+            ExitCode::SUCCESS
         }
     }
 }
@@ -69,9 +117,14 @@ fn run(
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::from_config(&config));
+    // Before any thread that could act: enforce from a container that cannot
+    // reach the host's mount namespace must not start at all.
+    let executor = executor_for_host(&args.host_paths(), &config.remediation).context(
+        "remediation.mode is enforce but actions cannot run in the host's mount namespace",
+    )?;
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
-        args.host_paths(),
+        executor,
         Arc::clone(&control),
         snapshots.clone(),
         Arc::clone(&stop),

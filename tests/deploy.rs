@@ -567,3 +567,68 @@ fn containerfile_stages_and_command_fit_the_binary() {
     let ignore = read(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
 }
+
+// --- Actions on the host -------------------------------------------------------
+
+#[path = "deploy/host_namespace.rs"]
+mod host_namespace;
+
+#[test]
+fn the_daemonset_acts_in_the_host_namespace() {
+    let docs = documents(DAEMONSET);
+    host_namespace::acts_on_the_host(&docs).unwrap();
+
+    // Each way a DaemonSet can end up acting in the container fails.
+    fn spec(docs: &mut [Value]) -> &mut Value {
+        let daemonset = docs.iter_mut().find(|d| d["kind"] == "DaemonSet").unwrap();
+        &mut daemonset["spec"]["template"]["spec"]
+    }
+    let fails = |docs: Vec<Value>, why: &str| {
+        let error = host_namespace::acts_on_the_host(&docs).unwrap_err();
+        assert!(error.contains(why), "{error}");
+    };
+    let mut no_host_pid = docs.clone();
+    spec(&mut no_host_pid)["hostPID"] = Value::Bool(false);
+    fails(no_host_pid, "hostPID");
+    let mut own_root = docs.clone();
+    spec(&mut own_root)["containers"][0]["args"] =
+        serde_yaml::from_str("[--config=/etc/ocfs2-watchdog/config.toml]").unwrap();
+    fails(own_root, "container's mount namespace");
+    let mut unprivileged = docs.clone();
+    spec(&mut unprivileged)["containers"][0]["securityContext"]["privileged"] = Value::Bool(false);
+    fails(unprivileged, "CAP_SYS_ADMIN");
+    let mut no_propagation = docs.clone();
+    let mounts = &mut spec(&mut no_propagation)["containers"][0]["volumeMounts"];
+    for mount in mounts.as_sequence_mut().unwrap() {
+        if let Some(map) = mount.as_mapping_mut() {
+            map.remove("mountPropagation");
+        }
+    }
+    fails(no_propagation, "mountPropagation");
+    let mut prefixed = docs.clone();
+    let configmap = prefixed
+        .iter_mut()
+        .find(|d| d["kind"] == "ConfigMap")
+        .unwrap();
+    let text = text(&configmap["data"]["config.toml"]).replace(
+        "[remediation]\n",
+        "[remediation]\ncommand_prefix = [\"chroot\", \"/host\"]\n",
+    );
+    configmap["data"]["config.toml"] = Value::String(text);
+    fails(prefixed, "command_prefix");
+
+    // The image brings no tool an action could run by mistake.
+    for (op, rest) in instructions() {
+        if op == "RUN" && rest.contains("apt-get install") {
+            for tool in [
+                "ocfs2-tools",
+                "open-iscsi",
+                "util-linux",
+                "mount ",
+                "procps",
+            ] {
+                assert!(!rest.contains(tool), "the image installs {tool}: {rest}");
+            }
+        }
+    }
+}

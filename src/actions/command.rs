@@ -5,7 +5,7 @@
 //! grace the child is left to a reaper thread instead of blocking the engine.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a finished command said.
@@ -29,13 +29,24 @@ pub fn run(
     argv.extend_from_slice(args);
     let display = argv.join(" ");
     let (first, rest) = argv.split_first().ok_or("empty command")?;
-    let mut child = Command::new(first)
+    let child = Command::new(first)
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {display}: {e}"))?;
+    wait_with_deadline(child, &display, timeout, false)
+}
+
+/// Waits for `child` (stdout and stderr piped) until `timeout`, then kills
+/// it, and with `group` its whole process group (a helper's own tools).
+pub(crate) fn wait_with_deadline(
+    mut child: Child,
+    display: &str,
+    timeout: Duration,
+    group: bool,
+) -> Result<CommandOutput, String> {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let readers = [stdout.map(drain), stderr.map(drain)];
@@ -44,6 +55,14 @@ pub fn run(
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
+                if group {
+                    if let Ok(pid) = i32::try_from(child.id()) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
                 let _ = child.kill();
                 let grace = Instant::now() + Duration::from_secs(1);
                 while Instant::now() < grace {

@@ -8,10 +8,15 @@
 //! through a shell: mount syscalls via `nix`, tools via `std::process::Command`
 //! with an argument vector and a deadline (`command.rs`). Whether an action
 //! worked is decided by the next snapshot, not by the action's exit code.
+//! From a container (`--path.rootfs` not `/`) the executor is
+//! `hostns::HostNamespaceExecutor`: the same check and act code, run by a
+//! helper process in PID 1's mount namespace (`helper.rs`).
 
 pub mod audit;
 pub mod command;
 pub mod heartbeat;
+pub mod helper;
+pub mod hostns;
 pub mod identity;
 pub mod iscsi;
 pub mod o2cb;
@@ -21,7 +26,7 @@ pub mod unstack;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::host::HostPaths;
 use crate::rules::config::Mode;
@@ -50,7 +55,7 @@ impl Action {
 }
 
 /// A mount the daemon may (re)create; host paths.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub mountpoint: String,
     /// `UUID=…`, `LABEL=…`, a device path, or a name for virtual filesystems.
@@ -59,15 +64,17 @@ pub struct MountSpec {
     pub options: String,
     /// OCFS2 only: the volume UUID (o2cb form) the device must carry, when
     /// known (a `UUID=` source, or what the daemon saw mounted there).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     /// OCFS2 only: a kernel name (`/dev/sdb`) as source is accepted, and then
     /// only with a known `uuid` (`[mounts] allow_kernel_names`).
+    #[serde(default)]
     pub allow_kernel_name: bool,
 }
 
-/// An action with everything it needs to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An action with everything it needs to run. Serialized as is to the
+/// host-namespace helper (`hostns.rs`), so it carries host paths only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Plan {
     Remount(MountSpec),
@@ -138,6 +145,10 @@ impl Outcome {
 pub trait Executor: Send + Sync {
     fn mode(&self) -> Mode;
     fn execute(&self, plan: &Plan) -> Outcome;
+    /// Where plans run and are re-checked, for `/status` and the logs.
+    fn placement(&self) -> String {
+        "own: the daemon's mount namespace (--path.rootfs=/)".to_string()
+    }
 }
 
 /// What actions need from the daemon: where the host is and how long to wait.

@@ -51,8 +51,10 @@ pub struct RemediationConfig {
     pub action_timeout: Duration,
     /// Audit lines kept in memory for `/status`.
     pub recent_audit_lines: usize,
-    /// Prefix for every host command (`["nsenter", "-t", "1", "-m", "-u",
-    /// "-i", "-n", "-p", "--"]` when the daemon runs in a container).
+    /// Prefix for every host command (a wrapper such as `systemd-run
+    /// --scope`). Not for containers: with `--path.rootfs` other than `/`
+    /// the whole action already runs in PID 1's mount namespace
+    /// (`actions::hostns`), and the prefix is applied there.
     pub command_prefix: Vec<String>,
     /// Per-rule overrides, keyed by rule name (docs/rules.md).
     pub rules: BTreeMap<String, RuleConfig>,

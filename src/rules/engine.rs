@@ -367,6 +367,7 @@ impl Engine {
         let per_hour = self.config.remediation.actions_per_hour;
         Report {
             enforcing: self.executor.mode() == super::config::Mode::Enforce,
+            action_namespace: self.executor.placement(),
             paused,
             paused_seconds: self
                 .paused_since

@@ -21,6 +21,10 @@ pub struct TargetView {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
     pub enforcing: bool,
+    /// Where actions and their re-checks run (`Executor::placement`): the
+    /// daemon's namespace, PID 1's through the helper, or the container's
+    /// when the host is unreachable (dry-run only).
+    pub action_namespace: String,
     pub paused: bool,
     pub paused_seconds: f64,
     /// Why the storm brake is engaged, when it is.

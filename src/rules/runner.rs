@@ -11,26 +11,25 @@ use tokio::sync::watch;
 
 use super::control::Control;
 use super::{Engine, Report};
-use crate::actions::{executor_for, HostActions};
+use crate::actions::Executor;
 use crate::config::Config;
-use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
 
 pub type ReportReceiver = watch::Receiver<Option<Arc<Report>>>;
 
-/// Starts the engine thread; it stops when `stop` is set.
+/// Starts the engine thread with `executor` (`actions::hostns::executor_for_host`
+/// picks it); it stops when `stop` is set.
 pub fn spawn(
     config: Arc<Config>,
-    paths: HostPaths,
+    executor: Box<dyn Executor>,
     control: Arc<Control>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
-    let host = HostActions::new(paths, &config.remediation);
-    let executor = executor_for(config.remediation.mode, host);
     tracing::info!(
         mode = config.remediation.mode.as_str(),
+        actions = executor.placement(),
         "Remediation engine starting."
     );
     let mut engine = Engine::new(config, executor, control);

@@ -185,3 +185,49 @@ pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
+
+/// A temporary directory for tests that mount under it. On drop, every mount
+/// below it is detached (deepest first) before anything is deleted, and if
+/// one is still there the directory is left alone: `remove_dir_all` crosses
+/// mount points, and through a bind of `/` it deletes the real root
+/// filesystem.
+pub struct ScratchDir(Option<tempfile::TempDir>);
+
+impl ScratchDir {
+    pub fn new() -> Self {
+        Self(Some(tempfile::tempdir().expect("temporary directory")))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+fn mounts_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut below: Vec<std::path::PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| std::path::PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    below
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        for point in mounts_below(dir.path()) {
+            let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let left = mounts_below(dir.path());
+        if !left.is_empty() {
+            eprintln!(
+                "leaving {} in place: still mounted below it: {left:?}",
+                dir.path().display()
+            );
+            let _ = dir.keep();
+        }
+    }
+}

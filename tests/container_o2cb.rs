@@ -1,0 +1,129 @@
+//! The o2cb restart from the DaemonSet's topology (tests/container/topology.rs):
+//! the real daemon in a container mount namespace, enforcing with the
+//! shipped ConfigMap's settings, decides an o2cb restart on the "host" (o2cb
+//! configured in `/etc/default/o2cb`, not registered in configfs, an OCFS2
+//! mount expected) and runs it with the host's `o2cb` from the host's PATH.
+//! The container has its own `o2cb`, `mount` and `umount` at the same PATH
+//! entry; they log `CONTAINER` and must never run. The host's fake `o2cb
+//! register-cluster` registers the cluster (a directory in a tmpfs standing in
+//! for configfs), so the next snapshot sees the stack online.
+
+mod support;
+#[path = "container/topology.rs"]
+mod topology;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ocfs2_watchdog::actions::audit::AuditRecord;
+use support::{enter_private_namespace, free_port, http_get, mount_tmpfs, ScratchDir};
+use topology::{
+    config_from_configmap, daemon_log, executable, prepare_host, start_container, wait_for, Layout,
+    Propagation,
+};
+
+/// The host side of o2cb: configured, offline, and a fake `o2cb` tool.
+fn prepare_o2cb_host(layout: &Layout) {
+    // Only the bare `o2cb` tool: no init script, no systemd unit.
+    mount_tmpfs(Path::new("/etc/init.d"));
+    mount_tmpfs(Path::new("/etc/default"));
+    std::fs::write(
+        "/etc/default/o2cb",
+        "O2CB_ENABLED=true\nO2CB_BOOTCLUSTER=lab\n",
+    )
+    .unwrap();
+    // configfs stand-in: this kernel may not have configfs at all.
+    mount_tmpfs(Path::new("/sys/kernel"));
+    std::fs::create_dir_all("/sys/kernel/config").unwrap();
+    executable(
+        &layout.tools().join("o2cb"),
+        &format!(
+            "#!/bin/sh\necho \"host o2cb $*\" >> '{}'\n\
+             if [ \"$1\" = register-cluster ]; then mkdir -p /sys/kernel/config/cluster/$2/node /sys/kernel/config/cluster/$2/heartbeat; fi\n\
+             exit 0\n",
+            layout.log.display()
+        ),
+    );
+}
+
+#[test]
+fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
+    if !enter_private_namespace("daemonset_topology_restarts_o2cb_with_host_tools_only") {
+        return;
+    }
+    let dir = ScratchDir::new();
+    let layout = Layout::new(dir.path());
+    let mut holder = prepare_host(&layout, Propagation::Bidirectional);
+    prepare_o2cb_host(&layout);
+    let volume = layout.dir.join("ocfs2");
+    std::fs::create_dir_all(&volume).unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = config_from_configmap(&layout, &address, |config| {
+        let mounts = config["mounts"].as_table_mut().unwrap();
+        let mut expected = toml::Table::new();
+        expected.insert(
+            "mountpoint".into(),
+            volume.to_string_lossy().as_ref().into(),
+        );
+        expected.insert("source".into(), "UUID=0badc0de".into());
+        expected.insert("fstype".into(), "ocfs2".into());
+        mounts.insert("expected".into(), toml::Value::Array(vec![expected.into()]));
+        let rules = config["remediation"]["rules"].as_table_mut().unwrap();
+        let mut o2cb = toml::Table::new();
+        o2cb.insert("for".into(), "500ms".into());
+        rules.insert("o2cb_down".into(), o2cb.into());
+        // The volume stays missing (no such device): not this test's action.
+        let mut missing = toml::Table::new();
+        missing.insert("alert_only".into(), true.into());
+        rules.insert("missing_mount".into(), missing.into());
+    });
+    let mut daemon = start_container(&layout, Propagation::Bidirectional, &config);
+    let audit = layout.dir.join("state/audit.jsonl");
+    let restarted = || {
+        std::fs::read_to_string(&audit).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
+                .any(|r| r.action == "restart_o2cb" && r.phase == "after")
+        })
+    };
+    wait_for("the o2cb restart", Duration::from_secs(40), || {
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "daemon exited: {}",
+            daemon_log(&layout)
+        );
+        restarted()
+    });
+    let (_, _, status) = http_get(&address, "/status").unwrap_or_default();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    let calls = std::fs::read_to_string(&layout.log).unwrap_or_default();
+    assert!(
+        !calls.contains("CONTAINER"),
+        "a container tool ran: {calls}"
+    );
+    assert!(
+        calls.contains("host o2cb register-cluster lab\n")
+            && calls.contains("host o2cb start-heartbeat lab\n"),
+        "{calls}\n{}",
+        daemon_log(&layout)
+    );
+    assert!(
+        Path::new("/sys/kernel/config/cluster/lab").is_dir(),
+        "registered on the host"
+    );
+    let records: Vec<AuditRecord> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let after = records
+        .iter()
+        .find(|r| r.action == "restart_o2cb" && r.phase == "after")
+        .unwrap();
+    assert_eq!(after.outcome, "success", "{after:?}");
+    assert!(status.contains("PID 1's mount namespace"), "{status}");
+}
