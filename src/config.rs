@@ -403,6 +403,23 @@ mod tests {
     }
 
     #[test]
+    fn mount_identity_and_unstack_ignore_keys() {
+        let config = parse(
+            "[mounts]\nallow_kernel_names = true\nunstack_ignore = [\"/var/lib/kubelet/pods/**\", \"/srv/*\"]\n",
+        )
+        .unwrap();
+        assert!(config.mounts.allow_kernel_names);
+        assert!(config
+            .mounts
+            .unstack_ignored("/var/lib/kubelet/pods/p/volumes/v"));
+        assert!(config.mounts.unstack_ignored("/srv/a"));
+        assert!(!config.mounts.unstack_ignored("/srv/a/b"));
+        assert!(!Config::default().mounts.allow_kernel_names);
+        let error = parse("[mounts]\nunstack_ignore = [\"/srv/[a\"]\n").unwrap_err();
+        assert!(error.to_string().contains("unstack_ignore"), "{error}");
+    }
+
+    #[test]
     fn empty_file_is_the_default() {
         assert_eq!(parse("").unwrap(), Config::default());
         Config::default().validate().unwrap();
