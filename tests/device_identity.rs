@@ -394,3 +394,15 @@ fn real_ocfs2_volumes_on_loop_devices() {
         "{outcome:?}"
     );
 }
+
+#[test]
+fn a_san_host_with_hundreds_of_paths_is_scanned_in_batches() {
+    let tree = Tree::new();
+    let empty = vec![0u8; 16 << 10];
+    for n in 0..300 {
+        tree.device(&format!("sd{n}"), &empty, &[]);
+    }
+    tree.device("sdz", &image("blocksize-1024.bin"), &[]);
+    let ready = remount::check(&tree.host(), &spec(&format!("UUID={VOL_1024}"))).unwrap();
+    assert_eq!(ready.device, tree.dev("sdz"));
+}

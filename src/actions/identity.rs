@@ -35,6 +35,8 @@ type ReadOutcome = Result<Option<VolumeIdentity>, String>;
 /// Superblock reads that may still hang keep their thread across actions:
 /// one per device, never a second while the first blocks.
 const MAX_READ_THREADS: usize = 64;
+/// Devices read at once by one scan.
+const BATCH: usize = 32;
 
 fn reads() -> &'static Prober<ReadOutcome> {
     static READS: OnceLock<Prober<ReadOutcome>> = OnceLock::new();
@@ -63,52 +65,56 @@ pub fn scan(host: &HostActions) -> Result<Vec<Carrier>, String> {
     scan_names(host, &list_dir(&host.paths.sys("class/block")))
 }
 
-/// Reads the superblocks of the named devices (kernel names).
+/// Reads the superblocks of the named devices (kernel names), `BATCH` at a
+/// time so a SAN host with hundreds of paths stays within the thread pool;
+/// all batches share one deadline.
 pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, String> {
     let class = host.paths.sys("class/block");
     let deadline = scan_deadline(host);
-    let started = Instant::now();
+    let until = Instant::now() + deadline;
     let prober = reads();
-    let mut started_names = Vec::new();
-    let mut unanswered = Vec::new();
-    for name in names {
-        let size = std::fs::read_to_string(class.join(name).join("size")).unwrap_or_default();
-        if size.trim() == "0" {
-            continue; // an unbound loop device, an empty drive
-        }
-        let device = host.paths.root(Path::new("/dev").join(name));
-        let key = device.to_string_lossy().into_owned();
-        // A result left over from an earlier scan that stopped waiting is
-        // stale: take it out of the way so this scan reads afresh.
-        let _ = prober.wait(&key, Instant::now());
-        let reader = move || read_identity(&device).map_err(|e| e.to_string());
-        if prober.start(&key, deadline, reader) {
-            started_names.push((name.clone(), key));
-        } else {
-            unanswered.push(format!("/dev/{name} (no probe thread free)"));
-        }
-    }
     let mut carriers = Vec::new();
-    for (name, key) in started_names {
-        match prober.wait(&key, started + deadline) {
-            ProbeState::Done {
-                value: Ok(Some(identity)),
-                ..
-            } => carriers.push(Carrier {
-                holders: list_dir(&class.join(&name).join("holders")),
-                name,
-                identity,
-            }),
-            // No OCFS2 volume, or a device that cannot be read at all (no
-            // node under /dev, no medium, I/O error): mount.ocfs2 could not
-            // use it either.
-            ProbeState::Done { value, .. } => {
-                if let Err(e) = value {
-                    tracing::debug!(device = %name, error = %e, "Superblock not readable; device skipped.");
-                }
+    let mut unanswered = Vec::new();
+    for batch in names.chunks(BATCH) {
+        let mut started = Vec::new();
+        for name in batch {
+            let size = std::fs::read_to_string(class.join(name).join("size")).unwrap_or_default();
+            if size.trim() == "0" {
+                continue; // an unbound loop device, an empty drive
             }
-            ProbeState::Panicked => unanswered.push(format!("/dev/{name} (read panicked)")),
-            _ => unanswered.push(format!("/dev/{name}")),
+            let device = host.paths.root(Path::new("/dev").join(name));
+            let key = device.to_string_lossy().into_owned();
+            // A result left over from an earlier scan that stopped waiting
+            // is stale: take it out of the way so this scan reads afresh.
+            let _ = prober.wait(&key, Instant::now());
+            let reader = move || read_identity(&device).map_err(|e| e.to_string());
+            if prober.start(&key, deadline, reader) {
+                started.push((name.clone(), key));
+            } else {
+                unanswered.push(format!("/dev/{name} (no probe thread free)"));
+            }
+        }
+        for (name, key) in started {
+            match prober.wait(&key, until) {
+                ProbeState::Done {
+                    value: Ok(Some(identity)),
+                    ..
+                } => carriers.push(Carrier {
+                    holders: list_dir(&class.join(&name).join("holders")),
+                    name,
+                    identity,
+                }),
+                // No OCFS2 volume, or a device that cannot be read at all (no
+                // node under /dev, no medium, I/O error): mount.ocfs2 could
+                // not use it either.
+                ProbeState::Done { value, .. } => {
+                    if let Err(e) = value {
+                        tracing::debug!(device = %name, error = %e, "Superblock not readable; device skipped.");
+                    }
+                }
+                ProbeState::Panicked => unanswered.push(format!("/dev/{name} (read panicked)")),
+                _ => unanswered.push(format!("/dev/{name}")),
+            }
         }
     }
     if unanswered.is_empty() {
