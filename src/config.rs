@@ -131,6 +131,29 @@ pub struct MountsConfig {
     pub use_fstab: bool,
     /// Mounts that must be present, in addition to fstab entries.
     pub expected: Vec<ExpectedMount>,
+    /// Accept a kernel device name (`/dev/sdb`, `/dev/dm-3`) as the source of
+    /// an expected OCFS2 mount. Off: such a mount is never remounted, because
+    /// after an iSCSI re-login or a reboot the name can belong to another
+    /// volume of the same cluster. On: remounted only when the UUID last seen
+    /// mounted there is known and the device's superblock carries it.
+    pub allow_kernel_names: bool,
+    /// Mount points never unstacked, as glob patterns (`*` and `?` stay within
+    /// one path component, `**` spans several): stacks that some tool builds
+    /// on purpose. Their layers are still counted in the metrics.
+    pub unstack_ignore: Vec<String>,
+}
+
+impl MountsConfig {
+    /// True when `mountpoint` matches an `unstack_ignore` pattern.
+    pub fn unstack_ignored(&self, mountpoint: &str) -> bool {
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        self.unstack_ignore.iter().any(|pattern| {
+            glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(mountpoint, options))
+        })
+    }
 }
 
 impl Default for MountsConfig {
@@ -140,6 +163,8 @@ impl Default for MountsConfig {
             probe_timeout: Duration::from_secs(5),
             use_fstab: true,
             expected: Vec::new(),
+            allow_kernel_names: false,
+            unstack_ignore: Vec::new(),
         }
     }
 }
@@ -340,6 +365,14 @@ impl Config {
                 );
             }
         }
+        for pattern in &self.mounts.unstack_ignore {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                return invalid(
+                    "mounts.unstack_ignore",
+                    format!("{pattern:?} is not a glob pattern: {e}"),
+                );
+            }
+        }
         self.remediation.validate()?;
         if self
             .web
@@ -367,6 +400,23 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn mount_identity_and_unstack_ignore_keys() {
+        let config = parse(
+            "[mounts]\nallow_kernel_names = true\nunstack_ignore = [\"/var/lib/kubelet/pods/**\", \"/srv/*\"]\n",
+        )
+        .unwrap();
+        assert!(config.mounts.allow_kernel_names);
+        assert!(config
+            .mounts
+            .unstack_ignored("/var/lib/kubelet/pods/p/volumes/v"));
+        assert!(config.mounts.unstack_ignored("/srv/a"));
+        assert!(!config.mounts.unstack_ignored("/srv/a/b"));
+        assert!(!Config::default().mounts.allow_kernel_names);
+        let error = parse("[mounts]\nunstack_ignore = [\"/srv/[a\"]\n").unwrap_err();
+        assert!(error.to_string().contains("unstack_ignore"), "{error}");
     }
 
     #[test]

@@ -95,6 +95,53 @@ pub fn resolve_link_target(link: &Path, target: &Path) -> PathBuf {
     walk(root, start, target)
 }
 
+/// Symlinks followed before `resolve_in_root` gives up (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+/// Resolves every symlink in `host_path` the way the host would, inside the
+/// root: an absolute link target (`/data`) means the host's `/data`, never
+/// the daemon's, which `canonicalize` under a `/host` prefix would give.
+/// Components that do not exist end the resolution; the rest is appended as
+/// is, so the caller decides whether a missing path is an error.
+pub fn resolve_in_root(paths: &HostPaths, host_path: &Path) -> std::io::Result<PathBuf> {
+    let mut resolved = PathBuf::from("/");
+    let mut pending: Vec<std::ffi::OsString> = components_of(host_path);
+    pending.reverse();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        match std::fs::read_link(paths.root(&candidate)) {
+            Ok(target) => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                if target.is_absolute() {
+                    resolved = PathBuf::from("/");
+                }
+                pending.extend(components_of(&target).into_iter().rev());
+            }
+            // Not a link (EINVAL) or not there: keep the name as it is.
+            Err(_) => resolved = candidate,
+        }
+    }
+    Ok(resolved)
+}
+
+fn components_of(path: &Path) -> Vec<std::ffi::OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_os_string()),
+            std::path::Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +193,32 @@ mod tests {
             resolve_link_target(Path::new("/dev/mapper/mpatha"), Path::new("/dev/dm-3")),
             Path::new("/dev/dm-3")
         );
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("data/vol")).unwrap();
+        std::fs::create_dir_all(root.join("srv")).unwrap();
+        std::fs::create_dir_all(root.join("dev/mapper")).unwrap();
+        // Absolute targets name the host's paths, relative ones climb from the link.
+        std::os::unix::fs::symlink("/data", root.join("srv/link")).unwrap();
+        std::os::unix::fs::symlink("../dm-3", root.join("dev/mapper/mpatha")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("srv/loop")).unwrap();
+        let paths = HostPaths::new(root.to_path_buf(), None, None);
+        assert_eq!(
+            resolve_in_root(&paths, Path::new("/srv/link/vol")).unwrap(),
+            Path::new("/data/vol")
+        );
+        assert_eq!(
+            resolve_in_root(&paths, Path::new("/dev/mapper/mpatha")).unwrap(),
+            Path::new("/dev/dm-3")
+        );
+        assert_eq!(
+            resolve_in_root(&paths, Path::new("/srv/missing/x")).unwrap(),
+            Path::new("/srv/missing/x")
+        );
+        assert!(resolve_in_root(&paths, Path::new("/srv/loop")).is_err());
     }
 }

@@ -191,6 +191,7 @@ fn container_side() {
             source: "tmpfs".into(),
             fstype: "tmpfs".into(),
             options: "size=1m".into(),
+            ..MountSpec::default()
         }],
         stop_services: Vec::new(),
     };

@@ -38,9 +38,14 @@ fn restart_unmounts_restarts_and_remounts_in_order() {
     script(&root.join("etc/init.d/o2cb"), &log);
     std::fs::create_dir_all(root.join("srv/data")).unwrap();
     std::fs::create_dir_all(root.join("sys/kernel/config/cluster/ocfs2")).unwrap();
-    std::fs::create_dir_all(root.join("dev/disk/by-uuid")).unwrap();
-    std::fs::write(root.join("dev/sdb"), "").unwrap();
-    std::os::unix::fs::symlink("../../sdb", root.join("dev/disk/by-uuid/abcd")).unwrap();
+    // The device carries a real OCFS2 superblock (mkfs.ocfs2), which the
+    // remount reads to find the volume (actions::identity).
+    let superblock = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ocfs2-superblock/blocksize-4096.bin");
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    std::fs::copy(superblock, root.join("dev/sdb")).unwrap();
+    std::fs::create_dir_all(root.join("sys/class/block/sdb")).unwrap();
+    std::fs::write(root.join("sys/class/block/sdb/size"), "24\n").unwrap();
     let paths = HostPaths::new(root.clone(), Some("/proc".into()), None);
     let host = HostActions {
         paths,
@@ -49,9 +54,10 @@ fn restart_unmounts_restarts_and_remounts_in_order() {
     };
     let volume = MountSpec {
         mountpoint: "/srv/data".into(),
-        source: "UUID=abcd".into(),
+        source: "UUID=c5984e9e-3329-4cba-8af7-d6ca0c44fab0".into(),
         fstype: "ocfs2".into(),
         options: "_netdev".into(),
+        ..MountSpec::default()
     };
     let plan = |stop: &[&str]| Plan::RestartO2cb {
         cluster: "ocfs2".into(),

@@ -298,3 +298,149 @@ fn a_precondition_that_changed_means_nothing_is_done() {
     other.push(".");
     assert_eq!(layers(&dir.path().join("other")), 1);
 }
+
+/// `mount -o remount,bind,ro`: the per-mount read-only flag on one layer.
+fn remount_bind_readonly(path: &Path) {
+    nix::mount::mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT
+            | nix::mount::MsFlags::MS_BIND
+            | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("remount,bind,ro {}: {e}", path.display()));
+}
+
+#[test]
+fn a_read_only_self_bind_and_a_bind_root_are_left_alone() {
+    if !enter_private_namespace("a_read_only_self_bind_and_a_bind_root_are_left_alone") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // mount --bind X X; mount -o remount,bind,ro X: deliberate, not a duplicate.
+    let readonly = dir.path().join("readonly");
+    std::fs::create_dir_all(&readonly).unwrap();
+    mount_tmpfs(&readonly);
+    bind(&readonly, &readonly);
+    remount_bind_readonly(&readonly);
+    // A subdirectory bound over its own filesystem's top: another root.
+    let rooted = dir.path().join("rooted");
+    std::fs::create_dir_all(&rooted).unwrap();
+    mount_tmpfs(&rooted);
+    std::fs::create_dir_all(rooted.join("sub")).unwrap();
+    bind(&rooted.join("sub"), &rooted);
+    // True duplicates on top of a read-only self-bind go; the bind stays.
+    let mixed = dir.path().join("mixed");
+    stack(&mixed, 1);
+    bind(&mixed, &mixed);
+    remount_bind_readonly(&mixed);
+    bind(&mixed, &mixed);
+    bind(&mixed, &mixed);
+    assert_eq!(
+        (layers(&readonly), layers(&rooted), layers(&mixed)),
+        (2, 2, 4)
+    );
+    let state = dir.path().join("state");
+    let config = config(&state, Mode::Enforce);
+    let host = HostActions::new(HostPaths::default(), &config.remediation);
+    // The action's own re-check agrees with the rule.
+    let why =
+        ocfs2_watchdog::actions::unstack::check(&host, &readonly.to_string_lossy()).unwrap_err();
+    assert!(why.contains("no duplicate layer"), "{why}");
+    let (report, _) = run_until(config, Duration::from_secs(15), || layers(&mixed) == 2);
+    assert_eq!(
+        layers(&mixed),
+        2,
+        "the two copies of the ro bind are popped"
+    );
+    // A few more ticks: nothing else is touched.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((layers(&readonly), layers(&rooted)), (2, 2));
+    assert!(
+        std::fs::write(readonly.join("x"), "x").is_err(),
+        "still read-only"
+    );
+    assert!(
+        std::fs::write(mixed.join("x"), "x").is_err(),
+        "the ro bind is on top"
+    );
+    let records = audit(&state);
+    let readonly_path = readonly.to_string_lossy();
+    let rooted_path = rooted.to_string_lossy();
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.target == readonly_path || r.target == rooted_path)
+            .all(|r| r.action.is_empty() && r.outcome == "alert_only"),
+        "{records:?}"
+    );
+    assert!(
+        !records.iter().any(|r| r.target == readonly_path),
+        "{records:?}"
+    );
+    assert!(!report
+        .targets
+        .iter()
+        .any(|t| t.rule == "duplicate_mount_layers" && t.target == readonly_path));
+    // And the metric says 0 duplicates there.
+    let snapshot = Sampler::new(Arc::new(Context::new(
+        HostPaths::default(),
+        Arc::new(config_for_metrics()),
+    )))
+    .tick(Duration::from_secs(5));
+    let facts = snapshot.mounts().unwrap();
+    let at = |path: &Path| {
+        let name = path.to_string_lossy();
+        facts
+            .mounts
+            .iter()
+            .find(|m| m.mountpoint == name)
+            .map(|m| (m.stacked, m.duplicate_layers, m.shadowed))
+            .unwrap()
+    };
+    assert_eq!(at(&readonly), (2, 0, false));
+    assert_eq!(at(&rooted), (2, 0, true));
+}
+
+fn config_for_metrics() -> Config {
+    let mut config = Config::default();
+    config.mounts.fstypes = vec!["tmpfs".into()];
+    config.mounts.use_fstab = false;
+    config.kernel_log.enabled = false;
+    config
+}
+
+#[test]
+fn a_mount_point_link_to_a_mounted_directory_is_not_mounted_over() {
+    if !enter_private_namespace("a_mount_point_link_to_a_mounted_directory_is_not_mounted_over") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    mount_tmpfs(&data);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    let state = dir.path().join("state");
+    let mut config = config(&state, Mode::Enforce);
+    config.mounts.expected.push(ExpectedMount {
+        mountpoint: link.to_string_lossy().into_owned(),
+        source: "tmpfs".into(),
+        fstype: "tmpfs".into(),
+        options: "size=1m".into(),
+    });
+    let refused = || {
+        audit(&state)
+            .iter()
+            .any(|r| r.action == "remount" && r.outcome == "precondition_changed")
+    };
+    run_until(config, Duration::from_secs(15), refused);
+    assert!(refused(), "{:?}", audit(&state));
+    assert_eq!(layers(&data), 1, "mount(8) would have followed the link");
+    assert!(audit(&state)
+        .iter()
+        .filter(|r| r.action == "remount")
+        .all(|r| r.outcome != "success"));
+}

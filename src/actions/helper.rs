@@ -165,6 +165,8 @@ mod tests {
                 source: "UUID=ab".into(),
                 fstype: "ocfs2".into(),
                 options: "_netdev".into(),
+                uuid: Some("AB".into()),
+                allow_kernel_name: false,
             })),
             action_timeout_ms: 60_000,
             budget_ms: 240_000,

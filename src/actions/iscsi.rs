@@ -1,25 +1,162 @@
-//! iSCSI re-login and the leaked-heartbeat kill: small tool-driven actions.
+//! iSCSI re-login: log a FAILED or FREE session out and in again, only when
+//! no disk of it carries anything in use.
 //!
-//! Re-login: `iscsiadm -m node -T <target> -p <portal> --logout` then
-//! `--login`, each with the action deadline, after re-reading the session
-//! state in sysfs (`/sys/class/iscsi_session/<session>/state`, interfaces.md
-//! §6.1). Leaked heartbeat: `ocfs2_hb_ctl -K -u <UUID> ocfs2`, the call the
-//! kernel itself makes at unmount (§1.4), after checking that the region is
-//! still in configfs and nothing mounts its volume.
+//! `iscsiadm -m node -T <target> -p <portal> --logout` then `--login`, each
+//! with the action deadline. A logout deletes the session's SCSI disks; on a
+//! disk that is the only path to a volume, that is an unplugged disk under a
+//! mounted filesystem or a heartbeat region (the node then self-fences), and
+//! even with a second path the failover stalls I/O for the length of the
+//! multipath checker's interval. So, re-read on the host just before acting
+//! (never from the snapshot): the session state in sysfs
+//! (`/sys/class/iscsi_session/<session>/state`, interfaces.md §6.1); its disks
+//! (`device/target*/H:C:T:L/block/sdX`, §6.4); that none of them lies under
+//! a mounted filesystem (the mount table, walked down through partitions and
+//! dm maps as the storage collector does, `topology.rs`) or a heartbeat
+//! region (configfs `heartbeat/<UUID>/dev`); and that each is a path of a
+//! multipath map with another path that dm calls active (`dmsetup status`,
+//! §6.7) and whose SCSI device is `running`. A session whose disks cannot be
+//! listed refuses.
+
+use std::collections::BTreeSet;
 
 use super::{command, ActionError, Checked, HostActions};
+use crate::collector::mounts::mountinfo::parse_mountinfo;
+use crate::collector::storage::iscsi::session_disks;
+use crate::collector::storage::multipath::{parse_dmsetup_status, MapStatus};
+use crate::collector::storage::sysfs::{attr, list_dir, real_dir};
+use crate::collector::storage::topology::{block_name, walk};
 
 pub fn check_session(host: &HostActions, session: &str) -> Checked {
-    let path = host
-        .paths
-        .sys(format!("class/iscsi_session/{session}/state"));
-    match std::fs::read_to_string(&path) {
-        Ok(state) if matches!(state.trim(), "FAILED" | "FREE") => {
-            Ok(format!("log {session} ({}) out and in again", state.trim()))
-        }
-        Ok(state) => Err(format!("{session} is {}", state.trim())),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    let dir = host.paths.sys(format!("class/iscsi_session/{session}"));
+    let state = match std::fs::read_to_string(dir.join("state")) {
+        Ok(state) => state.trim().to_string(),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.join("state").display())),
+    };
+    if !matches!(state.as_str(), "FAILED" | "FREE") {
+        return Err(format!("{session} is {state}"));
     }
+    if real_dir(&dir.join("device")).is_none() {
+        return Err(format!(
+            "cannot list the disks of {session} ({} missing)",
+            dir.join("device").display()
+        ));
+    }
+    let disks: BTreeSet<String> = session_disks(&dir).into_iter().collect();
+    if !disks.is_empty() {
+        refuse_if_in_use(host, &disks)?;
+        refuse_without_other_path(host, &disks)?;
+    }
+    Ok(format!(
+        "log {session} ({state}) out and in again; disks {}",
+        if disks.is_empty() {
+            "none".to_string()
+        } else {
+            disks.iter().cloned().collect::<Vec<_>>().join(" ")
+        }
+    ))
+}
+
+/// The host's mount table: PID 1's, or the daemon's own when that is not
+/// readable (the mounts collector's order).
+fn host_table(host: &HostActions) -> Result<String, String> {
+    let init = host.paths.proc("1/mountinfo");
+    std::fs::read_to_string(&init)
+        .or_else(|_| std::fs::read_to_string(host.paths.proc("self/mountinfo")))
+        .map_err(|e| format!("cannot read {}: {e}", init.display()))
+}
+
+fn refuse_if_in_use(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), String> {
+    let table = parse_mountinfo(&host_table(host)?);
+    let mut seen = BTreeSet::new();
+    for entry in &table.entries {
+        // Device number 0 is an anonymous superblock (tmpfs, proc, overlay).
+        if entry.major == 0 || !seen.insert((entry.major, entry.minor)) {
+            continue;
+        }
+        let Some(name) = block_name(&host.paths, &entry.source, entry.major, entry.minor) else {
+            continue;
+        };
+        if let Some(disk) = walk(&host.paths, &name)
+            .disks
+            .iter()
+            .find(|d| disks.contains(*d))
+        {
+            return Err(format!(
+                "{disk} is under {} mounted at {}",
+                entry.source, entry.mount_point
+            ));
+        }
+    }
+    for cluster in list_dir(&host.paths.sys("kernel/config/cluster")) {
+        let heartbeat = host
+            .paths
+            .sys("kernel/config/cluster")
+            .join(cluster)
+            .join("heartbeat");
+        for region in list_dir(&heartbeat) {
+            let Some(device) = attr(&heartbeat.join(&region), "dev").filter(|d| !d.is_empty())
+            else {
+                continue;
+            };
+            if let Some(disk) = walk(&host.paths, &device)
+                .disks
+                .iter()
+                .find(|d| disks.contains(*d))
+            {
+                return Err(format!(
+                    "{disk} is under heartbeat region {region} (/dev/{device})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refuse_without_other_path(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), String> {
+    let output = command::run_checked(
+        &host.command_prefix,
+        "dmsetup",
+        &["status", "--target", "multipath"],
+        host.timeout,
+    )
+    .map_err(|e| format!("cannot read multipath path states: {e}"))?;
+    let statuses = parse_dmsetup_status(&output.stdout);
+    let block = host.paths.sys("class/block");
+    for disk in disks {
+        let maps: Vec<String> = list_dir(&block.join(disk).join("holders"))
+            .into_iter()
+            .filter(|h| {
+                attr(&block.join(h).join("dm"), "uuid").is_some_and(|u| u.starts_with("mpath-"))
+            })
+            .collect();
+        let Some(map) = maps.first() else {
+            return Err(format!(
+                "{disk} is not a path of a multipath map: the logout would remove the only path"
+            ));
+        };
+        let alias = attr(&block.join(map).join("dm"), "name").unwrap_or_else(|| map.clone());
+        let status = statuses.iter().find(|s| s.name == alias);
+        let other = list_dir(&block.join(map).join("slaves"))
+            .into_iter()
+            .filter(|slave| !disks.contains(slave))
+            .find(|slave| path_usable(host, status, slave));
+        if other.is_none() {
+            return Err(format!(
+                "multipath map {alias} ({map}) has no active path besides this session's"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// dm says the path is active and the SCSI device is running.
+fn path_usable(host: &HostActions, status: Option<&MapStatus>, slave: &str) -> bool {
+    let block = host.paths.sys("class/block").join(slave);
+    let Some(number) = attr(&block, "dev") else {
+        return false;
+    };
+    let active = status.is_some_and(|s| s.paths.iter().any(|p| p.device == number && p.active));
+    active && attr(&block.join("device"), "state").as_deref() == Some("running")
 }
 
 pub fn relogin(host: &HostActions, target: &str, portal: &str) -> Result<String, ActionError> {
@@ -39,43 +176,4 @@ pub fn relogin(host: &HostActions, target: &str, portal: &str) -> Result<String,
     )
     .map_err(ActionError::Failed)?;
     Ok(format!("logged in to {target} at {portal}"))
-}
-
-fn region_dirs(host: &HostActions, uuid: &str) -> Vec<std::path::PathBuf> {
-    let Ok(clusters) = std::fs::read_dir(host.paths.sys("kernel/config/cluster")) else {
-        return Vec::new();
-    };
-    clusters
-        .flatten()
-        .map(|c| c.path().join("heartbeat").join(uuid))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-pub fn check_leaked_region(host: &HostActions, uuid: &str) -> Checked {
-    if region_dirs(host, uuid).is_empty() {
-        return Err(format!("heartbeat region {uuid} is gone"));
-    }
-    let table = super::unstack::read_own_table(host)?;
-    if table.entries.iter().any(|e| e.fstype == "ocfs2") {
-        // The region UUID is the volume's: refuse while any OCFS2 volume is
-        // mounted rather than guess which device carries it.
-        let mounted = table.entries.iter().filter(|e| e.fstype == "ocfs2").count();
-        return Err(format!(
-            "{mounted} ocfs2 mounts present; region may be in use"
-        ));
-    }
-    Ok(format!("ocfs2_hb_ctl -K -u {uuid} ocfs2"))
-}
-
-pub fn kill_heartbeat(host: &HostActions, uuid: &str) -> Result<String, ActionError> {
-    check_leaked_region(host, uuid).map_err(ActionError::PreconditionChanged)?;
-    command::run_checked(
-        &host.command_prefix,
-        "ocfs2_hb_ctl",
-        &["-K", "-u", uuid, "ocfs2"],
-        host.timeout,
-    )
-    .map_err(ActionError::Failed)?;
-    Ok(format!("stopped heartbeat region {uuid}"))
 }

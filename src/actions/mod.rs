@@ -14,8 +14,10 @@
 
 pub mod audit;
 pub mod command;
+pub mod heartbeat;
 pub mod helper;
 pub mod hostns;
+pub mod identity;
 pub mod iscsi;
 pub mod o2cb;
 pub mod openfiles;
@@ -53,13 +55,21 @@ impl Action {
 }
 
 /// A mount the daemon may (re)create; host paths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountSpec {
     pub mountpoint: String,
     /// `UUID=…`, `LABEL=…`, a device path, or a name for virtual filesystems.
     pub source: String,
     pub fstype: String,
     pub options: String,
+    /// OCFS2 only: the volume UUID (o2cb form) the device must carry, when
+    /// known (a `UUID=` source, or what the daemon saw mounted there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// OCFS2 only: a kernel name (`/dev/sdb`) as source is accepted, and then
+    /// only with a known `uuid` (`[mounts] allow_kernel_names`).
+    #[serde(default)]
+    pub allow_kernel_name: bool,
 }
 
 /// An action with everything it needs to run. Serialized as is to the
@@ -174,7 +184,7 @@ impl HostActions {
                 ..
             } => o2cb::check(self, volumes, stop_services).map(|m| m.describe()),
             Plan::IscsiRelogin { session, .. } => iscsi::check_session(self, session),
-            Plan::KillLeakedHeartbeat { uuid } => iscsi::check_leaked_region(self, uuid),
+            Plan::KillLeakedHeartbeat { uuid } => heartbeat::check_leaked_region(self, uuid),
         }
     }
 
@@ -188,7 +198,7 @@ impl HostActions {
                 stop_services,
             } => o2cb::run(self, cluster, volumes, stop_services),
             Plan::IscsiRelogin { target, portal, .. } => iscsi::relogin(self, target, portal),
-            Plan::KillLeakedHeartbeat { uuid } => iscsi::kill_heartbeat(self, uuid),
+            Plan::KillLeakedHeartbeat { uuid } => heartbeat::kill_heartbeat(self, uuid),
         };
         match result {
             Ok(done) => Outcome::Success(done),

@@ -2,14 +2,22 @@
 //!
 //! Preconditions, re-read on the host just before acting: nothing is mounted
 //! on the path (never on top of an existing mount), the mount point exists,
-//! the device is present (`UUID=`/`LABEL=` resolved through
-//! `/dev/disk/by-uuid|by-label`, udev's links), and for OCFS2 the cluster
-//! stack is registered in configfs (`mount.ocfs2` fails without it). The
-//! mount itself is `mount(8)` with an argument vector and a deadline.
+//! and the device is the right one. The mount point's symlinks are resolved
+//! inside the host root (`host::resolve_in_root`), as mount(8) on the host
+//! would follow them, so a link to a mounted directory is seen as mounted.
+//! For OCFS2 the cluster stack must be registered in configfs (`mount.ocfs2`
+//! fails without it) and the device is found by reading the superblocks of
+//! the host's block devices (`identity.rs`): the volume must be on exactly
+//! one device (a multipath map counts once), carry the expected UUID, and a
+//! kernel name as source is refused unless allowed. Other types resolve
+//! `UUID=`/`LABEL=` through udev's `/dev/disk/by-uuid|by-label` links. The
+//! mount itself is `mount(8)` with an argument vector and a deadline, on the
+//! device that was checked, never on a name mount(8) would resolve again.
 
 use std::path::{Path, PathBuf};
 
-use super::{command, ActionError, HostActions, MountSpec};
+use super::{command, identity, ActionError, HostActions, MountSpec};
+use crate::host::resolve_in_root;
 
 /// A remount that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +71,10 @@ fn resolve_device(host: &HostActions, source: &str) -> Result<String, String> {
         // tmpfs, none, ...: no device to look for.
         None => return Ok(source.to_string()),
     };
-    let local = host.paths.root(&link);
-    match std::fs::canonicalize(&local) {
-        Ok(device) => Ok(tool_path(host, &host.paths.host_path(&device))),
+    let device = resolve_in_root(&host.paths, &link)
+        .map_err(|e| format!("cannot resolve {}: {e}", link.display()))?;
+    match std::fs::metadata(host.paths.root(&device)) {
+        Ok(_) => Ok(tool_path(host, &device)),
         Err(e) => Err(format!(
             "device {source} not present ({}: {e})",
             link.display()
@@ -81,28 +90,42 @@ pub fn cluster_registered(host: &HostActions) -> bool {
 }
 
 pub fn check(host: &HostActions, spec: &MountSpec) -> Result<Ready, String> {
-    let local = super::unstack::local_path(host, &spec.mountpoint);
+    let mountpoint = resolve_in_root(&host.paths, Path::new(&spec.mountpoint))
+        .map_err(|e| format!("cannot resolve mount point {}: {e}", spec.mountpoint))?;
+    let shown = if mountpoint == Path::new(&spec.mountpoint) {
+        spec.mountpoint.clone()
+    } else {
+        format!("{} (-> {})", spec.mountpoint, mountpoint.display())
+    };
+    let local = host.paths.root(&mountpoint);
     let table = super::unstack::read_own_table(host)?;
     let local_name = local.to_string_lossy();
     if let Some(existing) = table.entries.iter().find(|e| e.mount_point == local_name) {
         return Err(format!(
-            "{} is mounted ({} {}); never mount on top",
-            spec.mountpoint, existing.fstype, existing.source
+            "{shown} is mounted ({} {}); never mount on top",
+            existing.fstype, existing.source
         ));
     }
     if !local.is_dir() {
-        return Err(format!(
-            "mount point {} is not a directory",
-            spec.mountpoint
-        ));
+        return Err(format!("mount point {shown} is not a directory"));
     }
-    if spec.fstype == "ocfs2" && !cluster_registered(host) {
-        return Err("the o2cb cluster stack is offline".to_string());
-    }
-    let device = resolve_device(host, &spec.source)?;
+    let device = if spec.fstype == "ocfs2" {
+        if !cluster_registered(host) {
+            return Err("the o2cb cluster stack is offline".to_string());
+        }
+        let carrier = identity::locate(
+            host,
+            &spec.source,
+            spec.uuid.as_deref(),
+            spec.allow_kernel_name,
+        )?;
+        tool_path(host, &Path::new("/dev").join(&carrier.name))
+    } else {
+        resolve_device(host, &spec.source)?
+    };
     Ok(Ready {
         device,
-        target: tool_path(host, Path::new(&spec.mountpoint)),
+        target: tool_path(host, &mountpoint),
         fstype: spec.fstype.clone(),
         options: spec.options.clone(),
     })

@@ -1,9 +1,11 @@
 //! Unstack: pop duplicate layers off a mount point until one remains.
 //!
 //! Only the run of layers at the top that each duplicate the layer directly
-//! below (same device and root, `stack::same_filesystem`) is removed, so the
-//! last layer and any different filesystem shadowing the stack are never
-//! touched. `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
+//! below (same device, root, per-mount flags and propagation type,
+//! `stack::duplicate_layer`) is removed, so the last layer, a deliberate
+//! read-only self-bind and any different filesystem shadowing the stack are
+//! never touched. (Mount points matching `[mounts] unstack_ignore` never get
+//! a plan: the `duplicate_mount_layers` rule leaves them out.) `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
 //! one mount, not recursive). That alone is not enough: an unmount propagates
 //! through the *parent's* peer group (the layer below, still shared), so
@@ -20,7 +22,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{ActionError, Checked, HostActions};
 use crate::collector::mounts::mountinfo::{parse_mountinfo, MountEntry, MountTable};
-use crate::collector::mounts::stack::{same_filesystem, TableIndex};
+use crate::collector::mounts::stack::{duplicate_layer, TableIndex};
 
 /// Layers popped between two re-reads of the mount table.
 const BATCH: usize = 512;
@@ -42,7 +44,7 @@ pub fn local_path(host: &HostActions, mountpoint: &str) -> PathBuf {
 pub fn duplicate_run<'a>(layers: &[&'a MountEntry]) -> Vec<&'a MountEntry> {
     layers
         .windows(2)
-        .take_while(|pair| same_filesystem(pair[0], pair[1]))
+        .take_while(|pair| duplicate_layer(pair[0], pair[1]))
         .map(|pair| pair[0])
         .collect()
 }
@@ -141,12 +143,21 @@ mod tests {
             "20 1 0:5 / /m rw - tmpfs a rw\n",
             "21 20 0:6 / /m rw - tmpfs b rw\n",
             "22 21 0:6 / /m rw - tmpfs b rw\n",
-            "23 22 0:6 / /m rw shared:4 - tmpfs b rw\n",
+            "23 22 0:6 / /m rw - tmpfs b rw\n",
         ));
         let index = TableIndex::new(&table.entries);
         let layers = index.layers("/m");
         let run = duplicate_run(&layers);
         assert_eq!(run.iter().map(|e| e.id).collect::<Vec<_>>(), vec![23, 22]);
+        // A read-only self-bind on top (same filesystem, other flags): kept,
+        // and so is everything under it.
+        let table = parse_mountinfo(concat!(
+            "20 1 0:6 / /m rw - tmpfs b rw\n",
+            "21 20 0:6 / /m rw - tmpfs b rw\n",
+            "22 21 0:6 / /m ro - tmpfs b rw\n",
+        ));
+        let index = TableIndex::new(&table.entries);
+        assert!(duplicate_run(&index.layers("/m")).is_empty());
         // A different filesystem on top: nothing to pop.
         let table = parse_mountinfo(concat!(
             "20 1 0:5 / /m rw - tmpfs a rw\n",

@@ -1,6 +1,8 @@
 //! `duplicate_mount_layers`: a mount point carries copies of the same
-//! filesystem stacked on itself (interfaces.md §7.2, §7.4). Action: unstack
-//! down to one layer.
+//! filesystem stacked on itself, identical in flags and propagation too
+//! (`stack::duplicate_layer`; interfaces.md §7.2, §7.4). Action: unstack the
+//! top run of duplicates. Mount points matching `[mounts] unstack_ignore`
+//! are left out: some tools build stacks on purpose.
 
 use super::{base_settings, Finding, Rule, RuleSettings};
 use crate::actions::Plan;
@@ -26,7 +28,7 @@ impl Rule for DuplicateMountLayers {
         }
     }
 
-    fn evaluate(&self, snapshot: &Snapshot, _config: &Config) -> Vec<Finding> {
+    fn evaluate(&self, snapshot: &Snapshot, config: &Config) -> Vec<Finding> {
         let Some(facts) = snapshot.mounts() else {
             return Vec::new();
         };
@@ -34,6 +36,7 @@ impl Rule for DuplicateMountLayers {
             .mounts
             .iter()
             .filter(|m| m.duplicate_layers > 0 && !m.mountpoint_deleted)
+            .filter(|m| !config.mounts.unstack_ignored(&m.mountpoint))
             .map(|m| Finding {
                 target: m.mountpoint.clone(),
                 evidence: format!(

@@ -1,7 +1,10 @@
 //! `iscsi_session_failed`: an iSCSI session is FAILED or FREE (interfaces.md
-//! §6.1) for longer than `for`. Action: `iscsiadm` logout + login. Off by
-//! default: the initiator's own recovery usually wins, and re-login during a
-//! SAN-wide outage only adds load.
+//! §6.1) for longer than `for`. Action: `iscsiadm` logout + login, which
+//! refuses unless every disk of the session is a multipath path with another
+//! active path and none carries a mounted filesystem or a heartbeat region
+//! (`actions::iscsi`, re-read on the host). Off by default: the initiator's
+//! own recovery usually wins, and re-login during a SAN-wide outage only
+//! adds load.
 
 use std::time::Duration;
 

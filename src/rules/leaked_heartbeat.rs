@@ -1,7 +1,10 @@
 //! `leaked_heartbeat`: in local heartbeat mode, a heartbeat region is still
 //! running although no mounted OCFS2 volume has its UUID (the lab's
-//! "mounted on a second directory" leak, interfaces.md §1.4). Alert only by
-//! default; the action is `ocfs2_hb_ctl -K -u <UUID> ocfs2`.
+//! "mounted on a second directory" leak, interfaces.md §1.4). Decided per
+//! UUID, like the action (`actions::heartbeat`): other volumes mounted on
+//! the node do not matter, a mount of this UUID or of the region's device
+//! does. Alert only by default; the action is `ocfs2_hb_ctl -K -u <UUID>
+//! ocfs2`, which re-checks the UUID on the host from the superblocks.
 
 use std::collections::BTreeSet;
 
@@ -38,16 +41,22 @@ impl Rule for LeakedHeartbeat {
         if heartbeat.mode != Some(HeartbeatMode::Local) {
             return Vec::new();
         }
-        let mounted: BTreeSet<&str> = mounts
+        let ocfs2_tops = mounts
             .mounts
             .iter()
-            .filter(|m| m.top.as_ref().is_some_and(|t| t.fstype == "ocfs2"))
-            .map(|m| m.uuid.as_str())
-            .collect();
+            .filter_map(|m| m.top.as_ref().map(|t| (m, t)))
+            .filter(|(_, t)| t.fstype == "ocfs2");
+        let mut mounted: BTreeSet<&str> = BTreeSet::new();
+        let mut devices: BTreeSet<&str> = BTreeSet::new();
+        for (mount, top) in ocfs2_tops {
+            mounted.insert(mount.uuid.as_str());
+            devices.insert(top.source.as_str());
+        }
         heartbeat
             .regions
             .iter()
             .filter(|r| !r.uuid.is_empty() && !mounted.contains(r.uuid.as_str()))
+            .filter(|r| r.device.is_empty() || !devices.contains(r.device.as_str()))
             .map(|r| Finding {
                 target: r.uuid.clone(),
                 evidence: format!(

@@ -76,6 +76,10 @@ impl Rule for O2cbDown {
                         .expected
                         .as_ref()
                         .map_or_else(|| "_netdev".into(), |e| e.options.clone()),
+                    // The kernel name the volume was mounted from moments
+                    // ago is accepted, checked against the UUID it carried.
+                    uuid: (!m.uuid.is_empty()).then(|| m.uuid.clone()),
+                    allow_kernel_name: true,
                 })
             })
             .collect();

@@ -127,7 +127,7 @@ for = "2s"
 EXPECTED = """
 [[mounts.expected]]
 mountpoint = "/mnt/ocfs2"
-source = "/dev/vda"
+source = "LABEL=labvol"
 fstype = "ocfs2"
 options = "_netdev"
 """

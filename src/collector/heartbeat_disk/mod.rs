@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use block::{compute_crc, encode_block, parse_block, BlockError, DiskHeartbeat, HEADER_BYTES};
+pub(crate) use reader::{open_for_read, read_fully, AlignedBuf};
 pub use reader::{read_slots, SlotReading, SlotReadings};
 pub use tracker::{families, NodeView, Observation, SlotTracker, TrackerState};
 

@@ -93,7 +93,7 @@ pub fn read_slots(
 
 /// Opens with O_DIRECT; only a file system that refuses it outright (EINVAL
 /// at open, e.g. tmpfs for tests) gets a buffered open instead.
-pub(super) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError> {
+pub(crate) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError> {
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECT)
@@ -104,7 +104,7 @@ pub(super) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError>
             tracing::warn!(
                 device = %device.display(),
                 error = %e,
-                "O_DIRECT refused; reading heartbeat slots through the page cache."
+                "O_DIRECT refused; reading through the page cache."
             );
             let file = File::open(device).map_err(|e| CollectError::io(device, &e))?;
             Ok((file, false))
@@ -115,7 +115,7 @@ pub(super) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError>
 
 /// Reads until `buffer` is full or the device ends; returns the bytes read.
 /// Partial reads keep the offset aligned because they end on sector bounds.
-fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(crate) fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read_at(&mut buffer[filled..], offset + filled as u64) {
@@ -129,14 +129,14 @@ fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<us
 }
 
 /// A zeroed heap buffer aligned for O_DIRECT.
-pub(super) struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     layout: Layout,
 }
 
 impl AlignedBuf {
     /// None when `len` is 0, the layout is invalid or allocation fails.
-    pub(super) fn new(len: usize, align: usize) -> Option<Self> {
+    pub(crate) fn new(len: usize, align: usize) -> Option<Self> {
         if len == 0 {
             return None;
         }
@@ -147,13 +147,13 @@ impl AlignedBuf {
         Some(Self { ptr, layout })
     }
 
-    pub(super) fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` owns `layout.size()` initialised (zeroed) bytes for
         // the lifetime of `self`; the borrow ties the slice to it.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
     }
 
-    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
     }

@@ -13,6 +13,7 @@ mod devices;
 pub mod fstab;
 pub mod mountinfo;
 pub mod stack;
+pub mod superblock;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -75,6 +76,9 @@ pub struct MountPoint {
     pub top_id: Option<u32>,
     pub shared: bool,
     pub uuid: String,
+    /// UUID of the volume last seen mounted here, kept while the path is
+    /// unmounted: what a remount must find on the device again.
+    pub last_uuid: String,
     pub label: String,
     pub readonly: bool,
     pub error_readonly: bool,
@@ -146,6 +150,7 @@ impl Collector for Mounts {
             _ => None,
         });
         probe_all(ctx, &mut mounts, previous_facts);
+        remember_uuids(&mut mounts, previous_facts);
 
         let facts = MountFacts {
             table_path: ctx.paths.host_path(&table_path),
@@ -166,6 +171,23 @@ impl Collector for Mounts {
             facts: Facts::Mounts(std::sync::Arc::new(facts)),
             absent,
         })
+    }
+}
+
+/// Keeps the UUID last seen at a path while nothing (or a volume of unknown
+/// UUID) is mounted there.
+fn remember_uuids(mounts: &mut [MountPoint], previous: Option<&MountFacts>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    for mount in mounts.iter_mut().filter(|m| m.last_uuid.is_empty()) {
+        if let Some(earlier) = previous
+            .mounts
+            .iter()
+            .find(|p| p.mountpoint == mount.mountpoint)
+        {
+            mount.last_uuid = earlier.last_uuid.clone();
+        }
     }
 }
 
@@ -260,6 +282,7 @@ fn analyse(
             shadowed: shape.shadowed,
             top_id: layers.first().map(|e| e.id),
             shared: layers.first().is_some_and(|e| e.shared_group().is_some()),
+            last_uuid: uuid.clone(),
             uuid,
             label,
             readonly: top.as_ref().is_some_and(MountEntry::is_readonly),
@@ -433,7 +456,7 @@ fn families(facts: &MountFacts) -> Vec<Family> {
     );
     let mut duplicates = Family::gauge(
         "ocfs2_mount_duplicate_layers",
-        "Layers identical to the layer below them (same device and root): safe to unstack.",
+        "Layers identical to the layer below them (same device, root, per-mount flags and propagation type): safe to unstack.",
     );
     let mut shadowed = Family::gauge(
         "ocfs2_mount_shadowed",

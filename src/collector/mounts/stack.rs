@@ -6,9 +6,14 @@
 //! whose parent sits elsewhere. Propagated copies under another path (a bind
 //! of the parent with shared propagation) form their own chain under that
 //! path, so every path is counted on its own. A layer *duplicates* the one
-//! below when both show the same filesystem (device and root); anything else
-//! is a different filesystem *shadowing* what is below, which is never
-//! cleaned automatically.
+//! below only when nothing about it differs: same filesystem (device and
+//! root), same per-mount flags (`ro`, `nosuid`, `nodev`, `noexec`, the atime
+//! flags) and same propagation type (shared, slave, private, unbindable).
+//! Popping such a layer changes nothing anyone can see. A layer of the same
+//! filesystem that differs in flags or propagation was made on purpose (a
+//! read-only self-bind: `mount --bind X X; mount -o remount,bind,ro X`) and
+//! is neither a duplicate nor a shadow. A different filesystem or root on top
+//! *shadows* what is below, which is never cleaned automatically.
 
 use std::collections::{HashMap, HashSet};
 
@@ -83,16 +88,38 @@ impl<'a> TableIndex<'a> {
     }
 }
 
-/// Same filesystem seen the same way: what makes a layer a pure duplicate.
+/// Same filesystem and the same part of it (device and root).
 pub fn same_filesystem(a: &MountEntry, b: &MountEntry) -> bool {
     (a.major, a.minor) == (b.major, b.minor) && a.root == b.root
+}
+
+/// Per-mount flags as mountinfo field 6 shows them (fs/proc_namespace.c
+/// `show_mnt_opts`: `rw|ro` then `nosuid`, `nodev`, `noexec`, `noatime`,
+/// `nodiratime`, `relatime`, `nosymfollow`), order-independent.
+fn mount_flags(entry: &MountEntry) -> std::collections::BTreeSet<&str> {
+    entry.mount_options.split(',').collect()
+}
+
+/// The propagation type from the optional fields: peer group numbers differ
+/// between copies that behave the same, so only the kind is compared.
+fn propagation(entry: &MountEntry) -> (bool, bool, bool) {
+    let has = |prefix: &str| entry.optional.iter().any(|tag| tag.starts_with(prefix));
+    (has("shared:"), has("master:"), has("unbindable"))
+}
+
+/// A layer identical to the one below: same filesystem, root, per-mount flags
+/// and propagation type. Only these are safe to unmount.
+pub fn duplicate_layer(upper: &MountEntry, lower: &MountEntry) -> bool {
+    same_filesystem(upper, lower)
+        && mount_flags(upper) == mount_flags(lower)
+        && propagation(upper) == propagation(lower)
 }
 
 /// How a stack of layers (top first) is made up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StackShape {
     pub layers: usize,
-    /// Layers identical to the layer directly below them.
+    /// Layers identical to the layer directly below them (`duplicate_layer`).
     pub duplicates: usize,
     /// Some layer shows a different filesystem than the one below it.
     pub shadowed: bool,
@@ -104,9 +131,9 @@ pub fn shape(layers: &[&MountEntry]) -> StackShape {
         ..StackShape::default()
     };
     for pair in layers.windows(2) {
-        if same_filesystem(pair[0], pair[1]) {
+        if duplicate_layer(pair[0], pair[1]) {
             shape.duplicates += 1;
-        } else {
+        } else if !same_filesystem(pair[0], pair[1]) {
             shape.shadowed = true;
         }
     }
@@ -195,5 +222,49 @@ mod tests {
             [31]
         );
         assert_eq!(index.layers("/loop").len(), 0);
+    }
+
+    #[test]
+    fn a_read_only_self_bind_is_neither_duplicate_nor_shadow() {
+        // mount --bind X X; mount -o remount,bind,ro X (shapes from a real table).
+        let table = parse_mountinfo(
+            "20 1 0:40 / /x rw,relatime shared:5 - tmpfs t rw\n\
+             21 20 0:40 / /x ro,relatime shared:5 - tmpfs t rw\n",
+        );
+        let index = TableIndex::new(&table.entries);
+        assert_eq!(
+            shape(&index.layers("/x")),
+            StackShape {
+                layers: 2,
+                duplicates: 0,
+                shadowed: false
+            }
+        );
+    }
+
+    #[test]
+    fn flags_and_propagation_type_make_a_layer_different() {
+        let differs = |upper: &str| {
+            let table = parse_mountinfo(&format!(
+                "20 1 0:40 / /x rw,nosuid,relatime shared:5 - tmpfs t rw\n{upper}\n"
+            ));
+            let index = TableIndex::new(&table.entries);
+            shape(&index.layers("/x")).duplicates == 0
+        };
+        // Peer group numbers and flag order do not matter; the kind does.
+        assert!(!differs(
+            "21 20 0:40 / /x relatime,rw,nosuid shared:9 - tmpfs t rw"
+        ));
+        for upper in [
+            "21 20 0:40 / /x rw,nosuid,nodev,relatime shared:5 - tmpfs t rw",
+            "21 20 0:40 / /x rw,nosuid,noexec,relatime shared:5 - tmpfs t rw",
+            "21 20 0:40 / /x rw,nosuid,noatime shared:5 - tmpfs t rw",
+            "21 20 0:40 / /x rw,relatime shared:5 - tmpfs t rw",
+            "21 20 0:40 / /x rw,nosuid,relatime - tmpfs t rw",
+            "21 20 0:40 / /x rw,nosuid,relatime master:5 - tmpfs t rw",
+            "21 20 0:40 / /x rw,nosuid,relatime shared:5 unbindable - tmpfs t rw",
+        ] {
+            assert!(differs(upper), "{upper}");
+        }
     }
 }

@@ -179,7 +179,7 @@ fn read_connection(dir: &Path, name: String) -> Connection {
 }
 
 /// `sessionN/device/targetH:C:T/H:C:T:L/block/sdX`.
-fn session_disks(session_dir: &Path) -> Vec<String> {
+pub fn session_disks(session_dir: &Path) -> Vec<String> {
     let Some(device) = real_dir(&session_dir.join("device")) else {
         return Vec::new();
     };

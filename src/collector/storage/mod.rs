@@ -14,7 +14,7 @@ pub mod iscsi;
 pub mod mpconf;
 pub mod multipath;
 pub mod scsi;
-mod sysfs;
+pub(crate) mod sysfs;
 pub mod timeouts;
 pub mod topology;
 
