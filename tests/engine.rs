@@ -70,6 +70,7 @@ fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
     config.mounts.use_fstab = false;
     config.kernel_log.enabled = false;
     config.remediation.mode = Mode::Enforce;
+    config.remediation.startup_grace = Duration::ZERO;
     config.remediation.rules.insert(
         "duplicate_mount_layers".into(),
         RuleConfig {
@@ -127,7 +128,7 @@ impl Fixture {
         self.audit()
             .into_iter()
             .filter(|r| r.target == target && r.rule == "duplicate_mount_layers")
-            .map(|r| r.outcome)
+            .map(|r| r.outcome.as_str().to_string())
             .collect()
     }
 }
@@ -204,10 +205,26 @@ fn pending_until_for_then_cooldown_then_give_up() {
     );
     assert_eq!(count(&report, "gave_up"), 3);
 
-    // An operator resume clears the give-up.
-    f.control.resume().unwrap();
+    // Resuming clears no give-up; an operator's reset does.
+    f.control.resume("test").unwrap();
     f.engine.tick(&snapshot, t0 + Duration::from_secs(201));
-    assert_eq!(f.calls(), 12);
+    assert_eq!(f.calls(), 9, "resume is not a reset");
+    f.control
+        .reset(
+            "duplicate_mount_layers",
+            Some("/srv/a".into()),
+            "127.0.0.1:1",
+        )
+        .unwrap();
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(202));
+    assert_eq!(f.calls(), 10, "the reset target only");
+    let reset = f
+        .audit()
+        .into_iter()
+        .find(|r| r.outcome == "reset")
+        .unwrap();
+    assert_eq!(reset.caller.as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(reset.target, "/srv/a");
 }
 
 fn snapshot_with(report: Report) -> Snapshot {
@@ -248,6 +265,12 @@ fn failures_back_off_exponentially_and_give_up() {
 fn the_hourly_budget_caps_actions() {
     let mut f = fixture(Outcome::Success("done".into()), |c| {
         c.remediation.actions_per_hour = 2;
+        let rule = c
+            .remediation
+            .rules
+            .get_mut("duplicate_mount_layers")
+            .unwrap();
+        rule.actions_per_hour = Some(2);
     });
     let snapshot = f.snapshot();
     let t0 = Instant::now();
@@ -270,18 +293,24 @@ fn the_hourly_budget_caps_actions() {
 fn the_pause_file_stops_every_action() {
     let mut f = fixture(Outcome::Success("done".into()), |_| {});
     std::fs::create_dir_all(&f.config.state_dir.0).unwrap();
-    std::fs::write(f.config.state_dir.0.join(PAUSE_FILE), "").unwrap();
+    let pause_file = f.config.state_dir.0.join(PAUSE_FILE);
+    std::fs::write(&pause_file, "").unwrap();
     let snapshot = f.snapshot();
     let t0 = Instant::now();
     f.engine.tick(&snapshot, t0);
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(15));
     assert_eq!(f.calls(), 0);
     assert!(report.paused);
-    assert_eq!(report.paused_seconds, 15.0);
+    // The age counts from when the pause was set, not from this engine.
+    assert!(
+        (report.paused_seconds - 15.0).abs() < 1.0,
+        "{}",
+        report.paused_seconds
+    );
     assert_eq!(count(&report, "skipped_paused"), 3);
     let text = snapshot_with(report).rendered_text().to_string();
     assert!(text.contains("ocfs2_watchdog_paused 1"), "{text}");
-    f.control.resume().unwrap();
+    f.control.resume("test").unwrap();
     f.engine.tick(&snapshot, t0 + Duration::from_secs(16));
     assert_eq!(f.calls(), 3);
 }
@@ -413,10 +442,10 @@ fn a_cleared_condition_resolves_and_alert_only_never_acts() {
 
 #[test]
 fn an_unwritable_audit_log_means_no_action() {
-    let mut f = fixture(Outcome::Success("done".into()), |c| {
-        // The state dir is a file: nothing can be written under it.
-        c.state_dir = StateDir(Path::new("/dev/null").join("state"));
-    });
+    assert!(Path::new("/dev/full").exists(), "/dev/full is missing");
+    let mut f = fixture(Outcome::Success("done".into()), |_| {});
+    std::fs::create_dir_all(&f.config.state_dir.0).unwrap();
+    std::os::unix::fs::symlink("/dev/full", f.config.state_dir.0.join("audit.jsonl")).unwrap();
     let snapshot = f.snapshot();
     let t0 = Instant::now();
     f.engine.tick(&snapshot, t0);
@@ -424,6 +453,21 @@ fn an_unwritable_audit_log_means_no_action() {
     assert_eq!(f.calls(), 0, "never an action without a record");
     assert!(report.audit_write_errors >= 3);
     assert_eq!(count(&report, "failed"), 3);
+}
+
+#[test]
+fn an_unreadable_state_dir_means_no_action() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        // The state dir is a file: nothing can be read or written under it.
+        c.state_dir = StateDir(Path::new("/dev/null").join("state"));
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 0, "never an action without its state");
+    assert!(report.state_errors >= 1);
+    assert!(report.paused, "an uncheckable pause file counts as paused");
 }
 
 /// Blocks every execution until the test releases it, as an umount2 or a
@@ -448,6 +492,7 @@ impl Executor for Blocking {
 fn a_hung_action_is_reported_failed_and_never_started_twice() {
     let mut f = fixture(Outcome::Success("unused".into()), |config| {
         config.remediation.action_timeout = Duration::from_millis(20);
+        config.remediation.actions_per_hour = 100;
         config
             .remediation
             .rules
@@ -476,9 +521,12 @@ fn a_hung_action_is_reported_failed_and_never_started_twice() {
         .is_some_and(|e| e.contains("still running"))));
     // After the backoff the targets are due again, but their threads are
     // still blocked: no second run starts.
+    // The stuck threads still hold their volumes: skipped, no attempt spent.
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(11));
     assert_eq!(*started.lock().unwrap(), 3);
-    assert_eq!(count(&report, "failed"), 6);
+    assert_eq!(count(&report, "failed"), 3);
+    assert_eq!(count(&report, "skipped_volume_busy"), 3);
+    assert!(report.targets.iter().all(|t| t.attempts == 1));
     // Released, the blocked runs end and the next attempt takes their result.
     for _ in 0..3 {
         release.send(()).unwrap();

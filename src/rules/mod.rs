@@ -15,8 +15,11 @@
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod guard;
+mod recovery;
 pub mod report;
 pub mod runner;
+pub mod state;
 pub mod storm;
 
 mod duplicate_layers;
@@ -79,6 +82,9 @@ pub fn base_settings() -> RuleSettings {
         backoff: Duration::from_secs(30),
         backoff_max: Duration::from_secs(3600),
         max_attempts: 3,
+        failure_window: Duration::from_secs(3600),
+        max_precondition_changed: 5,
+        actions_per_hour: None,
         stop_services: Vec::new(),
     }
 }

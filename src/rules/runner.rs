@@ -27,6 +27,10 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
+    let boot = super::guard::boot_time(&paths);
+    if boot.is_none() {
+        tracing::warn!("Cannot read the boot time (stat btime, uptime); the startup grace counts from the daemon's start.");
+    }
     let host = HostActions::new(paths, &config.remediation);
     let executor = executor_for(config.remediation.mode, host);
     tracing::info!(
@@ -34,6 +38,8 @@ pub fn spawn(
         "Remediation engine starting."
     );
     let mut engine = Engine::new(config, executor, control);
+    engine.set_boot_time(boot);
+    engine.follow_snapshots(snapshots.clone());
     let handle = std::thread::Builder::new()
         .name("rule-engine".into())
         .spawn(move || {
