@@ -3,162 +3,24 @@
 //! brake, resolution. No root needed: the host is a fixture tree and the
 //! executor never touches it.
 
+mod engine_fixture;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocfs2_watchdog::actions::audit::AuditRecord;
+use engine_fixture::{count, fixture, snapshot_with, with_section};
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
 use ocfs2_watchdog::collector::kernel_log::KernelLogFacts;
 use ocfs2_watchdog::collector::storage::IscsiFacts;
-use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::config::{Config, StateDir};
-use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::config::StateDir;
 use ocfs2_watchdog::kernel_log::classify::Event;
 use ocfs2_watchdog::kernel_log::state::RecentEvent;
-use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
-use ocfs2_watchdog::rules::control::{Control, PAUSE_FILE};
-use ocfs2_watchdog::rules::{Engine, Report};
-use ocfs2_watchdog::sampler::Sampler;
-use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
-
-#[derive(Clone)]
-struct Recorder {
-    calls: Arc<Mutex<Vec<Plan>>>,
-    outcome: Outcome,
-}
-
-impl Executor for Recorder {
-    fn mode(&self) -> Mode {
-        Mode::Enforce
-    }
-    fn execute(&self, plan: &Plan) -> Outcome {
-        self.calls.lock().unwrap().push(plan.clone());
-        self.outcome.clone()
-    }
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    config: Arc<Config>,
-    calls: Arc<Mutex<Vec<Plan>>>,
-    control: Arc<Control>,
-    engine: Engine,
-}
-
-/// Two paths each with a duplicate layer, as mountinfo lists them.
-const TABLE: &str = concat!(
-    "20 1 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
-    "21 20 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
-    "30 1 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
-    "31 30 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
-    "40 1 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
-    "41 40 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
-);
-
-fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let proc1 = dir.path().join("root/proc/1");
-    std::fs::create_dir_all(&proc1).unwrap();
-    std::fs::write(proc1.join("mountinfo"), TABLE).unwrap();
-    let mut config = Config {
-        state_dir: StateDir(dir.path().join("state")),
-        ..Config::default()
-    };
-    config.mounts.fstypes = vec!["tmpfs".into()];
-    config.mounts.use_fstab = false;
-    config.kernel_log.enabled = false;
-    config.remediation.mode = Mode::Enforce;
-    config.remediation.startup_grace = Duration::ZERO;
-    config.remediation.rules.insert(
-        "duplicate_mount_layers".into(),
-        RuleConfig {
-            r#for: Some(Duration::from_secs(10)),
-            cooldown: Some(Duration::from_secs(60)),
-            backoff: Some(Duration::from_secs(10)),
-            backoff_max: Some(Duration::from_secs(25)),
-            max_attempts: Some(3),
-            ..RuleConfig::default()
-        },
-    );
-    tune(&mut config);
-    let config = Arc::new(config);
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let control = Arc::new(Control::new(&config.state_dir.0, None));
-    let executor = Recorder {
-        calls: Arc::clone(&calls),
-        outcome,
-    };
-    let engine = Engine::new(
-        Arc::clone(&config),
-        Box::new(executor),
-        Arc::clone(&control),
-    );
-    Fixture {
-        dir,
-        config,
-        calls,
-        control,
-        engine,
-    }
-}
-
-impl Fixture {
-    fn snapshot(&self) -> Snapshot {
-        let paths = HostPaths::new(self.dir.path().join("root"), None, None);
-        let ctx = Arc::new(Context::new(paths, Arc::clone(&self.config)));
-        Sampler::new(ctx).tick(Duration::from_secs(5))
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
-
-    fn audit(&self) -> Vec<AuditRecord> {
-        let path = self.config.state_dir.0.join("audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("parseable audit line"))
-            .collect()
-    }
-
-    fn outcomes(&self, target: &str) -> Vec<String> {
-        self.audit()
-            .into_iter()
-            .filter(|r| r.target == target && r.rule == "duplicate_mount_layers")
-            .map(|r| r.outcome.as_str().to_string())
-            .collect()
-    }
-}
-
-fn with_section(snapshot: &mut Snapshot, name: &'static str, facts: Facts) {
-    let report = CollectorReport {
-        success: true,
-        duration_seconds: 0.0,
-        error_kind: None,
-        error: None,
-        absent: None,
-        stale: false,
-    };
-    let section = Section {
-        facts,
-        ..Section::default()
-    };
-    snapshot
-        .collectors
-        .insert(name, (report, Arc::new(section)));
-}
-
-fn count(report: &Report, outcome: &str) -> u64 {
-    report
-        .actions
-        .iter()
-        .filter(|(_, _, o, _)| *o == outcome)
-        .map(|(_, _, _, n)| n)
-        .sum()
-}
+use ocfs2_watchdog::rules::config::Mode;
+use ocfs2_watchdog::rules::control::PAUSE_FILE;
+use ocfs2_watchdog::rules::Engine;
+use ocfs2_watchdog::snapshot::Facts;
 
 #[test]
 fn pending_until_for_then_cooldown_then_give_up() {
@@ -225,12 +87,6 @@ fn pending_until_for_then_cooldown_then_give_up() {
         .unwrap();
     assert_eq!(reset.caller.as_deref(), Some("127.0.0.1:1"));
     assert_eq!(reset.target, "/srv/a");
-}
-
-fn snapshot_with(report: Report) -> Snapshot {
-    let mut snapshot = Snapshot::empty();
-    snapshot.remediation = Some(Arc::new(report));
-    snapshot
 }
 
 #[test]

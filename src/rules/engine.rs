@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::control::Control;
-use super::guard::{HoldReason, MaintenanceFlag, StartupGrace, VolumeClaim, VolumeLocks};
+use super::guard::{MaintenanceFlag, StartupGrace, VolumeClaim, VolumeLocks};
 use super::report::Report;
 use super::state::{self, Clock, History, Key, Ledger, Wait};
 use super::{source_fresh, Finding, RuleSettings, RULES};
@@ -69,24 +69,24 @@ pub fn is_disruptive(action: Action) -> bool {
 pub struct Engine {
     pub(super) config: Arc<Config>,
     pub(super) settings: BTreeMap<&'static str, RuleSettings>,
-    executor: Arc<dyn Executor>,
-    runs: Prober<Outcome>,
+    pub(super) executor: Arc<dyn Executor>,
+    pub(super) runs: Prober<Outcome>,
     pub(super) audit: Arc<Mutex<AuditLog>>,
     pub(super) control: Arc<Control>,
     pub(super) clock: Clock,
     pub(super) ledger: Ledger,
-    ledger_dirty: bool,
+    pub(super) ledger_dirty: bool,
     pub(super) state_errors: u64,
     pub(super) targets: BTreeMap<Key, TargetState>,
     pub(super) counters: BTreeMap<(&'static str, &'static str, AuditOutcome), u64>,
-    locks: VolumeLocks,
+    pub(super) locks: VolumeLocks,
     pub(super) grace: StartupGrace,
-    maintenance: Vec<Box<dyn MaintenanceFlag>>,
-    latest: Option<watch::Receiver<Arc<Snapshot>>>,
-    disruptive_taken: bool,
+    pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
+    pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
+    pub(super) disruptive_taken: bool,
     /// When the current tick began on the real clock: audit times add the
     /// time an action took to the tick's `now`.
-    tick_started: Instant,
+    pub(super) tick_started: Instant,
 }
 
 impl Engine {
@@ -164,78 +164,18 @@ impl Engine {
         self.maintenance.push(flag);
     }
 
-    fn restore(&mut self, now: Instant) {
-        let dir = self.config.state_dir.0.clone();
-        match state::load(&dir, &self.clock) {
-            Ok(ledger) => self.ledger = ledger,
-            Err(error) => {
-                // Fail closed: without the record of what was done, spend
-                // the whole hourly budget rather than hand out a fresh one.
-                self.state_errors += 1;
-                tracing::error!(error = %error, "Cannot restore the remediation state; no action for an hour.");
-                for _ in 0..self.config.remediation.actions_per_hour {
-                    self.ledger.spent.push_back((now, ""));
-                }
-            }
-        }
-        let audit_file = self.audit_lock().path().to_path_buf();
-        let unfinished = match super::recovery::unfinished_actions(&audit_file) {
-            Ok(unfinished) => unfinished,
-            Err(error) => {
-                tracing::error!(file = %audit_file.display(), error = %error, "Cannot read the audit log to find interrupted actions.");
-                Vec::new()
-            }
-        };
-        for before in unfinished {
-            self.interrupted(before, now);
-        }
-        self.save_ledger();
-    }
-
-    /// Audits and backs off an action a previous run never finished.
-    fn interrupted(&mut self, before: AuditRecord, now: Instant) {
-        let Some(rule) = RULES.iter().map(|r| r.name()).find(|r| *r == before.rule) else {
-            return;
-        };
-        tracing::warn!(rule, target = %before.target, action = %before.action, started = %before.time, "An action was interrupted by the daemon stopping; backing off.");
-        let action = ACTIONS
-            .iter()
-            .copied()
-            .find(|a| a.as_str() == before.action)
-            .map_or("", Action::as_str);
-        self.audit_lock().append(&AuditRecord {
-            time: AuditRecord::at(self.clock.wall(now)),
-            phase: Phase::After,
-            outcome: AuditOutcome::Interrupted,
-            detail: None,
-            error: Some(format!(
-                "the daemon stopped during the action started at {}",
-                before.time
-            )),
-            caller: None,
-            ..before.clone()
-        });
-        self.count(rule, action, AuditOutcome::Interrupted);
-        let settings = self.settings[rule].clone();
-        let history = self.history((rule, before.target), now);
-        history.attempts.push_back(now);
-        history.failures += 1;
-        history.waiting = Some((now + backoff(&settings, history.failures), Wait::Backoff));
-        self.ledger_dirty = true;
-    }
-
     pub(super) fn audit_lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
         self.audit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn history(&mut self, key: Key, now: Instant) -> &mut History {
+    pub(super) fn history(&mut self, key: Key, now: Instant) -> &mut History {
         self.ledger
             .histories
             .entry(key)
             .or_insert_with(|| History::new(now))
     }
 
-    fn save_ledger(&mut self) -> bool {
+    pub(super) fn save_ledger(&mut self) -> bool {
         match state::save(&self.config.state_dir.0, &self.clock, &self.ledger) {
             Ok(()) => {
                 self.ledger_dirty = false;
@@ -251,7 +191,7 @@ impl Engine {
 
     /// Runs `plan` on a deadline thread keyed by rule and target, holding
     /// its volumes until the thread ends.
-    fn execute(&mut self, rule: &str, target: &str, plan: &Plan) -> Outcome {
+    pub(super) fn execute(&mut self, rule: &str, target: &str, plan: &Plan) -> Outcome {
         let deadline = self.config.remediation.action_timeout * HUNG_ACTION_FACTOR;
         let executor = Arc::clone(&self.executor);
         let owner = format!("{rule}/{target}");
@@ -349,187 +289,7 @@ impl Engine {
         self.report(snapshot, now)
     }
 
-    /// Applies queued `POST /reset`s: the target starts afresh.
-    fn apply_resets(&mut self) {
-        for reset in self.control.take_resets() {
-            let keys: Vec<Key> = self
-                .ledger
-                .histories
-                .keys()
-                .filter(|(r, t)| {
-                    *r == reset.rule && reset.target.as_ref().map_or(true, |want| want == t)
-                })
-                .cloned()
-                .collect();
-            for key in &keys {
-                self.ledger.histories.remove(key);
-                if let Some(state) = self.targets.get_mut(key) {
-                    state.last_outcome = None;
-                }
-            }
-            self.ledger_dirty = true;
-            let detail = format!("cleared {} target(s)", keys.len());
-            self.control.record(
-                AuditOutcome::Reset,
-                reset.rule,
-                reset.target.as_deref(),
-                &reset.caller,
-                None,
-            );
-            tracing::warn!(rule = reset.rule, target = reset.target.as_deref().unwrap_or("*"), caller = %reset.caller, detail, "Remediation state reset by an operator.");
-        }
-    }
-
-    /// Forgets targets whose condition stayed clear for a whole window.
-    fn forget_settled(&mut self, now: Instant) {
-        let settings = &self.settings;
-        let targets = &self.targets;
-        let before = self.ledger.histories.len();
-        self.ledger.histories.retain(|key, history| {
-            let window = settings
-                .get(key.0)
-                .map_or(state::HOUR, |s| s.failure_window);
-            targets.contains_key(key)
-                || now.saturating_duration_since(history.last_seen) < window
-                || history.waiting_at(now).is_some()
-        });
-        self.ledger_dirty |= self.ledger.histories.len() != before;
-    }
-
-    /// Why the action must wait, read afresh: pause, maintenance, storm.
-    fn hold(&self, snapshot: &Snapshot) -> Option<HoldReason> {
-        let pause = self.control.pause_state();
-        if pause.paused {
-            return Some((
-                AuditOutcome::SkippedPaused,
-                pause.reason.unwrap_or_default(),
-            ));
-        }
-        if let Some(why) = self.maintenance.iter().find_map(|flag| flag.active()) {
-            return Some((AuditOutcome::SkippedPaused, format!("maintenance: {why}")));
-        }
-        let fresh = self
-            .latest
-            .as_ref()
-            .map(|latest| latest.borrow().clone())
-            .filter(|latest| latest.is_ready() && latest.sequence > snapshot.sequence);
-        let storm = super::storm::evaluate(
-            fresh.as_deref().unwrap_or(snapshot),
-            &self.config.remediation,
-        );
-        storm.map(|why| (AuditOutcome::SkippedStorm, why))
-    }
-
-    fn decide(&mut self, key: &Key, settings: &RuleSettings, snapshot: &Snapshot, now: Instant) {
-        let rule = key.0;
-        let Some(plan) = self
-            .targets
-            .get(key)
-            .and_then(|s| s.finding.plan.clone())
-            .filter(|_| !settings.alert_only)
-        else {
-            self.skip(key, AuditOutcome::AlertOnly, None, false, now);
-            return;
-        };
-        let history = self.ledger.histories.get(key).cloned();
-        if let Some(why) = history.as_ref().and_then(|h| h.gave_up.clone()) {
-            self.skip(key, AuditOutcome::GaveUp, Some(why), true, now);
-            return;
-        }
-        if let Some((outcome, why)) = self.hold(snapshot) {
-            self.skip(key, outcome, Some(why), true, now);
-            return;
-        }
-        if let Some(left) = self.grace.remaining(now) {
-            let detail = format!(
-                "{} left",
-                humantime::format_duration(Duration::from_secs(left.as_secs()))
-            );
-            self.skip(
-                key,
-                AuditOutcome::SkippedStartupGrace,
-                Some(detail),
-                true,
-                now,
-            );
-            return;
-        }
-        if let Some((until, wait)) = history.as_ref().and_then(|h| h.waiting_at(now)) {
-            let outcome = match wait {
-                Wait::Cooldown => AuditOutcome::SkippedCooldown,
-                Wait::Backoff => AuditOutcome::SkippedBackoff,
-            };
-            self.skip(
-                key,
-                outcome,
-                Some(format!("{:?} left", until - now)),
-                true,
-                now,
-            );
-            return;
-        }
-        let attempts = history.as_ref().map_or(0, |h| h.attempts.len() as u32);
-        if attempts >= settings.max_attempts {
-            let why = format!(
-                "{attempts} attempts within {}",
-                humantime::format_duration(settings.failure_window)
-            );
-            self.give_up(key, why, now);
-            return;
-        }
-        let per_hour = self.config.remediation.actions_per_hour;
-        let share = settings.budget_share(per_hour);
-        if self.ledger.spent.len() >= per_hour as usize {
-            self.skip(
-                key,
-                AuditOutcome::SkippedBudget,
-                Some(format!("{per_hour} actions in the last hour")),
-                true,
-                now,
-            );
-            return;
-        }
-        if self.ledger.spent_by(rule) >= share as usize {
-            self.skip(
-                key,
-                AuditOutcome::SkippedBudget,
-                Some(format!("rule share of {share} actions per hour used")),
-                true,
-                now,
-            );
-            return;
-        }
-        if let Some(owner) = self.locks.busy(&VolumeClaim::of(&plan)) {
-            self.skip(
-                key,
-                AuditOutcome::SkippedVolumeBusy,
-                Some(format!("{owner} is still running on the volume")),
-                true,
-                now,
-            );
-            return;
-        }
-        if is_disruptive(plan.action()) && self.disruptive_taken {
-            self.skip(
-                key,
-                AuditOutcome::SkippedTickLimit,
-                Some("one disruptive action per tick".into()),
-                true,
-                now,
-            );
-            return;
-        }
-        self.act(key, settings, &plan, now);
-    }
-
-    fn give_up(&mut self, key: &Key, why: String, now: Instant) {
-        tracing::warn!(rule = key.0, target = %key.1, reason = %why, "Remediation gave up; a human must fix it.");
-        self.history(key.clone(), now).gave_up = Some(why.clone());
-        self.ledger_dirty = true;
-        self.skip(key, AuditOutcome::GaveUp, Some(why), true, now);
-    }
-
-    fn act(&mut self, key: &Key, settings: &RuleSettings, plan: &Plan, now: Instant) {
+    pub(super) fn act(&mut self, key: &Key, settings: &RuleSettings, plan: &Plan, now: Instant) {
         let rule = key.0;
         let Some(finding) = self.targets.get(key).map(|s| s.finding.clone()) else {
             return;
@@ -602,37 +362,17 @@ impl Engine {
         self.save_ledger();
     }
 
-    /// Audits and counts a decision not to act, once per reason.
-    fn skip(
+    pub(super) fn count(
         &mut self,
-        key: &Key,
+        rule: &'static str,
+        action: &'static str,
         outcome: AuditOutcome,
-        detail: Option<String>,
-        counted: bool,
-        now: Instant,
     ) {
-        let Some(state) = self.targets.get_mut(key) else {
-            return;
-        };
-        if state.last_outcome == Some(outcome) {
-            return;
-        }
-        state.last_outcome = Some(outcome);
-        let finding = state.finding.clone();
-        self.record(key.0, &finding, Phase::Decision, outcome, detail, None, now);
-        if counted {
-            if let Some(plan) = &finding.plan {
-                self.count(key.0, plan.action().as_str(), outcome);
-            }
-        }
-    }
-
-    fn count(&mut self, rule: &'static str, action: &'static str, outcome: AuditOutcome) {
         *self.counters.entry((rule, action, outcome)).or_default() += 1;
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    pub(super) fn record(
         &mut self,
         rule: &'static str,
         finding: &Finding,
@@ -672,7 +412,7 @@ impl Engine {
 }
 
 /// Every action, to map an audited action name back.
-const ACTIONS: &[Action] = &[
+pub(super) const ACTIONS: &[Action] = &[
     Action::Remount,
     Action::Unstack,
     Action::RestartO2cb,
@@ -682,7 +422,7 @@ const ACTIONS: &[Action] = &[
 
 /// The wait after the `failures`-th consecutive failure: doubling from
 /// `backoff` up to `backoff_max`.
-fn backoff(settings: &RuleSettings, failures: u32) -> Duration {
+pub(super) fn backoff(settings: &RuleSettings, failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
     settings
         .backoff

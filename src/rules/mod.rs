@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod control;
+mod decision;
 pub mod engine;
 pub mod guard;
 mod recovery;
