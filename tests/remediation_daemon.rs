@@ -133,6 +133,18 @@ fn pause_and_resume_need_the_admin_token() {
         callers.iter().all(|c| c.starts_with("127.0.0.1:")),
         "{callers:?}"
     );
+    // A new admin token is read on SIGHUP; the old one stops working.
+    std::fs::write(dir.path().join("token"), "rotated\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the rotated admin token", Duration::from_secs(10), || {
+        post(&address, "/pause", Some("rotated")) == 200
+    });
+    assert_eq!(post(&address, "/resume", Some("s3cret")), 401);
+    assert_eq!(post(&address, "/resume", Some("rotated")), 200);
     wait_for("resumed metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 0")
     });

@@ -2,14 +2,11 @@
 //!
 //! Per target: `pending` from the first snapshot showing the finding,
 //! `firing` once it held for `for`. A firing target with a plan is acted on
-//! unless something holds it, in this order: given up; paused or a
-//! maintenance flag, or the storm brake on the freshest snapshot (all read
-//! again for every action, `guard.rs`); the startup grace; a cooldown after
-//! an action or a doubling backoff after a failure; `max_attempts` actions
-//! within the rule's `failure_window` (then it gives up); the hourly budget,
-//! global and the rule's own share; another action on the same volume still
-//! running (or stuck); a disruptive action already taken on this tick. A
-//! skip is audited and counted once per reason, not once per tick.
+//! unless something holds it (`decision.rs` has the checks and their order:
+//! give-up, pause, maintenance and storm read again for every action, the
+//! startup grace, cooldown and backoff, attempts, budget, volume locks, one
+//! disruptive action per tick). This file owns the state, the tick and the
+//! action itself.
 //!
 //! What the engine did to a target outlives the finding and the process
 //! (`state.rs`): a resolved target keeps its attempts until they decay, so a
@@ -140,8 +137,8 @@ impl Engine {
 
     /// Extends the startup grace to `startup_grace` after the host's boot.
     pub fn set_boot_time(&mut self, boot: Option<SystemTime>) {
-        let started = self.clock.instant(self.clock.wall(Instant::now()));
-        let started = started.unwrap_or_else(Instant::now);
+        // The engine's clock was anchored when the engine (the daemon) started.
+        let started = self.clock.anchor();
         let with_boot = StartupGrace::new(
             self.config.remediation.startup_grace,
             started,

@@ -39,6 +39,11 @@ impl Clock {
         }
     }
 
+    /// The `Instant` the clock was taken at.
+    pub fn anchor(&self) -> Instant {
+        self.instant
+    }
+
     pub fn wall(&self, at: Instant) -> SystemTime {
         match at.checked_duration_since(self.instant) {
             Some(after) => self.wall + after,
