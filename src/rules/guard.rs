@@ -117,6 +117,10 @@ impl VolumeLocks {
     }
 }
 
+/// A boot time further in the future than this is a broken clock or procfs,
+/// not a reason to hold every action for days.
+const MAX_BOOT_AHEAD: Duration = Duration::from_secs(3600);
+
 /// Until when actions wait after boot and after the daemon started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartupGrace {
@@ -135,13 +139,14 @@ impl StartupGrace {
         if grace.is_zero() {
             return Self { until: None };
         }
-        let after_start = started + grace;
+        let after_start = started.checked_add(grace).unwrap_or(started);
         // The boot normally precedes the start, so the start's grace ends
         // later; a boot time after the start (the host clock stepped back,
-        // a procfs of another host) is waited for as well.
+        // a procfs of another host) is waited for as well, within reason.
         let after_boot = boot
             .and_then(|b| b.duration_since(started_wall).ok())
-            .map(|boot_ahead| started + boot_ahead + grace);
+            .filter(|ahead| *ahead <= MAX_BOOT_AHEAD)
+            .and_then(|ahead| after_start.checked_add(ahead));
         Self {
             until: Some(after_boot.map_or(after_start, |b| b.max(after_start))),
         }

@@ -59,7 +59,7 @@ impl Engine {
                 self.state_errors += 1;
                 tracing::error!(error = %error, "Cannot restore the remediation state; no action for an hour.");
                 for _ in 0..self.config.remediation.actions_per_hour {
-                    self.ledger.spent.push_back((now, ""));
+                    self.ledger.spent.push_back((now, state::STATE_LOST));
                 }
             }
         }

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::RULES;
 
 pub const STATE_FILE: &str = "remediation-state.json";
+/// Budget entries spent because the state could not be read at start: they
+/// are saved and restored like any rule's, so a crash loop stays closed.
+pub const STATE_LOST: &str = "state_unreadable";
 pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// Maps the engine's `Instant`s to wall-clock time and back.
@@ -47,7 +50,10 @@ impl Clock {
     pub fn wall(&self, at: Instant) -> SystemTime {
         match at.checked_duration_since(self.instant) {
             Some(after) => self.wall + after,
-            None => self.wall - self.instant.duration_since(at),
+            None => self
+                .wall
+                .checked_sub(self.instant.duration_since(at))
+                .unwrap_or(UNIX_EPOCH),
         }
     }
 
@@ -203,7 +209,11 @@ pub fn state_path(dir: &Path) -> PathBuf {
 }
 
 fn rule_name(name: &str) -> Option<&'static str> {
-    RULES.iter().map(|r| r.name()).find(|r| *r == name)
+    RULES
+        .iter()
+        .map(|r| r.name())
+        .chain([STATE_LOST])
+        .find(|r| *r == name)
 }
 
 /// Reads the saved ledger; an absent file is an empty ledger (first start).
@@ -214,10 +224,18 @@ pub fn load(dir: &Path, clock: &Clock) -> Result<Ledger, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    let file: StateFile = serde_json::from_str(&text).map_err(|e| StateError::Parse {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let file: StateFile = match serde_json::from_str(&text) {
+        Ok(file) => file,
+        Err(e) => {
+            // Kept for the operator; the next save writes a valid file.
+            let kept = path.with_extension("json.corrupt");
+            let _ = std::fs::rename(&path, &kept);
+            return Err(StateError::Parse {
+                path,
+                message: format!("{e} (kept as {})", kept.display()),
+            });
+        }
+    };
     let mut ledger = Ledger::default();
     for entry in file.spent {
         if let (Some(rule), Some(at)) = (rule_name(&entry.rule), clock.instant_of_unix(entry.at)) {
@@ -329,5 +347,12 @@ mod tests {
         std::fs::write(state_path(dir.path()), "{\"version\": 1, \"spe").unwrap();
         let err = load(dir.path(), &Clock::now()).unwrap_err();
         assert!(err.to_string().contains("not valid"), "{err}");
+        assert!(dir.path().join("remediation-state.json.corrupt").exists());
+        // The budget spent for a lost state is restored like any other.
+        let clock = Clock::now();
+        let mut ledger = Ledger::default();
+        ledger.spent.push_back((Instant::now(), STATE_LOST));
+        save(dir.path(), &clock, &ledger).unwrap();
+        assert_eq!(load(dir.path(), &clock).unwrap().spent.len(), 1);
     }
 }
