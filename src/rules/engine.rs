@@ -74,6 +74,8 @@ pub struct Engine {
     pub(super) ledger: Ledger,
     pub(super) ledger_dirty: bool,
     pub(super) state_errors: u64,
+    /// The last save failed (logged once until one succeeds).
+    saving_fails: bool,
     pub(super) targets: BTreeMap<Key, TargetState>,
     pub(super) counters: BTreeMap<(&'static str, &'static str, AuditOutcome), u64>,
     pub(super) locks: VolumeLocks,
@@ -113,6 +115,7 @@ impl Engine {
             ledger: Ledger::default(),
             ledger_dirty: false,
             state_errors: 0,
+            saving_fails: false,
             targets: BTreeMap::new(),
             counters: BTreeMap::new(),
             locks: VolumeLocks::default(),
@@ -172,15 +175,22 @@ impl Engine {
             .or_insert_with(|| History::new(now))
     }
 
+    /// Saves the ledger; a failure is counted each time but logged when it
+    /// starts and when it ends, not every tick of a full disk.
     pub(super) fn save_ledger(&mut self) -> bool {
         match state::save(&self.config.state_dir.0, &self.clock, &self.ledger) {
             Ok(()) => {
                 self.ledger_dirty = false;
+                if std::mem::take(&mut self.saving_fails) {
+                    tracing::info!("The remediation state can be saved again; actions may run.");
+                }
                 true
             }
             Err(error) => {
                 self.state_errors += 1;
-                tracing::error!(error = %error, "Cannot save the remediation state.");
+                if !std::mem::replace(&mut self.saving_fails, true) {
+                    tracing::error!(error = %error, "Cannot save the remediation state; no action runs until it can be.");
+                }
                 false
             }
         }

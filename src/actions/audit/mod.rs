@@ -83,7 +83,11 @@ impl AuditLog {
             Err(e) => {
                 // Reopen next time: the file may have been rotated or fixed.
                 self.file = None;
-                self.failed(&e.to_string())
+                // The record itself goes to the daemon's log, so journald
+                // keeps what the file could not.
+                tracing::error!(file = %self.path.display(), error = %e, record = %line.trim_end(), "Cannot write the audit log.");
+                self.write_errors += 1;
+                false
             }
         }
     }
