@@ -1,7 +1,7 @@
 //! The engine's memory and last-moment checks on fixture snapshots with a
 //! recording executor: give-ups, budget and backoff kept across a restart,
 //! interrupted actions, precondition_changed give-up, per-rule budget
-//! shares, decaying attempts for a flapping condition, pause read before
+//! shares, decaying attempts for a flapping condition, pause and storm read before
 //! each action, startup grace, one disruptive action per tick; and a tiny
 //! tmpfs as `state_dir` filling up mid-run (root, private mount namespace).
 
@@ -248,6 +248,39 @@ fn a_pause_during_an_action_holds_the_next_one() {
     let report = f.engine.tick(&snapshot, at(t0, 10));
     assert_eq!(f.calls(), 1, "paused while the first action ran");
     assert_eq!(count(&report, "skipped_paused"), 2);
+}
+
+#[test]
+fn the_storm_brake_is_read_from_the_newest_snapshot_before_acting() {
+    use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        rule(c).r#for = Some(Duration::ZERO);
+    });
+    let snapshot = f.snapshot();
+    // While the engine works on `snapshot`, the sampler has published a newer
+    // one in which every heartbeat region is hung.
+    let mut newer = f.snapshot();
+    newer.sequence = snapshot.sequence + 1;
+    let hung = RegionHeartbeat {
+        uuid: "0A1B".into(),
+        ratio: Some(0.9),
+        ..RegionHeartbeat::default()
+    };
+    let heartbeat = HeartbeatFacts {
+        regions: vec![hung],
+        ..HeartbeatFacts::default()
+    };
+    with_section(
+        &mut newer,
+        "heartbeat",
+        Facts::Heartbeat(Arc::new(heartbeat)),
+    );
+    let (_publish, latest) = tokio::sync::watch::channel(Arc::new(newer));
+    f.engine.follow_snapshots(latest);
+    let report = f.engine.tick(&snapshot, Instant::now());
+    assert_eq!(f.calls(), 0, "held by the storm the newest snapshot shows");
+    assert_eq!(count(&report, "skipped_storm"), 3);
+    assert!(report.storm_brake.is_some(), "the report says so too");
 }
 
 #[test]

@@ -30,16 +30,22 @@ impl Engine {
         if let Some(why) = self.maintenance.iter().find_map(|flag| flag.active()) {
             return Some((AuditOutcome::SkippedPaused, format!("maintenance: {why}")));
         }
+        self.storm(snapshot)
+            .map(|why| (AuditOutcome::SkippedStorm, why))
+    }
+
+    /// The storm brake on the newest published snapshot (the sampler may
+    /// have published one since this tick's), else on `snapshot`.
+    pub(super) fn storm(&self, snapshot: &Snapshot) -> Option<String> {
         let fresh = self
             .latest
             .as_ref()
             .map(|latest| latest.borrow().clone())
             .filter(|latest| latest.is_ready() && latest.sequence > snapshot.sequence);
-        let storm = super::storm::evaluate(
+        super::storm::evaluate(
             fresh.as_deref().unwrap_or(snapshot),
             &self.config.remediation,
-        );
-        storm.map(|why| (AuditOutcome::SkippedStorm, why))
+        )
     }
 
     pub(super) fn decide(

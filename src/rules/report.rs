@@ -129,7 +129,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             .map_or(0.0, |age| age.as_secs_f64()),
         paused_since: pause.since.filter(|_| pause.paused).map(unix),
         pause_reason: pause.reason.filter(|_| pause.paused),
-        storm_brake: super::storm::evaluate(snapshot, &engine.config.remediation),
+        storm_brake: engine.storm(snapshot),
         startup_grace_seconds: engine
             .grace
             .remaining(now)
