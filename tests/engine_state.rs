@@ -1,9 +1,10 @@
 //! The engine's memory and last-moment checks on fixture snapshots with a
 //! recording executor: give-ups, budget and backoff kept across a restart,
 //! interrupted actions, precondition_changed give-up, per-rule budget
-//! shares, decaying attempts for a flapping condition, pause and storm read before
-//! each action, startup grace, one disruptive action per tick; and a tiny
-//! tmpfs as `state_dir` filling up mid-run (root, private mount namespace).
+//! shares, decaying attempts for a flapping condition, pause and storm read
+//! before each action, startup grace, one disruptive action per tick, a
+//! volume held by a stuck action of another rule; and a tiny tmpfs as
+//! `state_dir` filling up mid-run (root, private mount namespace).
 
 mod engine_fixture;
 mod support;
@@ -309,6 +310,78 @@ fn the_startup_grace_holds_every_action() {
     let report = f.engine.tick(&snapshot, at(t0, 61));
     assert_eq!(f.calls(), 3);
     assert_eq!(report.startup_grace_seconds, 0.0);
+}
+
+#[test]
+fn a_stuck_action_keeps_other_rules_off_its_volume() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        c.remediation.action_timeout = Duration::from_millis(20);
+        c.remediation.actions_per_hour = 100;
+        rule(c).actions_per_hour = Some(100);
+        rule(c).r#for = Some(Duration::ZERO);
+        c.remediation.rules.insert(
+            "missing_mount".into(),
+            RuleConfig {
+                r#for: Some(Duration::ZERO),
+                ..RuleConfig::default()
+            },
+        );
+        c.mounts
+            .expected
+            .push(ocfs2_watchdog::config::ExpectedMount {
+                mountpoint: "/srv/a".into(),
+                source: "tmpfs".into(),
+                fstype: "tmpfs".into(),
+                options: "rw".into(),
+            });
+    });
+    // The unstack of /srv/a blocks in the kernel (a dead filesystem).
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = Arc::new(Mutex::new(hold));
+    *f.recorder.hook.lock().unwrap() = Some(Arc::new(move |plan: &Plan| {
+        if matches!(plan, Plan::Unstack { mountpoint } if mountpoint == "/srv/a") {
+            let _ = hold.lock().unwrap().recv();
+        }
+    }));
+    let t0 = Instant::now();
+    let report = f.engine.tick(&f.snapshot(), t0);
+    assert_eq!(count(&report, "failed"), 1, "the stuck unstack");
+    // Then /srv/a is gone from the table: missing_mount wants to mount it.
+    f.set_mountinfo(
+        &TABLE
+            .lines()
+            .skip(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let report = f.engine.tick(&f.snapshot(), at(t0, 1));
+    let remounts = |f: &Fixture| {
+        f.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| matches!(p, Plan::Remount(_)))
+            .count()
+    };
+    assert_eq!(remounts(&f), 0, "not while the unstack thread is alive");
+    assert_eq!(count(&report, "skipped_volume_busy"), 1);
+    let busy = f
+        .audit()
+        .into_iter()
+        .find(|r| r.outcome == "skipped_volume_busy")
+        .unwrap();
+    assert_eq!(busy.rule, "missing_mount");
+    assert!(busy
+        .detail
+        .unwrap()
+        .contains("duplicate_mount_layers//srv/a"));
+    release.send(()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remounts(&f) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        f.engine.tick(&f.snapshot(), at(t0, 2));
+    }
+    assert_eq!(remounts(&f), 1, "the volume is free once the thread ends");
 }
 
 fn session(name: &str, state: &str) -> Session {

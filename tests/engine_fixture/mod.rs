@@ -39,7 +39,10 @@ impl Executor for Recorder {
     }
     fn execute(&self, plan: &Plan) -> Outcome {
         self.calls.lock().unwrap().push(plan.clone());
-        if let Some(hook) = self.hook.lock().unwrap().clone() {
+        // Cloned out first: the lock must not be held while the hook runs
+        // (a hook may block, as an action on a dead filesystem does).
+        let hook = self.hook.lock().unwrap().clone();
+        if let Some(hook) = hook {
             hook(plan);
         }
         let scripted = self.script.lock().unwrap().pop_front();
