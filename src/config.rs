@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod web;
-pub use web::{WebAuthConfig, WebLimitsConfig, WebTlsConfig};
+pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +259,11 @@ pub struct WebConfig {
     /// require. Without it every state-changing endpoint answers 403.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve `POST /pause`, `/resume` and `/reset` only here, not on
+    /// `listen_address`: `unix:/run/ocfs2-watchdog/admin.sock` (mode 0600)
+    /// or a loopback `host:port` (docs/deploy.md says why that is safer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
     /// Serve HTTPS instead of HTTP (see `crate::http::tls`).
     pub tls: Option<WebTlsConfig>,
     pub auth: WebAuthConfig,
@@ -270,6 +275,7 @@ impl Default for WebConfig {
         Self {
             listen_address: "0.0.0.0:9784".to_string(),
             admin_token_file: None,
+            admin_listen: None,
             tls: None,
             auth: WebAuthConfig::default(),
             limits: WebLimitsConfig::default(),

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod durable;
 pub mod host;
 pub mod http;
 pub mod kernel_log;

@@ -12,7 +12,7 @@ use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
 use ocfs2_watchdog::cli::{init_logging, Args};
 use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::http::{router_with, AppState, Security};
+use ocfs2_watchdog::http::{admin, router_with, AppState, Security};
 use ocfs2_watchdog::rules::config::Mode;
 use ocfs2_watchdog::rules::{self, control::Control};
 use ocfs2_watchdog::sampler::{spawn_loop, Health, Sampler};
@@ -125,6 +125,7 @@ fn run(
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
+        &args.host_paths(),
         Arc::clone(&control),
         snapshots.clone(),
         Arc::clone(&stop),
@@ -165,10 +166,33 @@ fn run(
                 tracing::info!("Ready.");
             }
         });
-        tokio::spawn(reload_on_sighup(security.clone()));
-        let app = router_with(state, &security, rules::control::routes(control));
+        tokio::spawn(reload_on_sighup(security.clone(), Arc::clone(&control)));
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        // With [web] admin_listen the scrape port has no state-changing route.
+        let state_changing = match config.web.admin_listen() {
+            Some(listen) => {
+                let mut stopped = stopped.clone();
+                let limits = config.web.limits.clone();
+                let control = Arc::clone(&control);
+                tokio::spawn(async move {
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(error) = admin::serve(listen, control, &limits, shutdown).await {
+                        tracing::error!(error = %error, "Cannot serve the control endpoints; pause, resume and reset are unavailable.");
+                    }
+                });
+                axum::Router::new()
+            }
+            None => admin::routes(Arc::clone(&control)),
+        };
+        let app = router_with(state, &security, state_changing);
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        };
         security
-            .serve(listener, app, shutdown_signal())
+            .serve(listener, app, shutdown)
             .await
             .context("serving HTTP")
     })?;
@@ -196,9 +220,10 @@ async fn shutdown_signal() {
     service::stopping();
 }
 
-/// SIGHUP reloads the TLS certificate and the bearer token. Installing the
-/// handler also keeps SIGHUP from killing the daemon, its default action.
-async fn reload_on_sighup(security: Security) {
+/// SIGHUP reloads the TLS certificate, the bearer and admin tokens, and
+/// reopens the audit log (after logrotate). Installing the handler also
+/// keeps SIGHUP from killing the daemon, its default action.
+async fn reload_on_sighup(security: Security, control: Arc<Control>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(hup) => hup,
@@ -208,7 +233,11 @@ async fn reload_on_sighup(security: Security) {
         }
     };
     while hup.recv().await.is_some() {
-        tracing::info!(signal = "SIGHUP", "Reloading certificates and tokens.");
+        tracing::info!(
+            signal = "SIGHUP",
+            "Reloading certificates and tokens, reopening the audit log."
+        );
         security.reload();
+        control.reload();
     }
 }

@@ -15,7 +15,7 @@ mod topology;
 use std::path::Path;
 use std::time::Duration;
 
-use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::audit::{AuditRecord, Phase};
 use support::{enter_private_namespace, free_port, http_get, mount_tmpfs, ScratchDir};
 use topology::{
     config_from_configmap, daemon_log, executable, prepare_host, start_container, wait_for, Layout,
@@ -83,7 +83,7 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
         std::fs::read_to_string(&audit).is_ok_and(|text| {
             text.lines()
                 .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
-                .any(|r| r.action == "restart_o2cb" && r.phase == "after")
+                .any(|r| r.action == "restart_o2cb" && r.phase == Phase::After)
         })
     };
     wait_for("the o2cb restart", Duration::from_secs(40), || {
@@ -122,7 +122,7 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
         .collect();
     let after = records
         .iter()
-        .find(|r| r.action == "restart_o2cb" && r.phase == "after")
+        .find(|r| r.action == "restart_o2cb" && r.phase == Phase::After)
         .unwrap();
     assert_eq!(after.outcome, "success", "{after:?}");
     assert!(status.contains("PID 1's mount namespace"), "{status}");

@@ -3,161 +3,24 @@
 //! brake, resolution. No root needed: the host is a fixture tree and the
 //! executor never touches it.
 
+mod engine_fixture;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ocfs2_watchdog::actions::audit::AuditRecord;
+use engine_fixture::{count, fixture, snapshot_with, with_section};
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
 use ocfs2_watchdog::collector::kernel_log::KernelLogFacts;
 use ocfs2_watchdog::collector::storage::IscsiFacts;
-use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::config::{Config, StateDir};
-use ocfs2_watchdog::host::HostPaths;
+use ocfs2_watchdog::config::StateDir;
 use ocfs2_watchdog::kernel_log::classify::Event;
 use ocfs2_watchdog::kernel_log::state::RecentEvent;
-use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
-use ocfs2_watchdog::rules::control::{Control, PAUSE_FILE};
-use ocfs2_watchdog::rules::{Engine, Report};
-use ocfs2_watchdog::sampler::Sampler;
-use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
-
-#[derive(Clone)]
-struct Recorder {
-    calls: Arc<Mutex<Vec<Plan>>>,
-    outcome: Outcome,
-}
-
-impl Executor for Recorder {
-    fn mode(&self) -> Mode {
-        Mode::Enforce
-    }
-    fn execute(&self, plan: &Plan) -> Outcome {
-        self.calls.lock().unwrap().push(plan.clone());
-        self.outcome.clone()
-    }
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    config: Arc<Config>,
-    calls: Arc<Mutex<Vec<Plan>>>,
-    control: Arc<Control>,
-    engine: Engine,
-}
-
-/// Two paths each with a duplicate layer, as mountinfo lists them.
-const TABLE: &str = concat!(
-    "20 1 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
-    "21 20 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n",
-    "30 1 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
-    "31 30 0:51 / /srv/b rw,relatime - tmpfs tmpfs rw\n",
-    "40 1 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
-    "41 40 0:52 / /srv/c rw,relatime - tmpfs tmpfs rw\n",
-);
-
-fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let proc1 = dir.path().join("root/proc/1");
-    std::fs::create_dir_all(&proc1).unwrap();
-    std::fs::write(proc1.join("mountinfo"), TABLE).unwrap();
-    let mut config = Config {
-        state_dir: StateDir(dir.path().join("state")),
-        ..Config::default()
-    };
-    config.mounts.fstypes = vec!["tmpfs".into()];
-    config.mounts.use_fstab = false;
-    config.kernel_log.enabled = false;
-    config.remediation.mode = Mode::Enforce;
-    config.remediation.rules.insert(
-        "duplicate_mount_layers".into(),
-        RuleConfig {
-            r#for: Some(Duration::from_secs(10)),
-            cooldown: Some(Duration::from_secs(60)),
-            backoff: Some(Duration::from_secs(10)),
-            backoff_max: Some(Duration::from_secs(25)),
-            max_attempts: Some(3),
-            ..RuleConfig::default()
-        },
-    );
-    tune(&mut config);
-    let config = Arc::new(config);
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let control = Arc::new(Control::new(&config.state_dir.0, None));
-    let executor = Recorder {
-        calls: Arc::clone(&calls),
-        outcome,
-    };
-    let engine = Engine::new(
-        Arc::clone(&config),
-        Box::new(executor),
-        Arc::clone(&control),
-    );
-    Fixture {
-        dir,
-        config,
-        calls,
-        control,
-        engine,
-    }
-}
-
-impl Fixture {
-    fn snapshot(&self) -> Snapshot {
-        let paths = HostPaths::new(self.dir.path().join("root"), None, None);
-        let ctx = Arc::new(Context::new(paths, Arc::clone(&self.config)));
-        Sampler::new(ctx).tick(Duration::from_secs(5))
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
-
-    fn audit(&self) -> Vec<AuditRecord> {
-        let path = self.config.state_dir.0.join("audit.jsonl");
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("parseable audit line"))
-            .collect()
-    }
-
-    fn outcomes(&self, target: &str) -> Vec<String> {
-        self.audit()
-            .into_iter()
-            .filter(|r| r.target == target && r.rule == "duplicate_mount_layers")
-            .map(|r| r.outcome)
-            .collect()
-    }
-}
-
-fn with_section(snapshot: &mut Snapshot, name: &'static str, facts: Facts) {
-    let report = CollectorReport {
-        success: true,
-        duration_seconds: 0.0,
-        error_kind: None,
-        error: None,
-        absent: None,
-        stale: false,
-    };
-    let section = Section {
-        facts,
-        ..Section::default()
-    };
-    snapshot
-        .collectors
-        .insert(name, (report, Arc::new(section)));
-}
-
-fn count(report: &Report, outcome: &str) -> u64 {
-    report
-        .actions
-        .iter()
-        .filter(|(_, _, o, _)| *o == outcome)
-        .map(|(_, _, _, n)| n)
-        .sum()
-}
+use ocfs2_watchdog::rules::config::Mode;
+use ocfs2_watchdog::rules::control::PAUSE_FILE;
+use ocfs2_watchdog::rules::Engine;
+use ocfs2_watchdog::snapshot::Facts;
 
 #[test]
 fn pending_until_for_then_cooldown_then_give_up() {
@@ -204,16 +67,26 @@ fn pending_until_for_then_cooldown_then_give_up() {
     );
     assert_eq!(count(&report, "gave_up"), 3);
 
-    // An operator resume clears the give-up.
-    f.control.resume().unwrap();
+    // Resuming clears no give-up; an operator's reset does.
+    f.control.resume("test").unwrap();
     f.engine.tick(&snapshot, t0 + Duration::from_secs(201));
-    assert_eq!(f.calls(), 12);
-}
-
-fn snapshot_with(report: Report) -> Snapshot {
-    let mut snapshot = Snapshot::empty();
-    snapshot.remediation = Some(Arc::new(report));
-    snapshot
+    assert_eq!(f.calls(), 9, "resume is not a reset");
+    f.control
+        .reset(
+            "duplicate_mount_layers",
+            Some("/srv/a".into()),
+            "127.0.0.1:1",
+        )
+        .unwrap();
+    f.engine.tick(&snapshot, t0 + Duration::from_secs(202));
+    assert_eq!(f.calls(), 10, "the reset target only");
+    let reset = f
+        .audit()
+        .into_iter()
+        .find(|r| r.outcome == "reset")
+        .unwrap();
+    assert_eq!(reset.caller.as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(reset.target, "/srv/a");
 }
 
 #[test]
@@ -248,6 +121,12 @@ fn failures_back_off_exponentially_and_give_up() {
 fn the_hourly_budget_caps_actions() {
     let mut f = fixture(Outcome::Success("done".into()), |c| {
         c.remediation.actions_per_hour = 2;
+        let rule = c
+            .remediation
+            .rules
+            .get_mut("duplicate_mount_layers")
+            .unwrap();
+        rule.actions_per_hour = Some(2);
     });
     let snapshot = f.snapshot();
     let t0 = Instant::now();
@@ -270,18 +149,24 @@ fn the_hourly_budget_caps_actions() {
 fn the_pause_file_stops_every_action() {
     let mut f = fixture(Outcome::Success("done".into()), |_| {});
     std::fs::create_dir_all(&f.config.state_dir.0).unwrap();
-    std::fs::write(f.config.state_dir.0.join(PAUSE_FILE), "").unwrap();
+    let pause_file = f.config.state_dir.0.join(PAUSE_FILE);
+    std::fs::write(&pause_file, "").unwrap();
     let snapshot = f.snapshot();
     let t0 = Instant::now();
     f.engine.tick(&snapshot, t0);
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(15));
     assert_eq!(f.calls(), 0);
     assert!(report.paused);
-    assert_eq!(report.paused_seconds, 15.0);
+    // The age counts from when the pause was set, not from this engine.
+    assert!(
+        (report.paused_seconds - 15.0).abs() < 1.0,
+        "{}",
+        report.paused_seconds
+    );
     assert_eq!(count(&report, "skipped_paused"), 3);
     let text = snapshot_with(report).rendered_text().to_string();
     assert!(text.contains("ocfs2_watchdog_paused 1"), "{text}");
-    f.control.resume().unwrap();
+    f.control.resume("test").unwrap();
     f.engine.tick(&snapshot, t0 + Duration::from_secs(16));
     assert_eq!(f.calls(), 3);
 }
@@ -413,10 +298,10 @@ fn a_cleared_condition_resolves_and_alert_only_never_acts() {
 
 #[test]
 fn an_unwritable_audit_log_means_no_action() {
-    let mut f = fixture(Outcome::Success("done".into()), |c| {
-        // The state dir is a file: nothing can be written under it.
-        c.state_dir = StateDir(Path::new("/dev/null").join("state"));
-    });
+    assert!(Path::new("/dev/full").exists(), "/dev/full is missing");
+    let mut f = fixture(Outcome::Success("done".into()), |_| {});
+    std::fs::create_dir_all(&f.config.state_dir.0).unwrap();
+    std::os::unix::fs::symlink("/dev/full", f.config.state_dir.0.join("audit.jsonl")).unwrap();
     let snapshot = f.snapshot();
     let t0 = Instant::now();
     f.engine.tick(&snapshot, t0);
@@ -424,6 +309,21 @@ fn an_unwritable_audit_log_means_no_action() {
     assert_eq!(f.calls(), 0, "never an action without a record");
     assert!(report.audit_write_errors >= 3);
     assert_eq!(count(&report, "failed"), 3);
+}
+
+#[test]
+fn an_unreadable_state_dir_means_no_action() {
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        // The state dir is a file: nothing can be read or written under it.
+        c.state_dir = StateDir(Path::new("/dev/null").join("state"));
+    });
+    let snapshot = f.snapshot();
+    let t0 = Instant::now();
+    f.engine.tick(&snapshot, t0);
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(10));
+    assert_eq!(f.calls(), 0, "never an action without its state");
+    assert!(report.state_errors >= 1);
+    assert!(report.paused, "an uncheckable pause file counts as paused");
 }
 
 /// Blocks every execution until the test releases it, as an umount2 or a
@@ -448,6 +348,7 @@ impl Executor for Blocking {
 fn a_hung_action_is_reported_failed_and_never_started_twice() {
     let mut f = fixture(Outcome::Success("unused".into()), |config| {
         config.remediation.action_timeout = Duration::from_millis(20);
+        config.remediation.actions_per_hour = 100;
         config
             .remediation
             .rules
@@ -476,9 +377,12 @@ fn a_hung_action_is_reported_failed_and_never_started_twice() {
         .is_some_and(|e| e.contains("still running"))));
     // After the backoff the targets are due again, but their threads are
     // still blocked: no second run starts.
+    // The stuck threads still hold their volumes: skipped, no attempt spent.
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(11));
     assert_eq!(*started.lock().unwrap(), 3);
-    assert_eq!(count(&report, "failed"), 6);
+    assert_eq!(count(&report, "failed"), 3);
+    assert_eq!(count(&report, "skipped_volume_busy"), 3);
+    assert!(report.targets.iter().all(|t| t.attempts == 1));
     // Released, the blocked runs end and the next attempt takes their result.
     for _ in 0..3 {
         release.send(()).unwrap();

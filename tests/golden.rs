@@ -57,6 +57,8 @@ pub fn render_scenario(dir: &Path) -> String {
     let state = tempfile::tempdir().expect("scratch state dir");
     config.state_dir = StateDir(state.path().to_path_buf());
     config.remediation.mode = Mode::DryRun;
+    // The decision itself, not the wait after start, is what a fixture shows.
+    config.remediation.startup_grace = std::time::Duration::ZERO;
     let config = Arc::new(config);
     let paths = HostPaths::new(dir.join("rootfs"), None, None);
     let mut sampler = Sampler::new(Arc::new(Context::new(paths.clone(), Arc::clone(&config))));

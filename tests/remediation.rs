@@ -29,6 +29,7 @@ fn config(state: &Path, mode: Mode) -> Config {
     config.mounts.use_fstab = false;
     config.kernel_log.enabled = false;
     config.remediation.mode = mode;
+    config.remediation.startup_grace = Duration::ZERO;
     for rule in ["duplicate_mount_layers", "missing_mount", "shadowed_mount"] {
         config.remediation.rules.insert(
             rule.into(),

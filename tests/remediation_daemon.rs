@@ -1,5 +1,7 @@
-//! The real daemon binary with remediation: token-protected pause/resume,
-//! and a SIGKILL in the middle of a 4096-layer unstack.
+//! The real daemon binary with remediation: token-protected, audited
+//! pause/resume/reset (also on a Unix socket), a SIGKILL in the middle of a
+//! 4096-layer unstack (interrupted, backed off, finished), and a SIGKILL
+//! that must not hand out a fresh budget or retry what was given up.
 
 mod support;
 
@@ -14,6 +16,11 @@ use ocfs2_watchdog::collector::mounts::stack::TableIndex;
 use support::{bind, enter_private_namespace, free_port, http_get, mount_tmpfs};
 
 fn write_config(dir: &Path, token: Option<&str>) -> std::path::PathBuf {
+    write_config_with(dir, token, "", "")
+}
+
+/// `web` lands in `[web]`, `rest` after the remediation sections.
+fn write_config_with(dir: &Path, token: Option<&str>, web: &str, rest: &str) -> std::path::PathBuf {
     let token_line = match token {
         Some(token) => {
             let file = dir.join("token");
@@ -33,8 +40,13 @@ use_fstab = false
 enabled = false
 [web]
 {token_line}
+{web}
+[remediation]
+startup_grace = "0s"
 [remediation.rules.duplicate_mount_layers]
 for = "500ms"
+backoff = "1s"
+{rest}
 "#,
         state = dir.join("state").display()
     );
@@ -112,6 +124,27 @@ fn pause_and_resume_need_the_admin_token() {
     assert!(status.contains("\"remediation\""), "{status}");
     assert_eq!(post(&address, "/resume", Some("s3cret")), 200);
     assert!(!dir.path().join("state/pause").exists());
+    let callers: Vec<String> = audit_records(&dir.path().join("state/audit.jsonl"))
+        .into_iter()
+        .filter_map(|r| r.caller)
+        .collect();
+    assert_eq!(callers.len(), 2, "pause and resume are audited");
+    assert!(
+        callers.iter().all(|c| c.starts_with("127.0.0.1:")),
+        "{callers:?}"
+    );
+    // A new admin token is read on SIGHUP; the old one stops working.
+    std::fs::write(dir.path().join("token"), "rotated\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the rotated admin token", Duration::from_secs(10), || {
+        post(&address, "/pause", Some("rotated")) == 200
+    });
+    assert_eq!(post(&address, "/resume", Some("s3cret")), 401);
+    assert_eq!(post(&address, "/resume", Some("rotated")), 200);
     wait_for("resumed metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 0")
     });
@@ -182,5 +215,179 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
         .collect();
     assert!(records.iter().filter(|r| r.outcome == "started").count() >= 1);
-    assert!(records.iter().any(|r| r.outcome == "success"));
+    // The killed run's action is settled as interrupted before the retry.
+    let interrupted = records
+        .iter()
+        .position(|r| r.outcome == "interrupted")
+        .expect("an interrupted line");
+    assert!(records[interrupted + 1..]
+        .iter()
+        .any(|r| r.outcome == "success"));
+}
+
+fn stack_twice(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    mount_tmpfs(path);
+    bind(path, path);
+}
+
+fn audit_records(path: &Path) -> Vec<AuditRecord> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn a_sigkill_keeps_the_budget_and_the_give_ups() {
+    if !enter_private_namespace("a_sigkill_keeps_the_budget_and_the_give_ups") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    stack_twice(&a);
+    stack_twice(&b);
+    // A volume that can never be mounted: a file with no filesystem.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let garbage = dir.path().join("garbage.img");
+    std::fs::write(&garbage, vec![0u8; 1 << 20]).unwrap();
+    let rest = format!(
+        r#"actions_per_hour = 1
+[remediation.rules.missing_mount]
+for = "300ms"
+backoff = "200ms"
+backoff_max = "200ms"
+max_attempts = 2
+[[mounts.expected]]
+mountpoint = "{data}"
+source = "{garbage}"
+fstype = "ext4"
+options = "ro"
+"#,
+        data = data.display(),
+        garbage = garbage.display()
+    );
+    let config = write_config_with(dir.path(), None, "", &rest);
+    let audit = dir.path().join("state/audit.jsonl");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut daemon = start(&config, &address);
+    let has = |rule: &str, outcome: &str| {
+        audit_records(&audit)
+            .iter()
+            .any(|r| r.rule == rule && r.outcome == outcome)
+    };
+    wait_for(
+        "the give-up and the budget",
+        Duration::from_secs(20),
+        || has("missing_mount", "gave_up") && has("duplicate_mount_layers", "skipped_budget"),
+    );
+    daemon.kill().unwrap(); // SIGKILL: no chance to save anything more
+    daemon.wait().unwrap();
+    let started_before = audit_records(&audit)
+        .iter()
+        .filter(|r| r.outcome == "started")
+        .count();
+    let mut left = [layers(&a), layers(&b)];
+    left.sort();
+    assert_eq!(left, [1, 2], "one unstacked, one held by the rule's share");
+
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut daemon = start(&config, &address);
+    wait_for("the give-up on /metrics", Duration::from_secs(10), || {
+        metric_line(
+            &address,
+            "ocfs2_watchdog_remediation_gave_up{rule=\"missing_mount\"",
+        )
+    });
+    // Many ticks (300 ms each) after the restart: nothing started again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(metric_line(
+        &address,
+        "ocfs2_watchdog_rule_budget_remaining{rule=\"duplicate_mount_layers\"} 0"
+    ));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let started_after = audit_records(&audit)
+        .iter()
+        .filter(|r| r.outcome == "started")
+        .count();
+    assert_eq!(started_after, started_before, "no retry after the restart");
+    let mut left = [layers(&a), layers(&b)];
+    left.sort();
+    assert_eq!(left, [1, 2], "no fresh budget after the restart");
+}
+
+/// POSTs over a Unix socket; the status code.
+fn post_unix(socket: &Path, path: &str, token: &str) -> u16 {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/admin.sock");
+    let web = format!("admin_listen = \"unix:{}\"", socket.display());
+    let config = write_config_with(dir.path(), Some("s3cret"), &web, "");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut daemon = start(&config, &address);
+    wait_for("the admin socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    let mode = std::fs::metadata(&socket).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert_eq!(
+        post(&address, "/pause", Some("s3cret")),
+        404,
+        "not on the scrape port"
+    );
+    assert_eq!(post_unix(&socket, "/pause", "wrong"), 401);
+    assert_eq!(post_unix(&socket, "/pause", "s3cret"), 200);
+    assert_eq!(
+        post_unix(&socket, "/reset", "s3cret"),
+        400,
+        "a rule is required"
+    );
+    assert_eq!(post_unix(&socket, "/reset?rule=nope", "s3cret"), 400);
+    assert_eq!(
+        post_unix(&socket, "/reset?rule=missing_mount&target=/srv/a", "s3cret"),
+        202
+    );
+    assert_eq!(post_unix(&socket, "/resume", "s3cret"), 200);
+    let audit = dir.path().join("state/audit.jsonl");
+    wait_for("the reset line", Duration::from_secs(10), || {
+        audit_records(&audit).iter().any(|r| r.outcome == "reset")
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let control: Vec<(String, String)> = audit_records(&audit)
+        .into_iter()
+        .filter(|r| r.caller.is_some())
+        .map(|r| (r.outcome.as_str().to_string(), r.caller.unwrap()))
+        .collect();
+    let outcomes: Vec<&str> = control.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(outcomes, ["paused", "resumed", "reset"]);
+    let me = format!("uid={}", nix::unistd::getuid());
+    assert!(
+        control
+            .iter()
+            .all(|(_, caller)| caller.starts_with("unix:pid=") && caller.ends_with(&me)),
+        "{control:?}"
+    );
 }

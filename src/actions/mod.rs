@@ -122,13 +122,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(&self) -> &'static str {
+    /// The one vocabulary of outcomes (`audit::AuditOutcome`).
+    pub fn audit_outcome(&self) -> audit::AuditOutcome {
         match self {
-            Outcome::Success(_) => "success",
-            Outcome::Failed(_) => "failed",
-            Outcome::PreconditionChanged(_) => "precondition_changed",
-            Outcome::DryRun(_) => "dry_run",
+            Outcome::Success(_) => audit::AuditOutcome::Success,
+            Outcome::Failed(_) => audit::AuditOutcome::Failed,
+            Outcome::PreconditionChanged(_) => audit::AuditOutcome::PreconditionChanged,
+            Outcome::DryRun(_) => audit::AuditOutcome::DryRun,
         }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.audit_outcome().as_str()
     }
 
     pub fn detail(&self) -> &str {

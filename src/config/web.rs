@@ -76,7 +76,48 @@ impl Default for WebLimitsConfig {
     }
 }
 
+/// Where the control endpoints are served when `[web] admin_listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    /// A Unix socket, reachable only by local processes its mode allows.
+    Unix(PathBuf),
+    /// A loopback TCP address: reachable from this host only.
+    Loopback(std::net::SocketAddr),
+}
+
+impl AdminListen {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{text:?}: the socket path must be absolute"));
+            }
+            return Ok(Self::Unix(path));
+        }
+        let address = match text.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => text.to_string(),
+        };
+        let address: std::net::SocketAddr = address.parse().map_err(|_| {
+            format!("{text:?} is neither unix:/path nor host:port (e.g. \"127.0.0.1:9785\")")
+        })?;
+        if !address.ip().is_loopback() {
+            return Err(format!(
+                "{text:?} is not a loopback address: the control endpoints must not be reachable from the network"
+            ));
+        }
+        Ok(Self::Loopback(address))
+    }
+}
+
 impl WebConfig {
+    /// The control listener, when one is configured and valid.
+    pub fn admin_listen(&self) -> Option<AdminListen> {
+        self.admin_listen
+            .as_deref()
+            .and_then(|text| AdminListen::parse(text).ok())
+    }
+
     /// Relative secret and certificate paths name files next to the config.
     pub(super) fn resolve_paths(&mut self, dir: &Path) {
         let resolve = |path: &mut PathBuf| {
@@ -95,6 +136,11 @@ impl WebConfig {
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Some(text) = &self.admin_listen {
+            if let Err(reason) = AdminListen::parse(text) {
+                return invalid("web.admin_listen", reason);
+            }
+        }
         let limits = &self.limits;
         if limits.max_concurrent_scrapes == 0 {
             return invalid(
@@ -147,6 +193,23 @@ mod tests {
         assert!(err.to_string().contains("max_concurrent_scrapes"), "{err}");
         let err = parse("[web.tls]\ncert_file = \"c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("key_file"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_is_a_unix_socket_or_loopback() {
+        assert_eq!(
+            AdminListen::parse("unix:/run/x.sock"),
+            Ok(AdminListen::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            AdminListen::parse("localhost:9785"),
+            Ok(AdminListen::Loopback("127.0.0.1:9785".parse().unwrap()))
+        );
+        assert!(AdminListen::parse("[::1]:9785").is_ok());
+        let err = parse("[web]\nadmin_listen = \"0.0.0.0:9785\"\n").unwrap_err();
+        assert!(err.to_string().contains("not a loopback"), "{err}");
+        let err = parse("[web]\nadmin_listen = \"unix:relative.sock\"\n").unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
     }
 
     #[test]

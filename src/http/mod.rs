@@ -11,6 +11,7 @@
 //! than queueing. `/healthz` and `/readyz` stay open and unlimited so that
 //! probes keep working while scrapes are refused.
 
+pub mod admin;
 pub mod auth;
 pub mod tls;
 
@@ -52,7 +53,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes behind the configured credentials and limits.
-/// `state_changing` (POST /pause, /resume) checks its own admin token and
+/// `state_changing` (POST /pause, /resume, /reset; empty when `[web]
+/// admin_listen` serves them elsewhere) checks its own admin token and
 /// sits under the body and time limits like every other route.
 pub fn router_with(
     state: AppState,
@@ -181,17 +183,23 @@ impl Security {
     ) -> std::io::Result<()> {
         match &self.tls {
             None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<admin::Caller>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
             Some(store) => {
                 let config = store.server_config().map_err(std::io::Error::other)?;
                 let listener =
                     tls::TlsListener::new(listener, config, self.limits.tls_handshake_timeout)?;
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<admin::Caller>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
         }
     }

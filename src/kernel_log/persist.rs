@@ -9,7 +9,6 @@
 //! directory) so a crash or a fence mid-write leaves the old or the new file,
 //! never a torn one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -75,19 +74,9 @@ pub fn save(dir: &Path, state: &PersistedState) -> Result<(), PersistError> {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
     let text =
         serde_json::to_string_pretty(state).map_err(|e| write_error(std::io::Error::other(e)))?;
-    let mut file = std::fs::File::create(&tmp).map_err(write_error)?;
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(write_error)?;
-    // The rename is durable only once the directory entry is on disk.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(write_error)?;
+    crate::durable::write_atomically(&path, text.as_bytes()).map_err(write_error)?;
     Ok(())
 }
 

@@ -37,7 +37,15 @@ pub struct RemediationConfig {
     pub mode: Mode,
     /// Actions allowed per rolling hour over all rules; past it every further
     /// decision is `skipped_budget`. Bounds the damage of a rule that is wrong.
+    /// Each rule also has its own share (`[remediation.rules.<name>]
+    /// actions_per_hour`, default half of this, rounded up), so one rule
+    /// stuck in a loop cannot starve the others.
     pub actions_per_hour: u32,
+    /// No action that changes the host within this long after boot or after
+    /// the daemon starts, whichever ends later, so the watchdog does not race
+    /// systemd's own `_netdev` mounts or the o2cb start. `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub startup_grace: Duration,
     /// Storm brake: a heartbeat region counts as hung when its elapsed time
     /// reaches this fraction of the self-fence timeout. When every region is
     /// hung (or every iSCSI session failed) it is the SAN, not this node.
@@ -65,6 +73,7 @@ impl Default for RemediationConfig {
         Self {
             mode: Mode::DryRun,
             actions_per_hour: 10,
+            startup_grace: Duration::from_secs(120),
             storm_heartbeat_ratio: 0.5,
             storm_window: Duration::from_secs(120),
             action_timeout: Duration::from_secs(60),
@@ -94,8 +103,19 @@ pub struct RuleConfig {
     pub backoff: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub backoff_max: Option<Duration>,
-    /// Actions on one target without the condition clearing before giving up.
+    /// Actions on one target within `failure_window` before giving up.
     pub max_attempts: Option<u32>,
+    /// How long an attempt counts against `max_attempts` (Pacemaker's
+    /// `failure-timeout`): attempts decay after it, and a given-up target
+    /// is forgotten once its condition stayed clear this long.
+    #[serde(default, with = "humantime_serde")]
+    pub failure_window: Option<Duration>,
+    /// Consecutive `precondition_changed` outcomes before giving up: the
+    /// host keeps disagreeing with the snapshot, acting again will not help.
+    pub max_precondition_changed: Option<u32>,
+    /// This rule's share of the hourly budget (default: half of
+    /// `[remediation] actions_per_hour`, rounded up).
+    pub actions_per_hour: Option<u32>,
     /// Restart o2cb only: stop these systemd units first instead of refusing
     /// when processes hold files open on the volumes.
     #[serde(default)]
@@ -112,10 +132,21 @@ pub struct RuleSettings {
     pub backoff: Duration,
     pub backoff_max: Duration,
     pub max_attempts: u32,
+    pub failure_window: Duration,
+    pub max_precondition_changed: u32,
+    /// `None`: half the global budget, rounded up (`budget_share`).
+    pub actions_per_hour: Option<u32>,
     pub stop_services: Vec<String>,
 }
 
 impl RuleSettings {
+    /// Actions this rule may take per rolling hour.
+    pub fn budget_share(&self, actions_per_hour: u32) -> u32 {
+        self.actions_per_hour
+            .unwrap_or_else(|| actions_per_hour.div_ceil(2))
+            .min(actions_per_hour)
+    }
+
     pub fn with(&self, config: Option<&RuleConfig>) -> Self {
         let Some(c) = config else {
             return self.clone();
@@ -128,6 +159,11 @@ impl RuleSettings {
             backoff: c.backoff.unwrap_or(self.backoff),
             backoff_max: c.backoff_max.unwrap_or(self.backoff_max),
             max_attempts: c.max_attempts.unwrap_or(self.max_attempts),
+            failure_window: c.failure_window.unwrap_or(self.failure_window),
+            max_precondition_changed: c
+                .max_precondition_changed
+                .unwrap_or(self.max_precondition_changed),
+            actions_per_hour: c.actions_per_hour.or(self.actions_per_hour),
             stop_services: if c.stop_services.is_empty() {
                 self.stop_services.clone()
             } else {
@@ -161,6 +197,18 @@ impl RemediationConfig {
                 return invalid(
                     "remediation.rules",
                     format!("unknown rule {name:?} (see docs/rules.md)"),
+                );
+            }
+            if rule.max_precondition_changed == Some(0) {
+                return invalid(
+                    "remediation.rules.max_precondition_changed",
+                    format!("must be at least 1 for {name}"),
+                );
+            }
+            if rule.failure_window.is_some_and(|w| w.is_zero()) {
+                return invalid(
+                    "remediation.rules.failure_window",
+                    format!("must be greater than 0 for {name} (e.g. \"1h\")"),
                 );
             }
             if rule.max_attempts == Some(0) {

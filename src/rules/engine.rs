@@ -2,48 +2,51 @@
 //!
 //! Per target: `pending` from the first snapshot showing the finding,
 //! `firing` once it held for `for`. A firing target with a plan is acted on
-//! unless paused, storm-braked, waiting (cooldown after an action, doubling
-//! backoff after a failure), given up (`max_attempts` actions without the
-//! condition clearing; stays firing until it clears or an operator resumes),
-//! or out of hourly budget. A skip is audited and counted once per reason,
-//! not once per tick. A target whose finding disappears is resolved and
-//! forgotten. Every action writes an fsync'd `before` line; when that write
-//! fails the engine does not act. Actions run on deadline probes (probe.rs):
-//! one that blocks on a dead filesystem (a stat, an umount2) is reported
-//! failed after `HUNG_ACTION_FACTOR` action timeouts and is never started a
-//! second time for its target while its thread is still blocked.
+//! unless something holds it (`decision.rs` has the checks and their order:
+//! give-up, pause, maintenance and storm read again for every action, the
+//! startup grace, cooldown and backoff, attempts, budget, volume locks, one
+//! disruptive action per tick). This file owns the state, the tick and the
+//! action itself.
+//!
+//! What the engine did to a target outlives the finding and the process
+//! (`state.rs`): a resolved target keeps its attempts until they decay, so a
+//! flapping condition still gives up; a give-up stays until an operator's
+//! `POST /reset` or until the condition stayed clear for a whole window;
+//! `max_precondition_changed` consecutive `precondition_changed` outcomes
+//! give up too. The ledger is saved before every action and the engine does
+//! not act when it cannot be; an action a killed daemon left unfinished is
+//! audited `interrupted` at the next start (`recovery.rs`) and backed off.
+//!
+//! Every action writes an fsync'd `before` line; when that write fails the
+//! engine does not act. Actions run on deadline probes (probe.rs): one that
+//! blocks on a dead filesystem is reported failed after `HUNG_ACTION_FACTOR`
+//! action timeouts, is never started a second time for its target while its
+//! thread is still blocked, and keeps its volumes locked until it ends.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
 
 use super::control::Control;
-use super::report::{Report, TargetView};
+use super::guard::{MaintenanceFlag, StartupGrace, VolumeClaim, VolumeLocks};
+use super::report::Report;
+use super::state::{self, Clock, History, Key, Ledger, Wait};
 use super::{source_fresh, Finding, RuleSettings, RULES};
-use crate::actions::audit::{AuditLog, AuditRecord};
-use crate::actions::{Executor, Outcome, Plan};
+use crate::actions::audit::{AuditLog, AuditOutcome, AuditRecord, Phase};
+use crate::actions::{Action, Executor, Outcome, Plan};
 use crate::config::Config;
 use crate::probe::{ProbePool, ProbeState, Prober};
 use crate::snapshot::Snapshot;
 
-const HOUR: Duration = Duration::from_secs(3600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    Cooldown,
-    Backoff,
-}
-
+/// What the engine knows about a target only while its finding lasts.
 #[derive(Debug, Clone)]
-struct TargetState {
-    since: Instant,
-    finding: Finding,
-    attempts: u32,
-    failures: u32,
-    waiting: Option<(Instant, Wait)>,
-    gave_up: bool,
+pub(super) struct TargetState {
+    pub since: Instant,
+    pub finding: Finding,
     /// Outcome last audited, so a skip is written once per reason.
-    last_outcome: Option<&'static str>,
+    pub last_outcome: Option<AuditOutcome>,
 }
 
 /// An action chains commands that each get `action_timeout` (an o2cb restart
@@ -51,21 +54,44 @@ struct TargetState {
 /// taken for hung.
 const HUNG_ACTION_FACTOR: u32 = 5;
 
+/// Actions that take something away from running workloads; at most one of
+/// them per tick, so the next snapshot shows its effect before another.
+pub fn is_disruptive(action: Action) -> bool {
+    matches!(
+        action,
+        Action::RestartO2cb | Action::IscsiRelogin | Action::KillLeakedHeartbeat
+    )
+}
+
 pub struct Engine {
-    config: Arc<Config>,
-    settings: BTreeMap<&'static str, RuleSettings>,
-    executor: Arc<dyn Executor>,
-    runs: Prober<Outcome>,
-    audit: AuditLog,
-    control: Arc<Control>,
-    targets: BTreeMap<(&'static str, String), TargetState>,
-    spent: VecDeque<Instant>,
-    counters: BTreeMap<(&'static str, &'static str, &'static str), u64>,
-    paused_since: Option<Instant>,
-    resumes_seen: u64,
+    pub(super) config: Arc<Config>,
+    pub(super) settings: BTreeMap<&'static str, RuleSettings>,
+    pub(super) executor: Arc<dyn Executor>,
+    pub(super) runs: Prober<Outcome>,
+    pub(super) audit: Arc<Mutex<AuditLog>>,
+    pub(super) control: Arc<Control>,
+    pub(super) clock: Clock,
+    pub(super) ledger: Ledger,
+    pub(super) ledger_dirty: bool,
+    pub(super) state_errors: u64,
+    /// The last save failed (logged once until one succeeds).
+    saving_fails: bool,
+    pub(super) targets: BTreeMap<Key, TargetState>,
+    pub(super) counters: BTreeMap<(&'static str, &'static str, AuditOutcome), u64>,
+    pub(super) locks: VolumeLocks,
+    pub(super) grace: StartupGrace,
+    pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
+    pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
+    pub(super) disruptive_taken: bool,
+    /// When the current tick began on the real clock: audit times add the
+    /// time an action took to the tick's `now`.
+    pub(super) tick_started: Instant,
 }
 
 impl Engine {
+    /// Restores the saved state, settles actions a previous run left
+    /// unfinished and starts the startup grace (from now; `set_boot_time`
+    /// adds the boot).
     pub fn new(config: Arc<Config>, executor: Box<dyn Executor>, control: Arc<Control>) -> Self {
         let settings = RULES
             .iter()
@@ -74,32 +100,114 @@ impl Engine {
                 (rule.name(), rule.defaults().with(overrides))
             })
             .collect();
-        let audit = AuditLog::new(&config.state_dir.0, config.remediation.recent_audit_lines);
-        Self {
+        let clock = Clock::now();
+        let now = Instant::now();
+        let executor: Arc<dyn Executor> = Arc::from(executor);
+        control.set_mode(executor.mode().as_str());
+        let grace = StartupGrace::new(config.remediation.startup_grace, now, clock.wall(now), None);
+        let mut engine = Self {
             settings,
-            executor: Arc::from(executor),
+            executor,
             runs: Prober::new("action", ProbePool::new(config.probe.max_threads)),
-            audit,
-            resumes_seen: control.resumes(),
+            audit: control.audit(),
             control,
+            clock,
+            ledger: Ledger::default(),
+            ledger_dirty: false,
+            state_errors: 0,
+            saving_fails: false,
             targets: BTreeMap::new(),
-            spent: VecDeque::new(),
             counters: BTreeMap::new(),
-            paused_since: None,
+            locks: VolumeLocks::default(),
+            grace,
+            maintenance: Vec::new(),
+            latest: None,
+            disruptive_taken: false,
+            tick_started: now,
             config,
+        };
+        engine.restore(now);
+        let pause = engine.control.pause_state();
+        if pause.paused {
+            let age = pause
+                .since
+                .and_then(|since| SystemTime::now().duration_since(since).ok())
+                .map(|age| humantime::format_duration(Duration::from_secs(age.as_secs())));
+            tracing::warn!(age = %age.map_or("unknown".into(), |a| a.to_string()), reason = %pause.reason.unwrap_or_default(), "Remediation is paused: nothing is acted on until POST /resume or the pause file is removed.");
+        }
+        engine
+    }
+
+    /// Extends the startup grace to `startup_grace` after the host's boot.
+    pub fn set_boot_time(&mut self, boot: Option<SystemTime>) {
+        // The engine's clock was anchored when the engine (the daemon) started.
+        let started = self.clock.anchor();
+        let with_boot = StartupGrace::new(
+            self.config.remediation.startup_grace,
+            started,
+            self.clock.wall(started),
+            boot,
+        );
+        if with_boot.until > self.grace.until {
+            self.grace = with_boot;
         }
     }
 
-    /// Runs `plan` on a deadline thread keyed by rule and target.
-    fn execute(&self, rule: &str, target: &str, plan: &Plan) -> Outcome {
+    /// The storm brake is read again from the newest published snapshot
+    /// just before each action.
+    pub fn follow_snapshots(&mut self, snapshots: watch::Receiver<Arc<Snapshot>>) {
+        self.latest = Some(snapshots);
+    }
+
+    /// Hook for a cluster-wide maintenance flag, checked before each action.
+    pub fn add_maintenance_flag(&mut self, flag: Box<dyn MaintenanceFlag>) {
+        self.maintenance.push(flag);
+    }
+
+    pub(super) fn audit_lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
+        self.audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn history(&mut self, key: Key, now: Instant) -> &mut History {
+        self.ledger
+            .histories
+            .entry(key)
+            .or_insert_with(|| History::new(now))
+    }
+
+    /// Saves the ledger; a failure is counted each time but logged when it
+    /// starts and when it ends, not every tick of a full disk.
+    pub(super) fn save_ledger(&mut self) -> bool {
+        match state::save(&self.config.state_dir.0, &self.clock, &self.ledger) {
+            Ok(()) => {
+                self.ledger_dirty = false;
+                if std::mem::take(&mut self.saving_fails) {
+                    tracing::info!("The remediation state can be saved again; actions may run.");
+                }
+                true
+            }
+            Err(error) => {
+                self.state_errors += 1;
+                if !std::mem::replace(&mut self.saving_fails, true) {
+                    tracing::error!(error = %error, "Cannot save the remediation state; no action runs until it can be.");
+                }
+                false
+            }
+        }
+    }
+
+    /// Runs `plan` on a deadline thread keyed by rule and target, holding
+    /// its volumes until the thread ends.
+    pub(super) fn execute(&mut self, rule: &str, target: &str, plan: &Plan) -> Outcome {
         let deadline = self.config.remediation.action_timeout * HUNG_ACTION_FACTOR;
         let executor = Arc::clone(&self.executor);
+        let owner = format!("{rule}/{target}");
+        let held = self.locks.claim(VolumeClaim::of(plan), owner.clone());
         let plan = plan.clone();
-        match self
-            .runs
-            .run(&format!("{rule}/{target}"), deadline, move || {
-                executor.execute(&plan)
-            }) {
+        match self.runs.run(&owner, deadline, move || {
+            let _held = held;
+            executor.execute(&plan)
+        }) {
             ProbeState::Done { value, .. } => value,
             ProbeState::Stuck { elapsed } | ProbeState::Pending { elapsed } => {
                 Outcome::Failed(format!(
@@ -116,32 +224,19 @@ impl Engine {
 
     /// Evaluates every rule on `snapshot` at time `now` and acts.
     pub fn tick(&mut self, snapshot: &Snapshot, now: Instant) -> Report {
-        let paused = self.control.paused();
-        match (paused, self.paused_since) {
-            (true, None) => self.paused_since = Some(now),
-            (false, Some(_)) => self.paused_since = None,
-            _ => {}
+        self.disruptive_taken = false;
+        self.tick_started = Instant::now();
+        self.apply_resets();
+        self.ledger.expire(now);
+        for ((rule, _), history) in self.ledger.histories.iter_mut() {
+            let window = self
+                .settings
+                .get(rule)
+                .map_or(state::HOUR, |s| s.failure_window);
+            let before = history.attempts.len();
+            history.decay(now, window);
+            self.ledger_dirty |= history.attempts.len() != before;
         }
-        let resumes = self.control.resumes();
-        if resumes != self.resumes_seen {
-            self.resumes_seen = resumes;
-            for state in self.targets.values_mut() {
-                state.gave_up = false;
-                state.attempts = 0;
-                state.failures = 0;
-                state.waiting = None;
-                state.last_outcome = None;
-            }
-        }
-        while self
-            .spent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= HOUR)
-        {
-            self.spent.pop_front();
-        }
-        let storm = super::storm::evaluate(snapshot, &self.config.remediation);
-
         for rule in RULES {
             let name = rule.name();
             let settings = self.settings[name].clone();
@@ -153,178 +248,149 @@ impl Engine {
                 continue;
             }
             let findings = rule.evaluate(snapshot, &self.config);
-            let present: Vec<String> = findings.iter().map(|f| f.target.clone()).collect();
-            let resolved: Vec<(&'static str, String)> = self
+            let resolved: Vec<Key> = self
                 .targets
                 .keys()
-                .filter(|(r, t)| *r == name && !present.contains(t))
+                .filter(|(r, t)| *r == name && !findings.iter().any(|f| &f.target == t))
                 .cloned()
                 .collect();
             for key in resolved {
                 if let Some(state) = self.targets.remove(&key) {
                     if now.duration_since(state.since) >= settings.r#for {
-                        self.record(name, &state.finding, "decision", "resolved", None, None);
+                        self.record(
+                            name,
+                            &state.finding,
+                            Phase::Decision,
+                            AuditOutcome::Resolved,
+                            None,
+                            None,
+                            now,
+                        );
                     }
+                }
+                if let Some(history) = self.ledger.histories.get_mut(&key) {
+                    history.precondition_streak = 0;
+                    self.ledger_dirty = true;
                 }
             }
             for finding in findings {
                 let key = (name, finding.target.clone());
+                if let Some(history) = self.ledger.histories.get_mut(&key) {
+                    history.last_seen = now;
+                }
                 let state = self.targets.entry(key.clone()).or_insert(TargetState {
                     since: now,
                     finding: finding.clone(),
-                    attempts: 0,
-                    failures: 0,
-                    waiting: None,
-                    gave_up: false,
                     last_outcome: None,
                 });
                 state.finding = finding;
                 if now.duration_since(state.since) >= settings.r#for {
-                    self.decide(name, &key, &settings, paused, storm.as_deref(), now);
+                    self.decide(&key, &settings, snapshot, now);
                 }
             }
         }
-        self.report(paused, storm, now)
+        self.forget_settled(now);
+        if self.ledger_dirty {
+            self.save_ledger();
+        }
+        self.report(snapshot, now)
     }
 
-    fn decide(
-        &mut self,
-        rule: &'static str,
-        key: &(&'static str, String),
-        settings: &RuleSettings,
-        paused: bool,
-        storm: Option<&str>,
-        now: Instant,
-    ) {
-        let Some(state) = self.targets.get(key).cloned() else {
-            return;
-        };
-        let Some(plan) = state.finding.plan.clone().filter(|_| !settings.alert_only) else {
-            self.skip(key, "alert_only", None, false);
-            return;
-        };
-        if state.gave_up {
-            return;
-        }
-        let skip = if paused {
-            Some(("skipped_paused", None))
-        } else if let Some(reason) = storm {
-            Some(("skipped_storm", Some(reason.to_string())))
-        } else if let Some((until, wait)) = state.waiting.filter(|(until, _)| now < *until) {
-            let outcome = match wait {
-                Wait::Cooldown => "skipped_cooldown",
-                Wait::Backoff => "skipped_backoff",
-            };
-            Some((outcome, Some(format!("{:?} left", until - now))))
-        } else if state.attempts >= settings.max_attempts {
-            if let Some(s) = self.targets.get_mut(key) {
-                s.gave_up = true;
-            }
-            Some(("gave_up", Some(format!("{} attempts", state.attempts))))
-        } else if self.spent.len() >= self.config.remediation.actions_per_hour as usize {
-            Some(("skipped_budget", None))
-        } else {
-            None
-        };
-        if let Some((outcome, detail)) = skip {
-            self.skip(key, outcome, detail, true);
-            return;
-        }
-        self.act(rule, key, settings, &plan, now);
-    }
-
-    fn act(
-        &mut self,
-        rule: &'static str,
-        key: &(&'static str, String),
-        settings: &RuleSettings,
-        plan: &Plan,
-        now: Instant,
-    ) {
+    pub(super) fn act(&mut self, key: &Key, settings: &RuleSettings, plan: &Plan, now: Instant) {
+        let rule = key.0;
         let Some(finding) = self.targets.get(key).map(|s| s.finding.clone()) else {
             return;
         };
-        self.spent.push_back(now);
-        let outcome = if self.record(rule, &finding, "before", "started", None, None) {
+        self.ledger.spent.push_back((now, rule));
+        // The spend and the `before` line reach the disk before the action
+        // does: a crash mid-action cannot hand out its budget again.
+        let outcome = if !self.save_ledger() {
+            Outcome::Failed("remediation state unwritable: not acting without it".into())
+        } else if !self.record(
+            rule,
+            &finding,
+            Phase::Before,
+            AuditOutcome::Started,
+            None,
+            None,
+            now,
+        ) {
+            Outcome::Failed("audit log unwritable: not acting without a record".into())
+        } else {
             let started = Instant::now();
             let outcome = self.execute(rule, &finding.target, plan);
             tracing::info!(rule, target = %finding.target, action = plan.action().as_str(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
             outcome
-        } else {
-            Outcome::Failed("audit log unwritable: not acting without a record".into())
         };
+        let audited = outcome.audit_outcome();
         let (detail, error) = match &outcome {
             Outcome::Failed(e) => (None, Some(e.clone())),
             other => (Some(other.detail().to_string()), None),
         };
-        self.record(rule, &finding, "after", outcome.as_str(), detail, error);
-        self.count(rule, plan.action().as_str(), outcome.as_str());
-        let Some(state) = self.targets.get_mut(key) else {
-            return;
-        };
-        state.last_outcome = Some(outcome.as_str());
+        self.record(rule, &finding, Phase::After, audited, detail, error, now);
+        self.count(rule, plan.action().as_str(), audited);
+        if let Some(state) = self.targets.get_mut(key) {
+            state.last_outcome = Some(audited);
+        }
+        if is_disruptive(plan.action()) && !matches!(outcome, Outcome::PreconditionChanged(_)) {
+            self.disruptive_taken = true;
+        }
+        let history = self.history(key.clone(), now);
+        history.last_seen = now;
         match outcome {
             Outcome::Success(_) | Outcome::DryRun(_) => {
-                state.attempts += 1;
-                state.failures = 0;
-                state.waiting = Some((now + settings.cooldown, Wait::Cooldown));
+                history.attempts.push_back(now);
+                history.failures = 0;
+                history.precondition_streak = 0;
+                history.waiting = Some((now + settings.cooldown, Wait::Cooldown));
             }
             Outcome::Failed(_) => {
-                state.attempts += 1;
-                state.failures += 1;
-                let factor = 1u32 << state.failures.saturating_sub(1).min(16);
-                let wait = settings
-                    .backoff
-                    .saturating_mul(factor)
-                    .min(settings.backoff_max);
-                state.waiting = Some((now + wait, Wait::Backoff));
+                history.attempts.push_back(now);
+                history.failures += 1;
+                history.precondition_streak = 0;
+                history.waiting = Some((now + backoff(settings, history.failures), Wait::Backoff));
             }
-            // The host moved on: no attempt spent, look again after a backoff.
+            // The host moved on: no attempt spent, look again after a
+            // backoff; but a mismatch that lasts is not going to clear.
             Outcome::PreconditionChanged(_) => {
-                state.waiting = Some((now + settings.backoff, Wait::Backoff));
+                history.precondition_streak += 1;
+                history.waiting = Some((now + settings.backoff, Wait::Backoff));
+                let streak = history.precondition_streak;
+                if streak >= settings.max_precondition_changed {
+                    self.give_up(
+                        key,
+                        format!("{streak} consecutive precondition_changed"),
+                        now,
+                    );
+                }
             }
         }
+        self.ledger_dirty = true;
+        self.save_ledger();
     }
 
-    /// Audits and counts a decision not to act, once per reason.
-    fn skip(
+    pub(super) fn count(
         &mut self,
-        key: &(&'static str, String),
-        outcome: &'static str,
-        detail: Option<String>,
-        counted: bool,
+        rule: &'static str,
+        action: &'static str,
+        outcome: AuditOutcome,
     ) {
-        let Some(state) = self.targets.get_mut(key) else {
-            return;
-        };
-        if state.last_outcome == Some(outcome) {
-            return;
-        }
-        state.last_outcome = Some(outcome);
-        let finding = state.finding.clone();
-        self.record(key.0, &finding, "decision", outcome, detail, None);
-        if counted {
-            if let Some(plan) = &finding.plan {
-                self.count(key.0, plan.action().as_str(), outcome);
-            }
-        }
-    }
-
-    fn count(&mut self, rule: &'static str, action: &'static str, outcome: &'static str) {
         *self.counters.entry((rule, action, outcome)).or_default() += 1;
     }
 
-    fn record(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
         &mut self,
         rule: &'static str,
         finding: &Finding,
-        phase: &str,
-        outcome: &str,
+        phase: Phase,
+        outcome: AuditOutcome,
         detail: Option<String>,
         error: Option<String>,
+        now: Instant,
     ) -> bool {
-        self.audit.append(&AuditRecord {
-            time: AuditRecord::now(),
+        let record = AuditRecord {
+            time: AuditRecord::at(self.clock.wall(now) + self.tick_started.elapsed()),
             rule: rule.to_string(),
             target: finding.target.clone(),
             action: finding
@@ -333,57 +399,40 @@ impl Engine {
                 .map_or("", |p| p.action().as_str())
                 .to_string(),
             mode: self.executor.mode().as_str().to_string(),
-            phase: phase.to_string(),
-            outcome: outcome.to_string(),
+            phase,
+            outcome,
             evidence: finding.evidence.clone(),
             detail,
             error,
-        })
+            caller: None,
+        };
+        self.audit_lock().append(&record)
     }
 
-    fn report(&self, paused: bool, storm: Option<String>, now: Instant) -> Report {
-        let targets = self
-            .targets
-            .iter()
-            .map(|((rule, target), state)| {
-                let settings = &self.settings[rule];
-                let firing = now.duration_since(state.since) >= settings.r#for;
-                TargetView {
-                    rule,
-                    target: target.clone(),
-                    action: state.finding.plan.as_ref().map(|p| p.action().as_str()),
-                    state: match (firing, state.gave_up) {
-                        (false, _) => "pending",
-                        (true, false) => "firing",
-                        (true, true) => "gave_up",
-                    },
-                    alert_only: settings.alert_only || state.finding.plan.is_none(),
-                    attempts: state.attempts,
-                    evidence: state.finding.evidence.clone(),
-                    last_outcome: state.last_outcome,
-                }
-            })
-            .collect();
-        let per_hour = self.config.remediation.actions_per_hour;
-        Report {
-            enforcing: self.executor.mode() == super::config::Mode::Enforce,
-            action_namespace: self.executor.placement(),
-            paused,
-            paused_seconds: self
-                .paused_since
-                .map_or(0.0, |since| now.duration_since(since).as_secs_f64()),
-            storm_brake: storm,
-            budget_per_hour: per_hour,
-            budget_remaining: per_hour.saturating_sub(self.spent.len() as u32),
-            targets,
-            actions: self
-                .counters
-                .iter()
-                .map(|((r, a, o), n)| (*r, *a, *o, *n))
-                .collect(),
-            audit_write_errors: self.audit.write_errors(),
-            audit_file: self.audit.path().display().to_string(),
-            recent_audit: self.audit.recent(),
-        }
+    pub(super) fn executor_mode(&self) -> super::config::Mode {
+        self.executor.mode()
     }
+
+    fn report(&self, snapshot: &Snapshot, now: Instant) -> Report {
+        super::report::build(self, snapshot, now)
+    }
+}
+
+/// Every action, to map an audited action name back.
+pub(super) const ACTIONS: &[Action] = &[
+    Action::Remount,
+    Action::Unstack,
+    Action::RestartO2cb,
+    Action::IscsiRelogin,
+    Action::KillLeakedHeartbeat,
+];
+
+/// The wait after the `failures`-th consecutive failure: doubling from
+/// `backoff` up to `backoff_max`.
+pub(super) fn backoff(settings: &RuleSettings, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    settings
+        .backoff
+        .saturating_mul(factor)
+        .min(settings.backoff_max)
 }

@@ -4,19 +4,26 @@
 //! only at the current Snapshot and returns one `Finding` per target
 //! (level-triggered: the same snapshot always gives the same findings). The
 //! `Engine` (`engine.rs`) owns everything generic: pending → firing after
-//! `for`, cooldown, exponential backoff, `max_attempts` then give-up,
-//! resolution, the hourly action budget, pause (`control.rs`) and the storm
-//! brake (`storm.rs`). It runs on its own thread (`runner.rs`), consuming the
+//! `for`, then whether to act now (`decision.rs`: cooldown, exponential
+//! backoff, attempts within a failure window then give-up, the hourly budget
+//! and each rule's share, the startup grace, and the last-moment checks of
+//! `guard.rs`: pause (`control.rs`), maintenance, the storm brake
+//! (`storm.rs`), volume locks). What it did outlives a restart (`state.rs`,
+//! `recovery.rs`). It runs on its own thread (`runner.rs`), consuming the
 //! published snapshots, never on the scrape path, and publishes an immutable
-//! `Report` that `/metrics` and `/status` show.
+//! `Report` (`report.rs`) that `/metrics` and `/status` show.
 //!
 //! Adding a rule: one file, one entry in `RULES`, one section in docs/rules.md.
 
 pub mod config;
 pub mod control;
+mod decision;
 pub mod engine;
+pub mod guard;
+mod recovery;
 pub mod report;
 pub mod runner;
+pub mod state;
 pub mod storm;
 
 mod duplicate_layers;
@@ -79,6 +86,9 @@ pub fn base_settings() -> RuleSettings {
         backoff: Duration::from_secs(30),
         backoff_max: Duration::from_secs(3600),
         max_attempts: 3,
+        failure_window: Duration::from_secs(3600),
+        max_precondition_changed: 5,
+        actions_per_hour: None,
         stop_services: Vec::new(),
     }
 }

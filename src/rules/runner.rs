@@ -13,6 +13,7 @@ use super::control::Control;
 use super::{Engine, Report};
 use crate::actions::Executor;
 use crate::config::Config;
+use crate::host::HostPaths;
 use crate::snapshot::Snapshot;
 
 pub type ReportReceiver = watch::Receiver<Option<Arc<Report>>>;
@@ -22,17 +23,24 @@ pub type ReportReceiver = watch::Receiver<Option<Arc<Report>>>;
 pub fn spawn(
     config: Arc<Config>,
     executor: Box<dyn Executor>,
+    paths: &HostPaths,
     control: Arc<Control>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
+    let boot = super::guard::boot_time(paths);
+    if boot.is_none() {
+        tracing::warn!("Cannot read the boot time (stat btime, uptime); the startup grace counts from the daemon's start.");
+    }
     tracing::info!(
         mode = config.remediation.mode.as_str(),
         actions = executor.placement(),
         "Remediation engine starting."
     );
     let mut engine = Engine::new(config, executor, control);
+    engine.set_boot_time(boot);
+    engine.follow_snapshots(snapshots.clone());
     let handle = std::thread::Builder::new()
         .name("rule-engine".into())
         .spawn(move || {

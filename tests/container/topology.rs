@@ -193,6 +193,8 @@ pub fn config_from_configmap(
     }
     remediation.insert("rules".into(), rules.into());
     remediation.insert("action_timeout".into(), "10s".into());
+    // The test starts its daemon on a settled "host": no boot-time race to wait out.
+    remediation.insert("startup_grace".into(), "0s".into());
     config.insert("remediation".into(), remediation.into());
     tweak(&mut config);
     let path = layout.dir.join("config.toml");

@@ -215,6 +215,10 @@ class Lab:
              port: int = 10001) -> tuple[Guest, Guest]:
         shared = self.disk("shared")
         extra = extra_disks or {}
+        # New guests are new hosts: no daemon state (remediation budget,
+        # cooldowns, give-ups, audit log) carries over from an earlier scenario.
+        for name in ("n1", "n2"):
+            shutil.rmtree(self.share / "state" / name, ignore_errors=True)
         n1 = Guest(self, "n1", "10.99.0.1/24", "01", f"socket,listen=127.0.0.1:{port}",
                    [shared] + extra.get("n1", []), "n1" in reset_in_place)
         n2 = Guest(self, "n2", "10.99.0.2/24", "02", f"socket,connect=127.0.0.1:{port}",

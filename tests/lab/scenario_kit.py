@@ -116,6 +116,7 @@ def mounted_pair(lab: Lab, reset_in_place: tuple[str, ...] = (), dead: int = 7) 
 ENFORCE = """
 [remediation]
 mode = "enforce"
+startup_grace = "0s"
 [remediation.rules.duplicate_mount_layers]
 for = "2s"
 [remediation.rules.missing_mount]
