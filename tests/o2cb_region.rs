@@ -4,19 +4,22 @@
 //! region global heartbeat pair fills them (tests/lab `global_region_loss`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use ocfs2_watchdog::actions::Plan;
+use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::configfs::{ClusterConfig, HeartbeatMode, NodeConfig};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
 use ocfs2_watchdog::collector::heartbeat_disk::{NodeView, TrackerState};
 use ocfs2_watchdog::collector::mounts::mountinfo::MountEntry;
 use ocfs2_watchdog::collector::mounts::{Expected, ExpectedOrigin, MountFacts, MountPoint};
 use ocfs2_watchdog::collector::o2cb::O2cbFacts;
-use ocfs2_watchdog::config::Config;
+use ocfs2_watchdog::config::{Config, StateDir};
+use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
+use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::o2cb_region::{classify, RegionLoss};
-use ocfs2_watchdog::rules::{Finding, RULES};
+use ocfs2_watchdog::rules::{Engine, Finding, RULES};
 use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
 
 const REGIONS: [&str; 3] = [
@@ -330,4 +333,79 @@ fn healthy_regions_raise_nothing_and_an_offline_stack_still_restarts() {
         "{:?}",
         findings[0]
     );
+}
+
+struct Recorder(Arc<Mutex<Vec<Plan>>>);
+
+impl Executor for Recorder {
+    fn mode(&self) -> Mode {
+        Mode::Enforce
+    }
+    fn execute(&self, plan: &Plan) -> Outcome {
+        self.0.lock().unwrap().push(plan.clone());
+        Outcome::Success("restarted".into())
+    }
+}
+
+#[test]
+fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        state_dir: StateDir(dir.path().join("state")),
+        ..Config::default()
+    };
+    config.remediation.mode = Mode::Enforce;
+    config.remediation.rules.insert(
+        "o2cb_down".into(),
+        RuleConfig {
+            r#for: Some(Duration::from_secs(2)),
+            ..RuleConfig::default()
+        },
+    );
+    let config = Arc::new(config);
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let control = Arc::new(Control::new(&config.state_dir.0, None));
+    let mut engine = Engine::new(
+        Arc::clone(&config),
+        Box::new(Recorder(Arc::clone(&calls))),
+        control,
+    );
+    // Every node sees the same failed region: the whole-cluster outage case.
+    let snapshot = snapshot(
+        heartbeat(&[1], Some(&[(2, false), (3, false)])),
+        o2cb(true),
+        mounts(false),
+    );
+    let t0 = Instant::now();
+    let mut report = engine.tick(&snapshot, t0);
+    for tick in 1..=10 {
+        report = engine.tick(&snapshot, t0 + Duration::from_secs(tick * 3));
+    }
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "an o2cb restart was executed"
+    );
+    let target = report
+        .targets
+        .iter()
+        .find(|t| t.rule == "o2cb_down")
+        .expect("o2cb_down target in the report");
+    assert_eq!(target.state, "firing");
+    assert!(target.alert_only);
+    assert_eq!(target.action, None);
+    assert!(report.actions.iter().all(|(rule, ..)| *rule != "o2cb_down"));
+    let audit: Vec<AuditRecord> = std::fs::read_to_string(config.state_dir.0.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.rule == "o2cb_down")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, vec!["alert_only"]);
+    assert!(audit[0]
+        .evidence
+        .contains("stale on disk for live peer(s) 2, 3"));
 }
