@@ -16,7 +16,7 @@ mkdir -p "$CACHE"/{debs,qemu,kern,pkgs}
 export DEBIAN_FRONTEND=noninteractive
 
 host_packages=(libcapstone4 libfdt1 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2
-               busybox-static cpio e2fsprogs kmod file)
+               busybox-static cpio e2fsprogs kmod file iproute2)
 missing=()
 for p in "${host_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 updated=0
