@@ -413,6 +413,12 @@ def scenario_multipath_all_paths_lost(lab: Lab) -> None:
         expect(alert_firing("Ocfs2TimeoutInvariantViolated", m) != [], f"{guest.name}: invariant alert expression")
     st.qmp("set_link net0 off")
     st.qmp("set_link net1 off")
+    # What dm itself says while the map has no path (before the fence).
+    wait_for("n1: no active path", 60,
+             lambda: find(n1.metrics(), "ocfs2_multipath_paths", map=MAP, state="active") == 0.0)
+    dm = n1.sh("dmsetup status --target multipath; dmsetup table --target multipath", timeout=20)
+    print(f"n1 with both paths down:\n{dm}", flush=True)
+    expect("queue_if_no_path" in dm, f"n1: the map stopped queueing before its retries ran out:\n{dm}")
     seen: dict[str, dict] = {}
     queued: set[str] = set()
 
@@ -428,6 +434,9 @@ def scenario_multipath_all_paths_lost(lab: Lab) -> None:
         console = guest.console.read_text(errors="replace")
         expect("ocfs2 is very sorry to be fencing this system" in console, f"{guest.name}: no fence message")
         expect("Heartbeat write timeout" in console, f"{guest.name}: fenced, but not on a heartbeat write timeout")
+        print("\n".join(f"{guest.name}: {line.strip()}" for line in console.splitlines()
+                        if re.search(r"o2hb|hb write|Heartbeat|multipath|remaining active paths|sorry", line)),
+              flush=True)
         last = seen.get(guest.name, {})
         expect(find(last, "ocfs2_multipath_paths", map=MAP, state="active") == 0.0,
                f"{guest.name}: last scrape before the fence still had an active path")
