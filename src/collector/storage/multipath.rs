@@ -318,16 +318,17 @@ mod tests {
 
     #[test]
     fn no_path_left_with_queue_if_no_path_is_queueing() {
-        // As the lab's map printed them with both portals down: queue_io 0.
+        // mpatha as the lab's n1 printed it with both portals down
+        // (multipath_all_paths_lost): queue_io 0 while every write queued.
         let mut maps = parse_dmsetup_status(
-            "mpatha: 0 1048576 multipath 2 0 0 0 1 1 E 0 2 2 8:0 F 1 0 0 8:16 F 1 0 0\n\
+            "mpatha: 0 1048576 multipath 2 0 0 0 1 1 E 0 2 2 8:0 F 1 0 1 8:16 F 1 0 1 \n\
              mpathb: 0 1048576 multipath 2 0 0 0 1 1 E 0 2 2 8:32 F 1 0 0 8:48 F 1 0 0\n\
              mpathc: 0 1048576 multipath 2 0 0 0 1 1 A 0 2 2 8:64 A 0 0 0 8:80 F 1 0 0\n",
         );
         assert!(maps.iter().all(|m| !m.queueing));
         mark_queueing_without_path(
             &mut maps,
-            "mpatha: 0 1048576 multipath 1 queue_if_no_path 0 1 1 service-time 0 2 1 8:0 1 8:16 1\n\
+            "mpatha: 0 1048576 multipath 1 queue_if_no_path 0 1 1 service-time 0 2 2 8:0 1 1 8:16 1 1 \n\
              mpathb: 0 1048576 multipath 0 0 1 1 service-time 0 2 1 8:32 1 8:48 1\n\
              mpathc: 0 1048576 multipath 1 queue_if_no_path 0 1 1 service-time 0 2 1 8:64 1 8:80 1\n\
              garbage\n",
