@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from labkit import Guest, Lab, LabError, cluster_conf
+from labkit import Guest, Lab, cluster_conf
 from scenario_kit import (ENFORCE, EXPECTED, LABEL, action_outcomes, audit, daemon_config, events, expect,
                           find, scenario, volume_uuid, wait_for, watch_until_reboot)
 
