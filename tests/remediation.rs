@@ -111,7 +111,6 @@ fn unstacks_4096_layers_and_leaves_a_shadowing_fs_alone() {
     );
     println!("4096 -> 1 layers in {took:?} (for = 1s)");
     assert_eq!(layers(&duplicates), 1);
-    assert!(took < Duration::from_secs(8), "took {took:?}");
     assert_eq!(
         layers(&shadows),
         2,

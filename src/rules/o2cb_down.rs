@@ -2,10 +2,12 @@
 //! mounts are expected, or a global heartbeat region failed. Action: restart
 //! o2cb (unmount, restart, remount). Decided here: when volumes are mounted,
 //! another node must be live in heartbeat, or this node is the last holder
-//! and the finding is alert-only.
+//! and the finding is alert-only. A failed global heartbeat region is always
+//! alert-only (`o2cb_region`: fails closed until a cluster lease exists).
 
 use std::time::Duration;
 
+use super::o2cb_region;
 use super::{base_settings, Finding, Rule, RuleSettings};
 use crate::actions::{MountSpec, Plan};
 use crate::config::Config;
@@ -54,9 +56,17 @@ impl Rule for O2cbDown {
             .any(|m| m.expected.as_ref().is_some_and(|e| e.fstype == "ocfs2"));
         let heartbeat = snapshot.heartbeat();
         let failed_regions = heartbeat.map_or(0, |h| h.failed_regions.len());
+        let local = o2cb
+            .cluster
+            .as_ref()
+            .and_then(|c| c.local_node())
+            .and_then(|n| n.num);
+        let region_failed = o2cb.online && failed_regions > 0;
+        let mut region_loss = None;
         let evidence = if !o2cb.online && expects_ocfs2 {
             "cluster offline while OCFS2 mounts are expected".to_string()
-        } else if o2cb.online && failed_regions > 0 {
+        } else if region_failed {
+            region_loss = heartbeat.and_then(|h| o2cb_region::classify(h, local));
             format!("{failed_regions} heartbeat regions failed")
         } else {
             return Vec::new();
@@ -96,7 +106,11 @@ impl Rule for O2cbDown {
                 volumes: volumes.clone(),
                 stop_services,
             });
-        let evidence = if disabled {
+        // Fails closed: no restart for a failed region, whatever the plan.
+        let plan = plan.filter(|_| !region_failed);
+        let evidence = if let Some(loss) = &region_loss {
+            format!("{evidence}; {}", loss.alert_only_reason())
+        } else if disabled {
             format!("{evidence}; alert only: O2CB_ENABLED=false")
         } else if plan.is_none() {
             format!("{evidence}; alert only: no other live node holds the volumes")

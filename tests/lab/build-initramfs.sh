@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the lab guests' initramfs from the cache filled by setup.sh:
 # busybox, the kernel modules the scenarios load, ocfs2-tools, open-iscsi,
-# tgt, dmsetup, and the libraries they link. The daemon itself is not in it:
+# tgt, multipath-tools, dmsetup, and the libraries they link. The daemon itself is not in it:
 # it runs from the host share, so a rebuilt binary needs no new initramfs.
 # usage: build-initramfs.sh OUT.cpio.gz
 set -euo pipefail
@@ -15,7 +15,7 @@ mkdir -p "$root"/usr/{bin,sbin,lib/x86_64-linux-gnu,lib64} \
          "$root"/{etc,proc,sys,dev,run,tmp,mnt,root,var/lib,var/lock,var/run,host,dlm}
 ln -s usr/bin "$root/bin"; ln -s usr/sbin "$root/sbin"; ln -s usr/lib "$root/lib"; ln -s usr/lib64 "$root/lib64"
 cp /bin/busybox "$root/usr/bin/busybox"
-export LD_LIBRARY_PATH=$CACHE/pkgs/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$CACHE/pkgs/usr/lib/x86_64-linux-gnu:$CACHE/pkgs/lib
 add_libs() {
   ldd "$1" 2>/dev/null | awk '/=> \//{print $3}' | while read -r lib; do
     [ -e "$root/usr/lib/x86_64-linux-gnu/$(basename "$lib")" ] || cp -L "$lib" "$root/usr/lib/x86_64-linux-gnu/"
@@ -30,6 +30,11 @@ for b in "$CACHE"/pkgs/sbin/* "$CACHE"/pkgs/usr/sbin/*; do add_binary "$b" sbin;
 # util-linux mount/umount, as on a real host: `mount -t ocfs2` runs the
 # mount.ocfs2 helper (busybox's mount would call mount(2) directly).
 for b in /usr/sbin/dmsetup /usr/bin/bash /usr/bin/mount /usr/bin/umount; do add_binary "$b" bin; done
+# multipathd's checker and prioritizer plugins (its multipath_dir is /lib/multipath).
+if [ -d "$CACHE/pkgs/lib/multipath" ]; then
+  mkdir -p "$root/usr/lib/multipath"
+  for plugin in "$CACHE"/pkgs/lib/multipath/*.so; do add_binary "$plugin" lib/multipath; done
+fi
 # The daemon's own libraries (it runs from the share).
 add_libs "${DAEMON:-/bin/true}"
 for lib in libgcc_s.so.1 libm.so.6 libc.so.6; do
@@ -40,7 +45,8 @@ ln -s /proc/self/mounts "$root/etc/mtab"
 echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 echo "root:x:0:" > "$root/etc/group"
 modules="virtio_pci virtio_blk virtio_net 9p 9pnet_virtio configfs ocfs2 ocfs2_stack_o2cb ocfs2_dlm
-  ocfs2_dlmfs dm-mod dm-delay dm-flakey iscsi_tcp sd_mod crc32c_generic ramoops"
+  ocfs2_dlmfs dm-mod dm-delay dm-flakey iscsi_tcp sd_mod crc32c_generic ramoops virtio_scsi
+  dm-multipath dm-round-robin dm-service-time dm-queue-length"
 for m in $modules; do
   modprobe -d "$CACHE/kern" -S "$KVER" --show-depends "$m"
 done | awk '$1 == "insmod" {print $2}' | sort -u | while read -r ko; do

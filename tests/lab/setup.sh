@@ -5,7 +5,8 @@
 #     qemu/   qemu-system-x86 + firmware, extracted (it cannot be installed
 #             next to the machine's qemu-utils from backports)
 #     kern/   the Debian 6.1 kernel with the ocfs2, dlm, dm and iSCSI modules
-#     pkgs/   ocfs2-tools, open-iscsi, tgt and the libraries they link
+#     pkgs/   ocfs2-tools, open-iscsi, tgt, multipath-tools and the
+#             libraries they link
 # Idempotent: a filled cache costs nothing. Host packages the lab needs to run
 # QEMU and build the initramfs are installed with apt-get.
 set -euo pipefail
@@ -15,7 +16,7 @@ mkdir -p "$CACHE"/{debs,qemu,kern,pkgs}
 export DEBIAN_FRONTEND=noninteractive
 
 host_packages=(libcapstone4 libfdt1 libpmem1 librdmacm1 libibverbs1 libslirp0 libvdeplug2
-               busybox-static cpio e2fsprogs kmod file)
+               busybox-static cpio e2fsprogs kmod file iproute2)
 missing=()
 for p in "${host_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 updated=0
@@ -48,6 +49,13 @@ tools=(ocfs2-tools open-iscsi tgt libdlm3 libcmap4 libcorosync-common4 libqb100 
 if [ ! -x "$CACHE/pkgs/sbin/mkfs.ocfs2" ] && [ ! -x "$CACHE/pkgs/usr/sbin/mkfs.ocfs2" ]; then
   download "${tools[@]}"
   for p in "${tools[@]}"; do dpkg -x "$CACHE"/debs/${p}_*.deb "$CACHE/pkgs"; done
+fi
+# dm-multipath over two iSCSI paths (the topology scenarios): multipathd
+# checks and reinstates paths; kpartx is its dependency, liburcu8 its library.
+multipath=(multipath-tools kpartx liburcu8)
+if [ ! -x "$CACHE/pkgs/sbin/multipathd" ]; then
+  download "${multipath[@]}"
+  for p in "${multipath[@]}"; do dpkg -x "$CACHE"/debs/${p}_*.deb "$CACHE/pkgs"; done
 fi
 "$CACHE/qemu/usr/bin/qemu-system-x86_64" --version | head -1
 echo "lab cache ready: $CACHE"

@@ -96,6 +96,9 @@ pub struct TrackerState {
     pub nodes: BTreeMap<u8, NodeView>,
     /// Ticks whose read failed, timed out or came back short.
     pub read_errors: u64,
+    /// The latest observation was a failed read: the ages above are how
+    /// long this node has not been able to look, not what the peers did.
+    pub last_read_failed: bool,
 }
 
 impl TrackerState {
@@ -166,6 +169,7 @@ impl SlotTracker<'_> {
         if read_failed {
             state.read_errors += 1;
         }
+        state.last_read_failed = read_failed;
         for view in state.nodes.values_mut() {
             view.refresh(now);
         }
@@ -345,11 +349,14 @@ mod tests {
         let s0 = tracker.observe(None, Observation::ReadFailed, at(0));
         assert_eq!(s0.read_errors, 1);
         assert!(s0.nodes.is_empty());
+        assert!(s0.last_read_failed);
         let s1 = tracker.observe(Some(&s0), Observation::Slots(&[slot(1, T0, 1)]), at(2));
+        assert!(!s1.last_read_failed);
         let s2 = tracker.observe(Some(&s1), Observation::ReadFailed, at(32));
         let truncated = [(1u8, Err(BlockError::Truncated { len: 0 }))];
         let s3 = tracker.observe(Some(&s2), Observation::Slots(&truncated), at(40));
         assert_eq!(s3.read_errors, 3);
+        assert!(s3.last_read_failed);
         assert_eq!(s3.node(1).unwrap().seq_age_seconds, 38.0);
         let fams = families(&s3, "R");
         let errors = fams

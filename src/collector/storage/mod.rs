@@ -146,7 +146,14 @@ impl Collector for Storage {
         } else {
             let timeout = DMSETUP_TIMEOUT.min(ctx.config.sampler.collector_timeout / 2);
             match multipath::dmsetup_status(paths, timeout) {
-                Ok(text) => (multipath::parse_dmsetup_status(&text), None),
+                Ok(text) => {
+                    let mut statuses = multipath::parse_dmsetup_status(&text);
+                    // Without the table the status's own queue_io field stands.
+                    if let Ok(table) = multipath::dmsetup_table(paths, timeout) {
+                        multipath::mark_queueing_without_path(&mut statuses, &table);
+                    }
+                    (statuses, None)
+                }
                 Err(skip) => {
                     if previous.map(|p| p.dmsetup_skipped) != Some(Some(skip)) {
                         tracing::info!(

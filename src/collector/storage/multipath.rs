@@ -171,8 +171,48 @@ impl DmsetupSkip {
 
 const DMSETUP_LOCATIONS: [&str; 3] = ["/usr/sbin/dmsetup", "/sbin/dmsetup", "/usr/bin/dmsetup"];
 
+/// Marks as queueing every map of `statuses` that has no active path while
+/// its table (`dmsetup table --target multipath`, `table`) has the
+/// `queue_if_no_path` feature: dm-mpath then holds every I/O. The status
+/// line alone cannot say so: its first info field is `queue_io`, I/O held
+/// for a path-group init (drivers/md/dm-mpath.c `multipath_status`), which
+/// the lab saw stay 0 while a map with both paths lost queued every write.
+pub fn mark_queueing_without_path(statuses: &mut [MapStatus], table: &str) {
+    let queue_if_no_path: Vec<&str> = table
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(": ")?;
+            let mut tokens = rest.split_whitespace().skip(2);
+            if tokens.next()? != "multipath" {
+                return None;
+            }
+            let features: usize = tokens.next()?.parse().ok()?;
+            tokens
+                .take(features)
+                .any(|f| f == "queue_if_no_path")
+                .then_some(name.trim())
+        })
+        .collect();
+    for status in statuses {
+        if !status.paths.iter().any(|p| p.active)
+            && queue_if_no_path.contains(&status.name.as_str())
+        {
+            status.queueing = true;
+        }
+    }
+}
+
 /// Runs `dmsetup status --target multipath` when the root is the host's own.
 pub fn dmsetup_status(paths: &HostPaths, timeout: Duration) -> Result<String, DmsetupSkip> {
+    dmsetup(paths, "status", timeout)
+}
+
+/// Runs `dmsetup table --target multipath` (the maps' features).
+pub fn dmsetup_table(paths: &HostPaths, timeout: Duration) -> Result<String, DmsetupSkip> {
+    dmsetup(paths, "table", timeout)
+}
+
+fn dmsetup(paths: &HostPaths, command: &str, timeout: Duration) -> Result<String, DmsetupSkip> {
     if paths.rootfs() != Path::new("/") {
         return Err(DmsetupSkip::NotHostRoot);
     }
@@ -182,7 +222,7 @@ pub fn dmsetup_status(paths: &HostPaths, timeout: Duration) -> Result<String, Dm
         .find(|p| p.is_file())
         .ok_or(DmsetupSkip::NotInstalled)?;
     run_with_timeout(
-        Command::new(tool).args(["status", "--target", "multipath"]),
+        Command::new(tool).args([command, "--target", "multipath"]),
         timeout,
     )
 }
@@ -274,6 +314,28 @@ mod tests {
         assert!(maps[1].queueing);
         assert_eq!(maps[1].paths.iter().filter(|p| !p.active).count(), 2);
         assert_eq!(maps[2].paths.len(), 1);
+    }
+
+    #[test]
+    fn no_path_left_with_queue_if_no_path_is_queueing() {
+        // mpatha as the lab's n1 printed it with both portals down
+        // (multipath_all_paths_lost): queue_io 0 while every write queued.
+        let mut maps = parse_dmsetup_status(
+            "mpatha: 0 1048576 multipath 2 0 0 0 1 1 E 0 2 2 8:0 F 1 0 1 8:16 F 1 0 1 \n\
+             mpathb: 0 1048576 multipath 2 0 0 0 1 1 E 0 2 2 8:32 F 1 0 0 8:48 F 1 0 0\n\
+             mpathc: 0 1048576 multipath 2 0 0 0 1 1 A 0 2 2 8:64 A 0 0 0 8:80 F 1 0 0\n",
+        );
+        assert!(maps.iter().all(|m| !m.queueing));
+        mark_queueing_without_path(
+            &mut maps,
+            "mpatha: 0 1048576 multipath 1 queue_if_no_path 0 1 1 service-time 0 2 2 8:0 1 1 8:16 1 1 \n\
+             mpathb: 0 1048576 multipath 0 0 1 1 service-time 0 2 1 8:32 1 8:48 1\n\
+             mpathc: 0 1048576 multipath 1 queue_if_no_path 0 1 1 service-time 0 2 1 8:64 1 8:80 1\n\
+             garbage\n",
+        );
+        // No path and queueing on; no path but failing; a path left.
+        let queueing: Vec<bool> = maps.iter().map(|m| m.queueing).collect();
+        assert_eq!(queueing, vec![true, false, false]);
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! `o2cb_down` on a failed global heartbeat region fails closed (issue #12
+//! item 4): whatever the on-disk slots say, no restart plan, and the finding
+//! says why. The facts are the collectors' own structs as the lab's three-
+//! region global heartbeat pair fills them (tests/lab `global_region_loss`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
+use ocfs2_watchdog::collector::configfs::{ClusterConfig, HeartbeatMode, NodeConfig};
+use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+use ocfs2_watchdog::collector::heartbeat_disk::{NodeView, TrackerState};
+use ocfs2_watchdog::collector::mounts::mountinfo::MountEntry;
+use ocfs2_watchdog::collector::mounts::{Expected, ExpectedOrigin, MountFacts, MountPoint};
+use ocfs2_watchdog::collector::o2cb::O2cbFacts;
+use ocfs2_watchdog::config::{Config, StateDir};
+use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
+use ocfs2_watchdog::rules::control::Control;
+use ocfs2_watchdog::rules::o2cb_region::{classify, RegionLoss};
+use ocfs2_watchdog::rules::{Engine, Finding, RULES};
+use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
+
+const REGIONS: [&str; 3] = [
+    "60DCA4CC1C5B4048B42B793197783EF8",
+    "5463774C65E14ADC9DD4E83B56214226",
+    "EB11AF6A311341CABA40C6C42FBCC12E",
+];
+
+fn view(active: bool) -> NodeView {
+    NodeView {
+        configured: true,
+        seq: 100,
+        generation: 7,
+        dead_ms: 14000,
+        seq_since: SystemTime::now(),
+        change_seen: true,
+        seq_age_seconds: if active { 1.0 } else { 30.0 },
+        checksum_failures: 0,
+        active,
+    }
+}
+
+/// This node is n1; `fresh[n]` says whether peer n's slot on the failed
+/// region (num 1) is fresh as n1 reads it; `None` = slots not read.
+fn heartbeat(failed: &[u8], fresh: Option<&[(u8, bool)]>) -> HeartbeatFacts {
+    let regions = REGIONS
+        .iter()
+        .enumerate()
+        .map(|(num, uuid)| {
+            let disk = match (num, fresh) {
+                (_, None) => None,
+                (1, Some(peers)) => Some(TrackerState {
+                    observed_at: Some(SystemTime::now()),
+                    nodes: [(1, view(false))]
+                        .into_iter()
+                        .chain(peers.iter().map(|(n, a)| (*n, view(*a))))
+                        .collect::<BTreeMap<_, _>>(),
+                    read_errors: 0,
+                    last_read_failed: false,
+                }),
+                (_, Some(_)) => Some(TrackerState {
+                    observed_at: Some(SystemTime::now()),
+                    nodes: (1..=3).map(|n| (n, view(true))).collect(),
+                    read_errors: 0,
+                    last_read_failed: false,
+                }),
+            };
+            RegionHeartbeat {
+                uuid: uuid.to_string(),
+                device: format!("/dev/sd{}", (b'a' + num as u8) as char),
+                num: num as u32,
+                live: (1..=3).collect(),
+                disk,
+                ..RegionHeartbeat::default()
+            }
+        })
+        .collect();
+    HeartbeatFacts {
+        cluster: "labclu".into(),
+        mode: Some(HeartbeatMode::Global),
+        timeout_seconds: Some(12),
+        configured: (1..=3).collect(),
+        live_any: (1..=3).collect(),
+        regions,
+        live_regions: (0..3).filter(|n| !failed.contains(n)).collect(),
+        quorum_regions: (0..3).collect(),
+        failed_regions: failed.iter().copied().collect(),
+    }
+}
+
+fn o2cb(online: bool) -> O2cbFacts {
+    let node = |num: u8| NodeConfig {
+        name: format!("n{num}"),
+        num: Some(num),
+        address: None,
+        port: Some(7777),
+        local: Some(num == 1),
+    };
+    O2cbFacts {
+        cluster_name: "labclu".into(),
+        cluster: online.then(|| ClusterConfig {
+            name: "labclu".into(),
+            heartbeat_mode: Some(HeartbeatMode::Global),
+            nodes: (1..=3).map(node).collect(),
+            ..ClusterConfig::default()
+        }),
+        online,
+        ..O2cbFacts::default()
+    }
+}
+
+/// /mnt/ocfs2 expected; mounted unless `missing`.
+fn mounts(missing: bool) -> MountFacts {
+    let top = MountEntry {
+        id: 40,
+        parent: 1,
+        major: 254,
+        minor: 0,
+        root: "/".into(),
+        mount_point: "/mnt/ocfs2".into(),
+        mount_options: "rw,relatime".into(),
+        optional: Vec::new(),
+        fstype: "ocfs2".into(),
+        source: "/dev/vda".into(),
+        super_options: "rw,_netdev,heartbeat=global".into(),
+    };
+    MountFacts {
+        mounts: vec![MountPoint {
+            mountpoint: "/mnt/ocfs2".into(),
+            stacked: usize::from(!missing),
+            duplicate_layers: 0,
+            shadowed: false,
+            top: (!missing).then_some(top),
+            top_id: (!missing).then_some(40),
+            shared: false,
+            uuid: String::new(),
+            last_uuid: String::new(),
+            label: "labvol".into(),
+            readonly: false,
+            error_readonly: false,
+            device_missing: false,
+            mountpoint_deleted: false,
+            expected: Some(Expected {
+                source: "/dev/vda".into(),
+                fstype: "ocfs2".into(),
+                options: "_netdev".into(),
+                origin: ExpectedOrigin::Config,
+            }),
+            unstable_device_name: None,
+            probe: Default::default(),
+        }],
+        ..MountFacts::default()
+    }
+}
+
+fn snapshot(heartbeat: HeartbeatFacts, o2cb: O2cbFacts, mounts: MountFacts) -> Snapshot {
+    let mut snapshot = Snapshot::empty();
+    for (name, facts) in [
+        ("heartbeat", Facts::Heartbeat(Arc::new(heartbeat))),
+        ("o2cb", Facts::O2cb(Arc::new(o2cb))),
+        ("mounts", Facts::Mounts(Arc::new(mounts))),
+    ] {
+        let report = CollectorReport {
+            success: true,
+            duration_seconds: 0.0,
+            error_kind: None,
+            error: None,
+            absent: None,
+            stale: false,
+        };
+        let section = Section {
+            facts,
+            ..Section::default()
+        };
+        snapshot
+            .collectors
+            .insert(name, (report, Arc::new(section)));
+    }
+    snapshot
+}
+
+fn o2cb_down(snapshot: &Snapshot) -> Vec<Finding> {
+    let rule = RULES
+        .iter()
+        .find(|r| r.name() == "o2cb_down")
+        .expect("o2cb_down is a rule");
+    rule.evaluate(snapshot, &Config::default())
+}
+
+#[test]
+fn a_region_failed_for_every_node_is_alert_only() {
+    // The SAN lost the LUN: n1 reads both peers stale on region 1. This is
+    // the case that restarted o2cb on every node at once before.
+    let hb = heartbeat(&[1], Some(&[(2, false), (3, false)]));
+    let findings = o2cb_down(&snapshot(hb, o2cb(true), mounts(false)));
+    assert_eq!(findings.len(), 1);
+    let finding = &findings[0];
+    assert_eq!(finding.target, "labclu");
+    assert_eq!(finding.plan, None);
+    assert!(
+        finding.evidence.starts_with("1 heartbeat regions failed; alert only: region 5463774C65E14ADC9DD4E83B56214226 is stale on disk for live peer(s) 2, 3 too"),
+        "{}",
+        finding.evidence
+    );
+}
+
+#[test]
+fn only_this_node_lost_the_region_is_still_alert_only_without_a_lease() {
+    let hb = heartbeat(&[1], Some(&[(2, true), (3, true)]));
+    assert_eq!(
+        classify(&hb, Some(1)),
+        Some(RegionLoss::OnlyThisNode {
+            regions: vec![REGIONS[1].to_string()]
+        })
+    );
+    let findings = o2cb_down(&snapshot(hb, o2cb(true), mounts(false)));
+    assert_eq!(findings[0].plan, None);
+    assert!(
+        findings[0]
+            .evidence
+            .contains("only this node lost region 5463774C65E14ADC9DD4E83B56214226")
+            && findings[0].evidence.contains("needs the cluster lease"),
+        "{}",
+        findings[0].evidence
+    );
+}
+
+#[test]
+fn one_stale_peer_is_enough_to_hold() {
+    let hb = heartbeat(&[1], Some(&[(2, true), (3, false)]));
+    match classify(&hb, Some(1)) {
+        Some(RegionLoss::NotOnlyThisNode { stale_peers, .. }) => {
+            assert_eq!(stale_peers.into_iter().collect::<Vec<_>>(), vec![3]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_peer_never_seen_on_the_region_counts_as_stale() {
+    // n3 is live in another region but has no slot reading on region 1.
+    let hb = heartbeat(&[1], Some(&[(2, true)]));
+    match classify(&hb, Some(1)) {
+        Some(RegionLoss::NotOnlyThisNode { stale_peers, .. }) => {
+            assert_eq!(stale_peers.into_iter().collect::<Vec<_>>(), vec![3]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_region_this_node_cannot_read_is_alert_only() {
+    // What the lab's global_region_loss shows: n2's path to the region's
+    // disk is offline, so its reads fail (ENXIO) as its writes did.
+    let mut hb = heartbeat(&[1], Some(&[(2, false), (3, false)]));
+    if let Some(disk) = hb.regions[1].disk.as_mut() {
+        disk.read_errors = 5;
+        disk.last_read_failed = true;
+    }
+    assert_eq!(
+        classify(&hb, Some(1)),
+        Some(RegionLoss::Unreadable {
+            regions: vec![REGIONS[1].to_string()]
+        })
+    );
+    let findings = o2cb_down(&snapshot(hb, o2cb(true), mounts(false)));
+    assert_eq!(findings[0].plan, None);
+    assert!(
+        findings[0]
+            .evidence
+            .contains("this node cannot read region 5463774C65E14ADC9DD4E83B56214226"),
+        "{}",
+        findings[0].evidence
+    );
+}
+
+#[test]
+fn unread_slots_or_an_unknown_region_number_fail_closed() {
+    let unread = heartbeat(&[1], None);
+    assert!(matches!(
+        classify(&unread, Some(1)),
+        Some(RegionLoss::Unknown { .. })
+    ));
+    let findings = o2cb_down(&snapshot(unread, o2cb(true), mounts(false)));
+    assert_eq!(findings[0].plan, None);
+    assert!(findings[0].evidence.contains("heartbeat.read_disk"));
+
+    let stray = heartbeat(&[9], Some(&[(2, true), (3, true)]));
+    match classify(&stray, Some(1)) {
+        Some(RegionLoss::Unknown { regions, why }) => {
+            assert_eq!(regions, vec!["#9".to_string()]);
+            assert!(why.contains("number 9"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_local = heartbeat(&[1], Some(&[(2, true), (3, true)]));
+    assert!(matches!(
+        classify(&no_local, None),
+        Some(RegionLoss::Unknown { .. })
+    ));
+}
+
+#[test]
+fn without_a_mounted_volume_a_failed_region_still_restarts_nothing() {
+    // Before: no volumes meant "nothing to lose", and a restart was planned.
+    let hb = heartbeat(&[0, 2], Some(&[(2, true), (3, true)]));
+    let mut none = mounts(false);
+    none.mounts.clear();
+    let findings = o2cb_down(&snapshot(hb, o2cb(true), none));
+    assert_eq!(findings[0].plan, None);
+    assert!(
+        findings[0]
+            .evidence
+            .starts_with("2 heartbeat regions failed; alert only:"),
+        "{}",
+        findings[0].evidence
+    );
+}
+
+#[test]
+fn healthy_regions_raise_nothing_and_an_offline_stack_still_restarts() {
+    let healthy = heartbeat(&[], Some(&[(2, true), (3, true)]));
+    assert_eq!(classify(&healthy, Some(1)), None);
+    assert!(o2cb_down(&snapshot(healthy, o2cb(true), mounts(false))).is_empty());
+    // o2cb offline (the unrelated half of the rule) keeps its restart.
+    let mut offline = heartbeat(&[], None);
+    offline.live_any = (1..=3).collect();
+    let findings = o2cb_down(&snapshot(offline, o2cb(false), mounts(true)));
+    assert_eq!(findings.len(), 1);
+    assert!(
+        matches!(findings[0].plan, Some(Plan::RestartO2cb { .. })),
+        "{:?}",
+        findings[0]
+    );
+}
+
+struct Recorder(Arc<Mutex<Vec<Plan>>>);
+
+impl Executor for Recorder {
+    fn mode(&self) -> Mode {
+        Mode::Enforce
+    }
+    fn execute(&self, plan: &Plan) -> Outcome {
+        self.0.lock().unwrap().push(plan.clone());
+        Outcome::Success("restarted".into())
+    }
+}
+
+#[test]
+fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        state_dir: StateDir(dir.path().join("state")),
+        ..Config::default()
+    };
+    config.remediation.mode = Mode::Enforce;
+    config.remediation.rules.insert(
+        "o2cb_down".into(),
+        RuleConfig {
+            r#for: Some(Duration::from_secs(2)),
+            ..RuleConfig::default()
+        },
+    );
+    let config = Arc::new(config);
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let control = Arc::new(Control::new(&config.state_dir.0, None));
+    let mut engine = Engine::new(
+        Arc::clone(&config),
+        Box::new(Recorder(Arc::clone(&calls))),
+        control,
+    );
+    // Every node sees the same failed region: the whole-cluster outage case.
+    let snapshot = snapshot(
+        heartbeat(&[1], Some(&[(2, false), (3, false)])),
+        o2cb(true),
+        mounts(false),
+    );
+    let t0 = Instant::now();
+    let mut report = engine.tick(&snapshot, t0);
+    for tick in 1..=10 {
+        report = engine.tick(&snapshot, t0 + Duration::from_secs(tick * 3));
+    }
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "an o2cb restart was executed"
+    );
+    let target = report
+        .targets
+        .iter()
+        .find(|t| t.rule == "o2cb_down")
+        .expect("o2cb_down target in the report");
+    assert_eq!(target.state, "firing");
+    assert!(target.alert_only);
+    assert_eq!(target.action, None);
+    assert!(report.actions.iter().all(|(rule, ..)| *rule != "o2cb_down"));
+    let audit: Vec<AuditRecord> = std::fs::read_to_string(config.state_dir.0.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.rule == "o2cb_down")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes, vec!["alert_only"]);
+    assert!(audit[0]
+        .evidence
+        .contains("stale on disk for live peer(s) 2, 3"));
+}
