@@ -175,6 +175,31 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// One snapshot of the host, as `--once` and `status` without a daemon take
+/// it: the kernel log is followed from now, every collector runs once.
+///
+/// A probe still running after the tick (a hung mount, a dead heartbeat
+/// device) shows as stuck only once it is past its deadline, so then the
+/// snapshot is taken again just after the deadline: one snapshot must not
+/// call a hung mount healthy.
+pub fn take_one(paths: crate::host::HostPaths, config: Arc<crate::config::Config>) -> Snapshot {
+    let ctx = Arc::new(Context::new(paths, Arc::clone(&config)));
+    crate::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
+    let started = Instant::now();
+    let mut sampler = Sampler::new(Arc::clone(&ctx));
+    let first = sampler.tick(config.sampler.collector_timeout);
+    if ctx.pool.threads() == 0 {
+        return first;
+    }
+    let deadline = config
+        .mounts
+        .probe_timeout
+        .max(config.heartbeat.disk_probe_timeout)
+        + Duration::from_millis(200);
+    std::thread::sleep(deadline.saturating_sub(started.elapsed()));
+    sampler.tick(config.sampler.collector_timeout)
+}
+
 /// When the sampler last completed a tick; `/healthz` reads it.
 #[derive(Debug, Default)]
 pub struct Health {
