@@ -283,9 +283,10 @@ pub fn evaluate(overview: &Overview, config: &CheckConfig) -> Verdict {
         push(
             severity.kernel_events,
             format!(
-                "{} kernel events in the last {} ({})",
+                "{} kernel event{} in the last {} ({})",
                 recent_events.len(),
-                humantime::format_duration(config.kernel_events_window),
+                if recent_events.len() == 1 { "" } else { "s" },
+                seconds(config.kernel_events_window.as_secs_f64()),
                 distinct(&recent_events).join(", ")
             ),
         );
@@ -418,7 +419,7 @@ fn ok_summary(overview: &Overview, live: usize, mounts: usize) -> String {
         None => parts.push("no o2cb cluster configured".to_string()),
     }
     parts.push(format!(
-        "{mounts} mount{} healthy",
+        "{mounts} volume mount{} up",
         if mounts == 1 { "" } else { "s" }
     ));
     parts.push(format!(

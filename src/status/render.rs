@@ -37,6 +37,24 @@ impl Tone {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_are_short() {
+        for (value, text) in [
+            (0.4, "0s"),
+            (40.0, "40s"),
+            (125.0, "2m 5s"),
+            (3600.0, "1h"),
+            (3780.0, "1h 3m"),
+            (86400.0 * 3.0 + 3600.0 * 4.0, "3d 4h"),
+            (f64::INFINITY, "never"),
+        ] {
+            assert_eq!(super::seconds(value), text);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     pub text: String,
@@ -99,19 +117,28 @@ pub struct Document {
     pub sections: Vec<Section>,
 }
 
-/// "40s", "2m 5s", "1h 3m": short enough for a table.
+/// "40s", "2m 5s", "1h 3m", "3d 4h": short enough for a table.
 pub fn seconds(value: f64) -> String {
     if !value.is_finite() {
         return "never".to_string();
     }
     let whole = value.max(0.0).round() as u64;
-    let (h, m, s) = (whole / 3600, whole % 3600 / 60, whole % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) if s == 0 => format!("{m}m"),
-        (0, _) => format!("{m}m {s}s"),
-        _ if m == 0 => format!("{h}h"),
-        _ => format!("{h}h {m}m"),
+    let (d, h, m, s) = (
+        whole / 86400,
+        whole % 86400 / 3600,
+        whole % 3600 / 60,
+        whole % 60,
+    );
+    let (big, small) = match (d, h, m) {
+        (0, 0, 0) => return format!("{s}s"),
+        (0, 0, _) => ((m, "m"), (s, "s")),
+        (0, _, _) => ((h, "h"), (m, "m")),
+        _ => ((d, "d"), (h, "h")),
+    };
+    if small.0 == 0 {
+        format!("{}{}", big.0, big.1)
+    } else {
+        format!("{}{} {}{}", big.0, big.1, small.0, small.1)
     }
 }
 

@@ -110,11 +110,16 @@ pub fn mount_row(volume: &VolumeView, mount: &MountView, thresholds: &CheckConfi
     tags.dedup();
     row.tags = tags;
     let mut details = Vec::new();
+    let options = mount.options.as_deref().unwrap_or("?");
     if !volume.uuid.is_empty() {
         let device = volume.device.as_deref().unwrap_or("?");
-        let options = mount.options.as_deref().unwrap_or("?");
         details.push(cell(
             format!("UUID {} on {device} ({options})", volume.uuid),
+            Tone::Muted,
+        ));
+    } else if let (true, Some(device)) = (mount.mounted, &volume.device) {
+        details.push(cell(
+            format!("on {device} ({options}), no UUID known"),
             Tone::Muted,
         ));
     } else if let Some(source) = &mount.expected_source {
