@@ -77,6 +77,11 @@ pub enum Command {
         /// Take a snapshot here instead of asking the daemon.
         #[arg(long)]
         local: bool,
+        /// Take the snapshot in this process (the helper that `--local`
+        /// starts, so that a probe hung on a dead device cannot keep the
+        /// command from exiting).
+        #[arg(long, hide = true)]
+        in_process: bool,
     },
     /// Nagios/Icinga plugin: one line with performance data; exit 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (thresholds: the [check] section).
@@ -106,13 +111,19 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
         args.config = Some(PathBuf::from(DEFAULT_CONFIG));
     }
     let options = match command {
-        Command::Status { json, local } => Options {
+        Command::Status {
+            json,
+            local,
+            in_process,
+        } => Options {
             json: *json,
             local: *local,
+            in_process: *in_process,
         },
         Command::Check { local } => Options {
             json: false,
             local: *local,
+            in_process: false,
         },
     };
     let config = match args.effective_config() {

@@ -158,23 +158,6 @@ pub fn evaluate(overview: &Overview, config: &CheckConfig) -> Verdict {
             );
         }
     }
-    for node in &overview.nodes {
-        if node.zombie {
-            push(
-                severity.zombie,
-                format!(
-                    "node {} zombie: {}",
-                    node_name(node),
-                    node.mismatches.join("; ")
-                ),
-            );
-        } else if node.is_down() {
-            push(
-                severity.node_down,
-                format!("node {} not live", node_name(node)),
-            );
-        }
-    }
     let mut worst_ratio: Option<f64> = None;
     let mut mounts = 0;
     let (mut stuck, mut missing, mut paths_down) = (0, 0, 0);
@@ -276,6 +259,23 @@ pub fn evaluate(overview: &Overview, config: &CheckConfig) -> Verdict {
                     format!("{name} path down: {}", down.join(", ")),
                 );
             }
+        }
+    }
+    for node in &overview.nodes {
+        if node.zombie {
+            push(
+                severity.zombie,
+                format!(
+                    "node {} zombie: {}",
+                    node_name(node),
+                    node.mismatches.join("; ")
+                ),
+            );
+        } else if node.is_down() {
+            push(
+                severity.node_down,
+                format!("node {} not live", node_name(node)),
+            );
         }
     }
     let recent_events = recent_kernel_events(overview, config);

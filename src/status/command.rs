@@ -4,7 +4,11 @@
 //! Nagios plugin codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN), so either
 //! can sit in a monitoring agent; a configuration error is UNKNOWN.
 
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -38,28 +42,106 @@ pub struct Options {
     pub local: bool,
     /// `status --json`.
     pub json: bool,
+    /// Take the snapshot in this very process (the helper `gather` starts).
+    pub in_process: bool,
+}
+
+/// Why no overview could be had at all.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error("cannot start the snapshot helper: {0}")]
+    Spawn(std::io::Error),
+    #[error("the snapshot helper gave no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the snapshot helper's answer is unusable: {0}")]
+    Invalid(String),
 }
 
 /// The overview from the daemon, or from a snapshot taken here.
-pub fn gather(config: &Config, paths: HostPaths, local: bool) -> (Overview, Source) {
-    let why = if local {
+pub fn gather(
+    config: &Config,
+    paths: HostPaths,
+    options: &Options,
+) -> Result<(Overview, Source), GatherError> {
+    if options.in_process {
+        let snapshot = crate::sampler::take_one(paths, Arc::new(config.clone()));
+        return Ok((super::overview(&snapshot), Source::Local("--local".into())));
+    }
+    let why = if options.local {
         "--local".to_string()
     } else {
         match client::fetch_overview(&config.web) {
-            Ok((address, overview)) => return (overview, Source::Daemon(address)),
+            Ok((address, overview)) => return Ok((overview, Source::Daemon(address))),
             Err(error) => {
                 tracing::debug!(error = %error, "Taking a snapshot here: the daemon did not answer.");
                 error.to_string()
             }
         }
     };
-    let snapshot = crate::sampler::take_one(paths, Arc::new(config.clone()));
-    (super::overview(&snapshot), Source::Local(why))
+    let overview = snapshot_in_helper(config)?;
+    Ok((overview, Source::Local(why)))
+}
+
+/// Takes the snapshot in a helper process (this binary, `status --local
+/// --in-process --json`) and reads its one-line answer. A probe blocked on a
+/// dead device keeps the process that made it from ever exiting (its thread
+/// sits in uninterruptible sleep); in the helper it costs an orphan that
+/// init reaps once the I/O returns, while this command answers and exits,
+/// as a monitoring agent needs.
+fn snapshot_in_helper(config: &Config) -> Result<Overview, GatherError> {
+    let exe = std::env::current_exe().map_err(GatherError::Spawn)?;
+    let mut helper = Command::new(exe)
+        .args(helper_args(std::env::args_os().skip(1)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Not inherited: a helper stuck on a device would hold this
+        // command's stderr open, and whoever reads it would wait for ever.
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(GatherError::Spawn)?;
+    let stdout = helper.stdout.take();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        if let Some(stdout) = stdout {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let _ = send.send(line);
+    });
+    // Every collector's deadline, a second look past the probe deadline,
+    // and slack for a loaded host.
+    let limit = config.sampler.collector_timeout * 2
+        + config
+            .mounts
+            .probe_timeout
+            .max(config.heartbeat.disk_probe_timeout)
+        + Duration::from_secs(5);
+    let line = receive
+        .recv_timeout(limit)
+        .map_err(|_| GatherError::Timeout(limit))?;
+    // Not waited for: it may be the one stuck on the device.
+    drop(helper);
+    let document: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| GatherError::Invalid(e.to_string()))?;
+    serde_json::from_value(document["overview"].clone())
+        .map_err(|e| GatherError::Invalid(e.to_string()))
+}
+
+/// This command's arguments with the subcommand replaced by the helper's.
+fn helper_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut out: Vec<OsString> = args
+        .take_while(|arg| arg != "status" && arg != "check")
+        .collect();
+    out.extend(["status", "--local", "--in-process", "--json"].map(OsString::from));
+    out
 }
 
 /// `ocfs2-watchdog status`: prints the screen, returns the exit code.
 pub fn status(config: &Config, paths: HostPaths, options: &Options) -> u8 {
-    let (overview, source) = gather(config, paths, options.local);
+    let (overview, source) = match gather(config, paths, options) {
+        Ok(found) => found,
+        Err(error) => return no_overview(&error, options.json),
+    };
     let verdict = check::evaluate(&overview, &config.check);
     if options.json {
         println!("{}", json_document(&overview, &verdict, &source));
@@ -73,20 +155,32 @@ pub fn status(config: &Config, paths: HostPaths, options: &Options) -> u8 {
 
 /// `ocfs2-watchdog check`: one Nagios line, the exit code.
 pub fn check(config: &Config, paths: HostPaths, options: &Options) -> u8 {
-    let (overview, _) = gather(config, paths, options.local);
+    let (overview, _) = match gather(config, paths, options) {
+        Ok(found) => found,
+        Err(error) => return no_overview(&error, false),
+    };
     let verdict = check::evaluate(&overview, &config.check);
     println!("{}", verdict.line());
     verdict.state.exit_code()
 }
 
+fn no_overview(error: &GatherError, json: bool) -> u8 {
+    unknown(&format!("no snapshot: {error}"), json)
+}
+
 /// What either subcommand prints when the configuration cannot be used.
 pub fn configuration_error(error: &dyn std::fmt::Display, json: bool) -> u8 {
-    let verdict = Verdict::unknown(&format!("configuration error: {error}"));
+    unknown(&format!("configuration error: {error}"), json)
+}
+
+fn unknown(reason: &str, json: bool) -> u8 {
+    let verdict = Verdict::unknown(reason);
     if json {
         let document = json!({
             "state": verdict.state.as_str(),
             "exit_code": verdict.state.exit_code(),
-            "findings": [{ "state": "UNKNOWN", "text": verdict.findings[0].text }],
+            "line": verdict.line(),
+            "findings": [{ "state": "UNKNOWN", "text": reason }],
         });
         println!("{document}");
     } else {
@@ -114,4 +208,33 @@ fn json_document(overview: &Overview, verdict: &Verdict, source: &Source) -> ser
         "source": source,
         "overview": overview,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helper_keeps_the_global_flags_and_runs_status_in_process() {
+        let args = [
+            "--config",
+            "c.toml",
+            "--path.rootfs",
+            "/host",
+            "check",
+            "--local",
+        ];
+        let helper = helper_args(args.iter().map(OsString::from));
+        let expected = [
+            "--config",
+            "c.toml",
+            "--path.rootfs",
+            "/host",
+            "status",
+            "--local",
+            "--in-process",
+            "--json",
+        ];
+        assert_eq!(helper, expected.map(OsString::from));
+    }
 }

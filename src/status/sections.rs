@@ -304,7 +304,10 @@ pub fn remediation_section(overview: &Overview) -> Section {
     } else {
         pairs.push((
             "engine",
-            cell("not running here (no daemon answered)", Tone::Muted),
+            cell(
+                "no report (no daemon, or before its first tick)",
+                Tone::Muted,
+            ),
         ));
     }
     let mut blocks = vec![Block::Pairs(pairs)];
@@ -419,8 +422,9 @@ pub fn collector_section(overview: &Overview) -> Section {
     if overview.probes_stuck > 0 {
         lines.push(cell(
             format!(
-                "{} probe threads blocked on hung I/O",
-                overview.probes_stuck
+                "{} probe thread{} blocked on hung I/O",
+                overview.probes_stuck,
+                if overview.probes_stuck == 1 { "" } else { "s" }
             ),
             Tone::Warn,
         ));
