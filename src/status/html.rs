@@ -228,6 +228,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn host_text_is_escaped_and_problem_rows_are_marked() {
+        use crate::status::check::evaluate;
+        use crate::status::model::{MountView, Overview, VolumeView};
+        use crate::status::render::document;
+        use crate::status::thresholds::CheckConfig;
+        let overview = Overview {
+            volumes: vec![VolumeView {
+                label: "<img src=x onerror=alert(1)>".into(),
+                mounts: vec![MountView {
+                    mountpoint: "/srv/\"><script>alert(1)</script>".into(),
+                    mounted: true,
+                    stuck: true,
+                    ..MountView::default()
+                }],
+                ..VolumeView::default()
+            }],
+            ..Overview::default()
+        };
+        let config = CheckConfig::default();
+        let verdict = evaluate(&overview, &config);
+        let page = render(
+            &document(&overview, verdict, "o".into(), &config),
+            Duration::from_secs(5),
+        );
+        assert!(
+            !page.contains("<script>") && !page.contains("<img"),
+            "{page}"
+        );
+        assert!(page.contains("/srv/&quot;&gt;&lt;script&gt;"), "{page}");
+        assert!(page.contains("<tr class=\"row tone-bad stuck"), "{page}");
+        assert!(page.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+    }
+
+    #[test]
     fn escapes_markup_and_quotes() {
         assert_eq!(
             escape("/srv/<script>\"a\" & 'b'"),

@@ -10,8 +10,14 @@ use super::render::{Block, Cell, Document, Row, Tone};
 /// any non-empty value disables it).
 pub fn colour_wanted() -> bool {
     use std::io::IsTerminal as _;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !no_color && std::io::stdout().is_terminal()
+    colour_for(
+        std::env::var_os("NO_COLOR"),
+        std::io::stdout().is_terminal(),
+    )
+}
+
+fn colour_for(no_color: Option<std::ffi::OsString>, terminal: bool) -> bool {
+    terminal && !no_color.is_some_and(|v| !v.is_empty())
 }
 
 struct Painter {
@@ -168,5 +174,67 @@ fn pad(text: &str, width: usize) -> String {
         text.to_string()
     } else {
         format!("{text}{}", " ".repeat(width - len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::check::{evaluate, Verdict};
+    use crate::status::model::{MountView, NodeView, Overview, VolumeView};
+    use crate::status::render::document;
+    use crate::status::thresholds::CheckConfig;
+
+    fn overview() -> Overview {
+        Overview {
+            nodes: vec![NodeView {
+                number: 2,
+                name: "n2".into(),
+                heartbeat_live: Some(false),
+                ..NodeView::default()
+            }],
+            volumes: vec![VolumeView {
+                label: "lab\u{1b}[2Jvol".into(),
+                mounts: vec![MountView {
+                    mountpoint: "/srv/\u{1b}[31mdata".into(),
+                    mounted: true,
+                    stuck: true,
+                    stuck_seconds: Some(40.0),
+                    ..MountView::default()
+                }],
+                ..VolumeView::default()
+            }],
+            ..Overview::default()
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_for(None, true));
+        assert!(!colour_for(None, false));
+        assert!(!colour_for(Some("1".into()), true));
+        // no-color.org: an empty NO_COLOR does not count.
+        assert!(colour_for(Some("".into()), true));
+    }
+
+    #[test]
+    fn problems_are_red_in_colour_and_host_text_cannot_paint() {
+        let overview = overview();
+        let config = CheckConfig::default();
+        let verdict: Verdict = evaluate(&overview, &config);
+        let doc = document(&overview, verdict, "origin".into(), &config);
+        let plain = render(&doc, false);
+        // The plugin line blanks control characters; the screen shows them escaped.
+        assert!(
+            plain.starts_with("OCFS2 CRITICAL - /srv/ [31mdata stuck 40s"),
+            "{plain}"
+        );
+        assert!(plain.contains("/srv/\\u{1b}[31mdata"), "{plain}");
+        assert!(plain.contains("lab\\u{1b}[2Jvol"), "{plain}");
+        assert!(plain.contains("! 2  n2"), "{plain}");
+        assert!(!plain.contains('\x1b'), "{plain}");
+        let coloured = render(&doc, true);
+        assert!(coloured.contains("\x1b[1;31mNOT LIVE"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;31mSTUCK 40s"), "{coloured}");
     }
 }
