@@ -328,7 +328,8 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
     std::fs::write(&token, "s3cret\n").unwrap();
     std::fs::write(dir.path().join("wrong"), "guess\n").unwrap();
     let rootfs = fixture("cluster-mounted-n1").join("rootfs");
-    let write_config = |name: &str, address: &str, token: &str, tls: bool| {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let write_config = |name: &str, address: &str, auth: &str, tls: bool, extra: &str| {
         let tls = if tls {
             "[web.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n"
         } else {
@@ -338,21 +339,24 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
         std::fs::write(
             &path,
             format!(
-                "state_dir = \"state\"\n[kernel_log]\nenabled = false\n\
-                 [web]\nlisten_address = \"{address}\"\n{tls}\
-                 [web.auth]\nbearer_token_file = \"{token}\"\n"
+                "state_dir = \"state-{name}\"\n[kernel_log]\nenabled = false\n\
+                 [web]\nlisten_address = \"{address}\"\n{tls}[web.auth]\n{auth}\n{extra}"
             ),
         )
         .unwrap();
         path
     };
+    let token_auth = "bearer_token_file = \"token\"";
 
     let tls_address = format!("127.0.0.1:{}", free_port());
-    let config = write_config("tls.toml", &tls_address, "token", true);
+    let config = write_config("tls.toml", &tls_address, token_auth, true, "");
     let _tls_daemon = start_daemon(&config, &rootfs);
+    // o2cb-not-back with its o2cb_down rule due at once: a decision audited.
     let plain_address = format!("127.0.0.1:{}", free_port());
-    let plain = write_config("plain.toml", &plain_address, "token", false);
-    let _plain_daemon = start_daemon(&plain, &rootfs);
+    let both = format!("{token_auth}\nbasic_auth_users = {{ ops = \"{hash}\" }}");
+    let rule = "[remediation.rules.o2cb_down]\nfor = \"0s\"\n";
+    let plain = write_config("plain.toml", &plain_address, &both, false, rule);
+    let _plain_daemon = start_daemon(&plain, &fixture("o2cb-not-back").join("rootfs"));
     wait_for("both daemons ready", Duration::from_secs(15), || {
         http_get(&plain_address, "/readyz").is_ok_and(|r| r.0 == 200)
             && std::net::TcpStream::connect(&tls_address).is_ok()
@@ -379,7 +383,8 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
     assert!(text.contains("budget: "), "{text}");
 
     // A token the daemon does not know: the command says so and looks itself.
-    let wrong = write_config("wrong.toml", &tls_address, "wrong", true);
+    let wrong_token = "bearer_token_file = \"wrong\"";
+    let wrong = write_config("wrong.toml", &tls_address, wrong_token, true, "");
     let output = watchdog(
         &wrong,
         &["--path.rootfs", rootfs.to_str().unwrap(), "status"],
@@ -394,12 +399,44 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
         let (status, _) = get(&plain_address, path, "Authorization: Bearer guess\r\n");
         assert_eq!(status, 401, "{path}");
     }
-    let (status, body) = get(&plain_address, "/", "Authorization: Bearer s3cret\r\n");
-    assert_eq!(status, 200);
-    assert!(body.contains("OCFS2 OK"), "{body}");
-    assert!(
-        body.contains("<td class=\"plain\">/mnt/ocfs2</td>"),
-        "{body}"
+    let mut body = String::new();
+    wait_for(
+        "the o2cb_down decision on the page",
+        Duration::from_secs(15),
+        || {
+            let (status, page) = get(&plain_address, "/", "Authorization: Bearer s3cret\r\n");
+            body = page;
+            status == 200 && body.contains("last actions")
+        },
     );
+    assert!(body.contains("OCFS2 CRITICAL"), "{body}");
+    assert!(body.contains("o2cb cluster labclu offline"), "{body}");
+    assert!(body.contains(">restart_o2cb<"), "{body}");
+    assert!(body.contains("<tr class=\"row tone-warn firing"), "{body}");
+
+    // Basic auth: the password comes from the environment, the user from
+    // the config (only its hash is there).
+    let basic = write_config(
+        "basic.toml",
+        &plain_address,
+        &format!("basic_auth_users = {{ ops = \"{hash}\" }}"),
+        false,
+        "",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .arg("--config")
+        .arg(&basic)
+        .arg("status")
+        .env("NO_COLOR", "1")
+        .env("OCFS2_WATCHDOG_BASIC_AUTH", "ops:pw")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!("from the daemon on {plain_address}")),
+        "{text}"
+    );
+    assert!(text.contains("o2cb_down      labclu"), "{text}");
     assert_eq!(get(&plain_address, "/healthz", "").0, 200);
 }
