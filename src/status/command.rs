@@ -64,7 +64,15 @@ pub fn gather(
     options: &Options,
 ) -> Result<(Overview, Source), GatherError> {
     if options.in_process {
-        let snapshot = crate::sampler::take_one(paths, Arc::new(config.clone()));
+        // A scratch state directory: the kernel log is read from the start
+        // of the ring (not after the daemon's saved position), and nothing
+        // the daemon keeps there is written.
+        let scratch =
+            std::env::temp_dir().join(format!("ocfs2-watchdog-status.{}", std::process::id()));
+        let mut config = config.clone();
+        config.state_dir = crate::config::StateDir(scratch.clone());
+        let snapshot = crate::sampler::take_one(paths, Arc::new(config));
+        let _ = std::fs::remove_dir_all(&scratch);
         return Ok((super::overview(&snapshot), Source::Local("--local".into())));
     }
     let why = if options.local {
