@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, ConfigError};
 use crate::host::HostPaths;
@@ -60,6 +60,80 @@ pub struct Args {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Without a subcommand the daemon runs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Show the cluster, nodes, volumes, kernel events and remediation on one
+    /// screen (from the local daemon, else from one snapshot taken now).
+    /// Exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, as `check`.
+    Status {
+        /// Print the machine-readable form (verdict and overview) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Take a snapshot here instead of asking the daemon.
+        #[arg(long)]
+        local: bool,
+        /// Take the snapshot in this process (the helper that `--local`
+        /// starts, so that a probe hung on a dead device cannot keep the
+        /// command from exiting).
+        #[arg(long, hide = true)]
+        in_process: bool,
+    },
+    /// Nagios/Icinga plugin: one line with performance data; exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (thresholds: the [check] section).
+    Check {
+        /// Take a snapshot here instead of asking the daemon.
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+/// The configuration file `status` and `check` read when `--config` is not
+/// given: the one the packaged systemd unit runs the daemon with.
+pub const DEFAULT_CONFIG: &str = "/etc/ocfs2-watchdog/config.toml";
+
+/// Runs `status` or `check`; returns the exit code (Nagios plugin codes).
+pub fn run_status_command(args: &Args, command: &Command) -> u8 {
+    use crate::status::command::{self, Options};
+    // Quiet by default: the screen or the plugin line is the output.
+    let level = if args.log_level == "info" {
+        "error"
+    } else {
+        &args.log_level
+    };
+    init_logging(level, args.log_format);
+    let mut args = args.clone();
+    if args.config.is_none() && std::path::Path::new(DEFAULT_CONFIG).exists() {
+        args.config = Some(PathBuf::from(DEFAULT_CONFIG));
+    }
+    let options = match command {
+        Command::Status {
+            json,
+            local,
+            in_process,
+        } => Options {
+            json: *json,
+            local: *local,
+            in_process: *in_process,
+        },
+        Command::Check { local } => Options {
+            json: false,
+            local: *local,
+            in_process: false,
+        },
+    };
+    let config = match args.effective_config() {
+        Ok(config) => config,
+        Err(error) => return command::configuration_error(&error, options.json),
+    };
+    match command {
+        Command::Status { .. } => command::status(&config, args.host_paths(), &options),
+        Command::Check { .. } => command::check(&config, args.host_paths(), &options),
+    }
 }
 
 impl Args {

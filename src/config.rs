@@ -44,6 +44,8 @@ pub struct Config {
     pub kernel_log: KernelLogConfig,
     pub fs_state: FsStateConfig,
     pub remediation: crate::rules::config::RemediationConfig,
+    /// Thresholds of `ocfs2-watchdog check` and the status verdict.
+    pub check: crate::status::thresholds::CheckConfig,
 }
 
 /// A path with the daemon's default state directory as its default.
@@ -380,6 +382,7 @@ impl Config {
             }
         }
         self.remediation.validate()?;
+        self.check.validate()?;
         if self
             .web
             .listen_address

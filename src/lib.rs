@@ -3,7 +3,8 @@
 //!
 //! `sampler` ticks, runs every `collector` on deadline threads (`probe`) and
 //! publishes an immutable `snapshot`; `http` serves it (`metrics` renders it);
-//! `config` and `host` say what to read and where.
+//! `config` and `host` say what to read and where; `status` shows it all to
+//! people (the `status` and `check` subcommands, the `/` page).
 
 pub mod actions;
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod snapshot;
+pub mod status;

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         return run_helper();
     }
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return ExitCode::from(ocfs2_watchdog::cli::run_status_command(&args, command));
+    }
     init_logging(&args.log_level, args.log_format);
     let config = match args.effective_config() {
         Ok(config) => config,
@@ -102,15 +105,15 @@ fn run(
     security: Security,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    if args.once {
+        let snapshot = ocfs2_watchdog::sampler::take_one(args.host_paths(), config);
+        print!("{}", snapshot.rendered_text());
+        return Ok(());
+    }
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
     // Start following the kernel log now, not at the first tick.
     ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
     let mut sampler = Sampler::new(ctx);
-    if args.once {
-        let snapshot = sampler.tick(config.sampler.collector_timeout);
-        print!("{}", snapshot.rendered_text());
-        return Ok(());
-    }
 
     service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
@@ -145,6 +148,7 @@ fn run(
         health,
         interval: config.sampler.interval,
         started: Instant::now(),
+        check: Arc::new(config.check.clone()),
     };
     let address = config.web.listen_address.clone();
     let mut first_snapshot = state.snapshots.clone();

@@ -175,6 +175,50 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// One snapshot of the host, as `--once` and `status` without a daemon take
+/// it: the kernel log is followed from now, every collector runs once.
+///
+/// A probe still running after the tick (a hung mount, a dead heartbeat
+/// device) shows as stuck only once it is past its deadline, so then the
+/// snapshot is taken again just after the deadline: one snapshot must not
+/// call a hung mount healthy.
+pub fn take_one(paths: crate::host::HostPaths, config: Arc<crate::config::Config>) -> Snapshot {
+    let ctx = Arc::new(Context::new(paths, Arc::clone(&config)));
+    crate::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
+    wait_for_kernel_log(&ctx);
+    let started = Instant::now();
+    let mut sampler = Sampler::new(Arc::clone(&ctx));
+    let first = sampler.tick(config.sampler.collector_timeout);
+    if ctx.pool.threads() == 0 {
+        return first;
+    }
+    let deadline = config
+        .mounts
+        .probe_timeout
+        .max(config.heartbeat.disk_probe_timeout)
+        + Duration::from_millis(200);
+    std::thread::sleep(deadline.saturating_sub(started.elapsed()));
+    sampler.tick(config.sampler.collector_timeout)
+}
+
+/// Lets the kernel log reader read what is already in the log (the ring
+/// buffer, a replayed file) before the one snapshot, so its recent events
+/// are there; bounded, and skipped when the log is not followed.
+fn wait_for_kernel_log(ctx: &Context) {
+    const CATCH_UP: Duration = Duration::from_secs(3);
+    if !ctx.config.kernel_log.enabled {
+        return;
+    }
+    let until = Instant::now() + CATCH_UP;
+    while Instant::now() < until {
+        let (counters, _, error, absent) = ctx.kernel_log.view();
+        if counters.caught_up || error.is_some() || absent.is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// When the sampler last completed a tick; `/healthz` reads it.
 #[derive(Debug, Default)]
 pub struct Health {

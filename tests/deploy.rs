@@ -422,6 +422,7 @@ fn assert_probes_answer_without_credentials(
         health: Arc::new(ocfs2_watchdog::sampler::Health::default()),
         interval: Duration::from_secs(2),
         started: Instant::now(),
+        check: Default::default(),
     };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

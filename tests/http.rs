@@ -33,6 +33,7 @@ fn start(interval: Duration) -> Server {
         health: Arc::clone(&health),
         interval,
         started: Instant::now(),
+        check: Default::default(),
     };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

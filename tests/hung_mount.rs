@@ -6,95 +6,24 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+#[path = "support/hung_fuse.rs"]
+mod hung_fuse;
 
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, INodeNo, MountOption, ReplyAttr,
-    ReplyStatfs, Request,
-};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hung_fuse::{wait_for, KillOnDrop};
 use support::{
     enter_private_namespace, free_port, http_get, http_get_accepting, require, sample_value,
     PROMETHEUS_ACCEPT,
 };
 
-const MOUNTPOINT_ENV: &str = "OCFS2_WATCHDOG_TEST_FUSE_MOUNTPOINT";
-
-/// Answers getattr so the mount point can be stat'ed, and keeps every statfs
-/// request pending forever (the reply is held, so fuser never answers it).
-struct HungStatfs {
-    held: Mutex<Vec<ReplyStatfs>>,
-}
-
-impl Filesystem for HungStatfs {
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if ino != INodeNo::ROOT {
-            reply.error(Errno::ENOENT);
-            return;
-        }
-        let attr = FileAttr {
-            ino: INodeNo::ROOT,
-            size: 0,
-            blocks: 0,
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind: FileType::Directory,
-            perm: 0o755,
-            nlink: 2,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            flags: 0,
-            blksize: 512,
-        };
-        reply.attr(&Duration::from_secs(3600), &attr);
-    }
-
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.held.lock().unwrap().push(reply);
-    }
-}
-
 /// Not a test of its own: the FUSE server process the hung-mount test starts.
 #[test]
 #[ignore = "helper process started by hung_mount_is_stuck_while_scrapes_stay_fast"]
 fn helper_hung_fuse_server() {
-    let Some(mountpoint) = std::env::var_os(MOUNTPOINT_ENV) else {
-        return;
-    };
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![MountOption::FSName("hung".into())];
-    let filesystem = HungStatfs {
-        held: Mutex::new(Vec::new()),
-    };
-    fuser::mount(filesystem, PathBuf::from(mountpoint), &config).expect("serving FUSE");
-}
-
-fn mounted(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == path.to_str())
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    hung_fuse::serve_from_env();
 }
 
 #[test]
@@ -108,21 +37,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     let dir = tempfile::tempdir().unwrap();
     let mountpoint = dir.path().join("hung");
     std::fs::create_dir_all(&mountpoint).unwrap();
-    let server = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_hung_fuse_server",
-            "--include-ignored",
-            "--nocapture",
-        ])
-        .env(MOUNTPOINT_ENV, &mountpoint)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting the FUSE server");
-    let mut server = KillOnDrop(server);
-    wait_for("the FUSE mount", Duration::from_secs(10), || {
-        mounted(&mountpoint)
-    });
+    let mut server = hung_fuse::start("helper_hung_fuse_server", &mountpoint);
 
     let probe_timeout = Duration::from_secs(1);
     let interval = Duration::from_millis(500);

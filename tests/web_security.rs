@@ -128,6 +128,7 @@ fn serve(rt: &tokio::runtime::Runtime, security: Security) -> String {
         health: Arc::new(Health::default()),
         interval: Duration::from_secs(2),
         started: Instant::now(),
+        check: Default::default(),
     };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -5,8 +5,11 @@
 //! hang a scrape. The OpenMetrics text is rendered once per snapshot and then
 //! shared by every scrape of it.
 //!
+//! `/` is the human status page (`crate::status`), `/status` the same as
+//! JSON; both sit behind the same credentials as `/metrics`.
+//!
 //! Hardening (`[web]` config, see docs/deploy.md): optional TLS (`tls`),
-//! credentials for `/metrics` and `/status` (`auth`), a request body limit,
+//! credentials for `/`, `/metrics` and `/status` (`auth`), a request body limit,
 //! a request timeout and a cap on concurrent scrapes that answers 503 rather
 //! than queueing. `/healthz` and `/readyz` stay open and unlimited so that
 //! probes keep working while scrapes are refused.
@@ -45,6 +48,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub interval: Duration,
     pub started: Instant,
+    /// Thresholds of the verdict the `/` page shows.
+    pub check: Arc<crate::status::thresholds::CheckConfig>,
 }
 
 /// The routes with the default limits and no credentials.
@@ -62,6 +67,7 @@ pub fn router_with(
     state_changing: Router<AppState>,
 ) -> Router {
     let mut scrapes = Router::new()
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/status", get(status));
     if let Some(auth) = &security.auth {
@@ -73,7 +79,6 @@ pub fn router_with(
     // Outermost on scrapes: a flood of bad passwords is capped too.
     let scrapes = limit_concurrency(scrapes, security.limits.max_concurrent_scrapes);
     Router::new()
-        .route("/", get(landing))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(scrapes)
@@ -274,19 +279,14 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
         "mounts": snapshot.mounts(),
         "kernel_log": snapshot.kernel_log(),
         "remediation": snapshot.remediation,
+        "overview": crate::status::overview(snapshot),
     })
 }
 
-async fn landing() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ocfs2-watchdog</title></head><body>",
-        "<h1>ocfs2-watchdog ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1><p>Prometheus exporter and self-healing watchdog for OCFS2.</p><ul>",
-        "<li><a href=\"metrics\">/metrics</a>: OpenMetrics</li>",
-        "<li><a href=\"status\">/status</a>: JSON summary of the latest snapshot</li>",
-        "<li><a href=\"healthz\">/healthz</a>: sampler liveness</li>",
-        "<li><a href=\"readyz\">/readyz</a>: first snapshot taken</li>",
-        "</ul></body></html>\n"
-    ))
+/// The human status page: the latest snapshot rendered, never the host.
+async fn status_page(State(state): State<AppState>) -> Html<String> {
+    let snapshot = state.snapshots.borrow().clone();
+    // Refresh about every two snapshots, never faster than every 5 s.
+    let refresh = (state.interval * 2).max(Duration::from_secs(5));
+    Html(crate::status::page(&snapshot, &state.check, refresh))
 }
