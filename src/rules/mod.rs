@@ -24,6 +24,7 @@ mod iscsi_session;
 mod leaked_heartbeat;
 mod missing_mount;
 mod o2cb_down;
+pub mod o2cb_plan;
 mod shadowed_mount;
 
 use std::time::Duration;

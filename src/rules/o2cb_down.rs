@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{base_settings, Finding, Rule, RuleSettings};
-use crate::actions::{MountSpec, Plan};
+use crate::actions::Plan;
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 
@@ -61,24 +61,7 @@ impl Rule for O2cbDown {
         } else {
             return Vec::new();
         };
-        let volumes: Vec<MountSpec> = mounts
-            .iter()
-            .filter_map(|m| {
-                let top = m.top.as_ref()?;
-                (top.fstype == "ocfs2").then(|| MountSpec {
-                    mountpoint: m.mountpoint.clone(),
-                    source: m
-                        .expected
-                        .as_ref()
-                        .map_or_else(|| top.source.clone(), |e| e.source.clone()),
-                    fstype: "ocfs2".into(),
-                    options: m
-                        .expected
-                        .as_ref()
-                        .map_or_else(|| "_netdev".into(), |e| e.options.clone()),
-                })
-            })
-            .collect();
+        let volumes = super::o2cb_plan::restore_mounts(mounts);
         let others_live = heartbeat.map_or(0, |h| h.live_any.len().saturating_sub(1));
         let stop_services = config
             .remediation
@@ -86,14 +69,21 @@ impl Rule for O2cbDown {
             .get(self.name())
             .map(|r| r.stop_services.clone())
             .unwrap_or_default();
-        let plan =
-            (!disabled && (volumes.is_empty() || others_live > 0)).then(|| Plan::RestartO2cb {
-                cluster: o2cb.cluster_name.clone(),
-                volumes: volumes.clone(),
-                stop_services,
-            });
+        let plan = match &volumes {
+            Ok(volumes) if !disabled && (volumes.is_empty() || others_live > 0) => {
+                Some(Plan::RestartO2cb {
+                    cluster: o2cb.cluster_name.clone(),
+                    volumes: volumes.clone(),
+                    stop_services,
+                    timeouts: o2cb.last_timeouts,
+                })
+            }
+            _ => None,
+        };
         let evidence = if disabled {
             format!("{evidence}; alert only: O2CB_ENABLED=false")
+        } else if let Err(why) = &volumes {
+            format!("{evidence}; alert only: {why}")
         } else if plan.is_none() {
             format!("{evidence}; alert only: no other live node holds the volumes")
         } else {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::control::Control;
 use super::{Engine, Report};
+use crate::actions::audit::StepLog;
 use crate::actions::{executor_for, HostActions};
 use crate::config::Config;
 use crate::host::HostPaths;
@@ -27,7 +28,8 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
-    let host = HostActions::new(paths, &config.remediation);
+    let steps = StepLog::new(&config.state_dir.0, config.remediation.mode.as_str());
+    let host = HostActions::new(paths, &config.remediation).with_steps(steps);
     let executor = executor_for(config.remediation.mode, host);
     tracing::info!(
         mode = config.remediation.mode.as_str(),
