@@ -159,3 +159,92 @@ fn local_mounts_and_other_filesystems_are_left_alone() {
     let plan = restore_mounts(&[point(local, None, ""), point(ext4, None, "")]).unwrap();
     assert!(plan.is_empty(), "{plan:?}");
 }
+
+/// `o2cb_down` on a failed global region with the volume mounted.
+fn evaluate(mounts: Vec<MountPoint>) -> Vec<crate::rules::Finding> {
+    use std::sync::Arc;
+
+    use crate::collector::heartbeat::HeartbeatFacts;
+    use crate::collector::mounts::MountFacts;
+    use crate::collector::o2cb::{O2cbFacts, StackTimeouts};
+    use crate::rules::Rule;
+    use crate::snapshot::{CollectorReport, Facts, Section, Snapshot};
+
+    let mut snapshot = Snapshot::empty();
+    let mut add = |name: &'static str, facts: Facts| {
+        let report = CollectorReport {
+            success: true,
+            duration_seconds: 0.0,
+            error_kind: None,
+            error: None,
+            absent: None,
+            stale: false,
+        };
+        let section = Section {
+            facts,
+            ..Section::default()
+        };
+        snapshot
+            .collectors
+            .insert(name, (report, Arc::new(section)));
+    };
+    add(
+        "o2cb",
+        Facts::O2cb(Arc::new(O2cbFacts {
+            cluster_name: "labclu".into(),
+            online: true,
+            last_timeouts: Some(StackTimeouts {
+                dead_threshold: Some(7),
+                idle_timeout_ms: Some(10000),
+                ..StackTimeouts::default()
+            }),
+            ..O2cbFacts::default()
+        })),
+    );
+    add(
+        "heartbeat",
+        Facts::Heartbeat(Arc::new(HeartbeatFacts {
+            live_any: [1, 2].into(),
+            failed_regions: [0].into(),
+            ..HeartbeatFacts::default()
+        })),
+    );
+    add(
+        "mounts",
+        Facts::Mounts(Arc::new(MountFacts {
+            mounts,
+            ..MountFacts::default()
+        })),
+    );
+    super::super::o2cb_down::O2cbDown.evaluate(&snapshot, &crate::config::Config::default())
+}
+
+#[test]
+fn the_rule_plans_the_exact_restore_with_the_seen_timeouts_or_says_why_not() {
+    let good = point(&line(32, "/", "/srv/data", "ro", ""), Some("/dev/vda"), "");
+    let findings = evaluate(vec![good]);
+    let Some(crate::actions::Plan::RestartO2cb {
+        volumes, timeouts, ..
+    }) = &findings[0].plan
+    else {
+        panic!("{findings:?}")
+    };
+    assert_eq!(volumes.len(), 1);
+    assert_eq!(volumes[0].flags, "ro");
+    assert_eq!(timeouts.and_then(|t| t.idle_timeout_ms), Some(10000));
+
+    let slave = point(
+        &line(32, "/", "/srv/data", "rw", "master:9"),
+        Some("/dev/vda"),
+        "",
+    );
+    let findings = evaluate(vec![slave]);
+    assert!(findings[0].plan.is_none(), "{findings:?}");
+    assert!(
+        findings[0]
+            .evidence
+            .contains("alert only: /srv/data is a master:9 mount"),
+        "{}",
+        findings[0].evidence
+    );
+}
