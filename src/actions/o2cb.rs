@@ -254,7 +254,6 @@ pub fn run(
     seen: Option<StackTimeouts>,
 ) -> Result<String, ActionError> {
     let ready = check(host, volumes, stop_services).map_err(ActionError::PreconditionChanged)?;
-    let deadline_start = Instant::now();
     let mut tx = Transaction {
         host,
         cluster,
@@ -271,7 +270,7 @@ pub fn run(
             undone.join(", ")
         )));
     }
-    let deadline = deadline_start.max(Instant::now()) + host.timeout;
+    let deadline = Instant::now() + host.timeout;
     let verified = volumes
         .iter()
         .try_for_each(|v| restore::verify(host, v))

@@ -9,16 +9,15 @@ from __future__ import annotations
 from labkit import Lab
 from scenario_kit import EXPECTED, audit, daemon_config, expect, find, scenario, wait_for
 
-# o2cb_down acts within seconds; missing_mount waits long enough for the
-# restart to be done first, as on a host where o2cb went down under a mount.
-RESTART_FIRST = """
-[remediation]
-mode = "enforce"
-[remediation.rules.missing_mount]
-for = "25s"
-[remediation.rules.o2cb_down]
-for = "2s"
-"""
+
+
+def restart_first(missing_mount_for: str) -> str:
+    """Enforcing; o2cb_down acts within seconds, missing_mount only after
+    `missing_mount_for`, so the restart (and its undo) run first."""
+    return ("\n[remediation]\nmode = \"enforce\"\n"
+            f"[remediation.rules.missing_mount]\nfor = \"{missing_mount_for}\"\n"
+            "[remediation.rules.o2cb_down]\nfor = \"2s\"\n")
+
 
 CLUSTER = "/sys/kernel/config/cluster/labclu"
 
@@ -33,7 +32,7 @@ def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     # plain `o2cb register-cluster` would come back with 31 / 30 s.
     lab.online(n1, n2)
     lab.mkfs_and_mount(n1, n2)
-    n2.start_daemon(daemon_config("n2", EXPECTED + RESTART_FIRST))
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s")))
     wait_for("n2's daemon to see the running timeouts", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_idle_timeout_seconds", o2cb_cluster="labclu") == 10.0)
     n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
@@ -56,4 +55,86 @@ def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     wait_for("n2 remounted and connected to n1", 120, rejoined, interval=2)
     n2.sh("touch /mnt/ocfs2/after-restart")
     n1.sh("ls /mnt/ocfs2/after-restart")
+    expect(n2.boots() == 1 and n1.boots() == 1, "a node rebooted")
+
+
+GLOBAL_ONLINE = """set -e
+mkdir -p /etc/ocfs2 /dlm /mnt/ocfs2
+cp /host/lab/cluster.conf /etc/ocfs2/cluster.conf
+modprobe ocfs2_stack_o2cb; modprobe ocfs2_dlmfs; modprobe ocfs2
+grep -q " /dlm " /proc/mounts || mount -t ocfs2_dlmfs ocfs2_dlmfs /dlm
+o2cb heartbeat-mode labclu global
+for d in vda vdb vdc; do o2cb add-heartbeat labclu /dev/$d; done
+o2cb register-cluster labclu
+echo 7 > /sys/kernel/config/cluster/labclu/heartbeat/dead_threshold
+echo 10000 > /sys/kernel/config/cluster/labclu/idle_timeout_ms
+o2cb start-heartbeat labclu
+o2cb cluster-status
+"""
+
+# The first `o2cb stop-heartbeat` fails, as a stack that will not stop does:
+# a failure after the restart unmounted the volume.
+STOP_FAILS_ONCE = """set -e
+mv /usr/sbin/o2cb /usr/sbin/o2cb.real
+cat > /usr/sbin/o2cb <<'WRAP'
+#!/bin/sh
+if [ "$1" = stop-heartbeat ] && [ ! -e /tmp/o2cb-failed-once ]; then
+    touch /tmp/o2cb-failed-once
+    echo "injected failure: stop-heartbeat refused" >&2
+    exit 1
+fi
+exec /usr/sbin/o2cb.real "$@"
+WRAP
+chmod 755 /usr/sbin/o2cb
+"""
+
+
+
+@scenario(480)
+def scenario_o2cb_restart_undo(lab: Lab) -> None:
+    """Global heartbeat on three shared disks; n2 loses one region (its QEMU
+    drive deleted), so o2cb_down restarts o2cb there with the volume mounted.
+    The stack then refuses to stop (injected, after the unmount): the undo
+    journal mounts the volume back exactly, audits the step, and the restart
+    is reported failed."""
+    hb = [lab.disk("hb2", "64M"), lab.disk("hb3", "64M")]
+    n1, n2 = lab.pair(extra_disks={"n1": hb, "n2": hb})
+    for device, journal in (("/dev/vda", "16M"), ("/dev/vdb", "4M"), ("/dev/vdc", "4M")):
+        n1.sh(f"mkfs.ocfs2 -q -F -N 4 --cluster-stack=o2cb --cluster-name=labclu --global-heartbeat "
+              f"-J size={journal} {device}", timeout=120)
+    for guest in (n1, n2):
+        guest.sh(GLOBAL_ONLINE, timeout=120)
+    for guest in (n1, n2):
+        guest.sh("mount.ocfs2 /dev/vda /mnt/ocfs2", timeout=180)
+    # What the restart's order rests on, on this kernel (n1: regions running,
+    # n2 connected): dead_threshold writes are ignored once a region exists,
+    # idle_timeout_ms is refused while a peer is connected.
+    facts = n1.sh(f"echo 9 > {CLUSTER}/heartbeat/dead_threshold; cat {CLUSTER}/heartbeat/dead_threshold; "
+                  f"(echo 20000 > {CLUSTER}/idle_timeout_ms) 2>/dev/null && echo accepted || echo refused; "
+                  f"cat {CLUSTER}/idle_timeout_ms").split()
+    expect(facts == ["7", "refused", "10000"], f"configfs after heartbeat start: {facts}")
+    before = n2.sh("grep ' /mnt/ocfs2 ' /proc/self/mountinfo | cut -d' ' -f3-6")
+    n2.sh(STOP_FAILS_ONCE)
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s")))
+    wait_for("n2's daemon to see both nodes live", 60,
+             lambda: find(n2.metrics(), "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0)
+    # n2's third disk (QEMU drive virtio2) goes away: its region fails there
+    # after the write timeout; two regions of three keep the node up.
+    n2.qmp("drive_del virtio2")
+
+    def attempted():
+        return [r for r in audit(lab, "n2") if r.get("rule") == "o2cb_down" and r.get("phase") == "after"]
+    after = wait_for("n2's o2cb_down restart to end", 120, attempted, interval=2)
+    expect(after[0].get("outcome") == "failed", f"o2cb_down: {after[0]}")
+    error = after[0].get("error", "")
+    expect("injected failure" in error and "undone: remount /mnt/ocfs2" in error, f"error: {error}")
+    print(f"n2 o2cb_down: {error}", flush=True)
+    undo = [r for r in audit(lab, "n2") if r.get("phase") == "undo"]
+    expect(len(undo) == 1 and undo[0].get("outcome") == "success"
+           and undo[0].get("detail", "").startswith("remount /mnt/ocfs2"), f"undo lines: {undo}")
+    # Back exactly as it was (device, root, mount point, per-mount flags).
+    now = n2.sh("grep ' /mnt/ocfs2 ' /proc/self/mountinfo | cut -d' ' -f3-6")
+    expect(now == before, f"mount after undo {now!r}, before {before!r}")
+    n2.sh("touch /mnt/ocfs2/after-undo")
+    n1.sh("ls /mnt/ocfs2/after-undo")
     expect(n2.boots() == 1 and n1.boots() == 1, "a node rebooted")
