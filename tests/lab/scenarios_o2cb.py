@@ -22,6 +22,12 @@ def restart_first(missing_mount_for: str) -> str:
 CLUSTER = "/sys/kernel/config/cluster/labclu"
 
 
+def o2cb_down_records(lab: Lab, node: str, phase: str, skip: int) -> list[dict]:
+    """This scenario's audit lines of a phase: the share (and its audit log)
+    lives for the whole lab run, so the first `skip` lines are earlier ones."""
+    return [r for r in audit(lab, node)[skip:] if r.get("action") == "restart_o2cb" and r.get("phase") == phase]
+
+
 @scenario(360)
 def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     """n2's o2cb taken offline under the daemon (lab timeouts, no sysconfig
@@ -32,15 +38,14 @@ def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     # plain `o2cb register-cluster` would come back with 31 / 30 s.
     lab.online(n1, n2)
     lab.mkfs_and_mount(n1, n2)
+    earlier = len(audit(lab, "n2"))
     n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s")))
     wait_for("n2's daemon to see the running timeouts", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_idle_timeout_seconds", o2cb_cluster="labclu") == 10.0)
     n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
           "! o2cb cluster-status", timeout=120)
 
-    def restarted():
-        return [r for r in audit(lab, "n2") if r.get("rule") == "o2cb_down" and r.get("phase") == "after"]
-    after = wait_for("n2 to restart o2cb", 90, restarted, interval=2)
+    after = wait_for("n2 to restart o2cb", 90, lambda: o2cb_down_records(lab, "n2", "after", earlier), interval=2)
     expect(after[0].get("outcome") == "success", f"o2cb_down: {after[0]}")
     detail = after[0].get("detail", "")
     for written in ("heartbeat/dead_threshold=7", "idle_timeout_ms=10000"):
@@ -115,6 +120,7 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     expect(facts == ["7", "refused", "10000"], f"configfs after heartbeat start: {facts}")
     before = n2.sh("grep ' /mnt/ocfs2 ' /proc/self/mountinfo | cut -d' ' -f3-6")
     n2.sh(STOP_FAILS_ONCE)
+    earlier = len(audit(lab, "n2"))
     n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s")))
     wait_for("n2's daemon to see both nodes live", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0)
@@ -122,14 +128,13 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     # after the write timeout; two regions of three keep the node up.
     n2.qmp("drive_del virtio2")
 
-    def attempted():
-        return [r for r in audit(lab, "n2") if r.get("rule") == "o2cb_down" and r.get("phase") == "after"]
-    after = wait_for("n2's o2cb_down restart to end", 120, attempted, interval=2)
+    after = wait_for("n2's o2cb_down restart to end", 120,
+                     lambda: o2cb_down_records(lab, "n2", "after", earlier), interval=2)
     expect(after[0].get("outcome") == "failed", f"o2cb_down: {after[0]}")
     error = after[0].get("error", "")
     expect("injected failure" in error and "undone: remount /mnt/ocfs2" in error, f"error: {error}")
     print(f"n2 o2cb_down: {error}", flush=True)
-    undo = [r for r in audit(lab, "n2") if r.get("phase") == "undo"]
+    undo = o2cb_down_records(lab, "n2", "undo", earlier)
     expect(len(undo) == 1 and undo[0].get("outcome") == "success"
            and undo[0].get("detail", "").startswith("remount /mnt/ocfs2"), f"undo lines: {undo}")
     # Back exactly as it was (device, root, mount point, per-mount flags).
