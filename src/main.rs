@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Parser;
+use ocfs2_watchdog::actions::audit::StepLog;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
 use ocfs2_watchdog::cli::{init_logging, Args};
@@ -122,9 +123,12 @@ fn run(
     let control = Arc::new(Control::from_config(&config));
     // Before any thread that could act: enforce from a container that cannot
     // reach the host's mount namespace must not start at all.
-    let executor = executor_for_host(&args.host_paths(), &config.remediation).context(
-        "remediation.mode is enforce but actions cannot run in the host's mount namespace",
-    )?;
+    // The o2cb restart audits each undo step on its own line.
+    let steps = StepLog::new(&config.state_dir.0, config.remediation.mode.as_str());
+    let executor = executor_for_host(&args.host_paths(), &config.remediation, Some(steps))
+        .context(
+            "remediation.mode is enforce but actions cannot run in the host's mount namespace",
+        )?;
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
         executor,

@@ -22,7 +22,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ocfs2_watchdog::actions::hostns::{HostNamespace, HostNamespaceExecutor};
-use ocfs2_watchdog::actions::{Executor, MountSpec, Outcome, Plan};
+use ocfs2_watchdog::actions::restore::{RestoreHow, RestoreMount};
+use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::rules::config::{Mode, RemediationConfig};
 use support::{enter_private_namespace, free_port, http_get};
@@ -186,14 +187,21 @@ fn container_side() {
     let executor = HostNamespaceExecutor::new(host, &config);
     let restart = Plan::RestartO2cb {
         cluster: "lab".into(),
-        volumes: vec![MountSpec {
+        volumes: vec![RestoreMount {
             mountpoint: layout.held.to_string_lossy().into_owned(),
-            source: "tmpfs".into(),
             fstype: "tmpfs".into(),
-            options: "size=1m".into(),
-            ..MountSpec::default()
+            device: device_of(&layout.held),
+            root: "/".into(),
+            flags: String::new(),
+            shared: false,
+            how: RestoreHow::Device {
+                source: "tmpfs".into(),
+                options: "size=1m".into(),
+            },
+            uuid: None,
         }],
         stop_services: Vec::new(),
+        timeouts: None,
     };
     // The holder check runs on the host and names the host's path.
     let outcome = executor.execute(&restart);
@@ -266,4 +274,13 @@ fn scratch_dirs_never_delete_through_a_bind() {
         "deleted through the bind"
     );
     assert!(!path.exists(), "the scratch directory itself is removed");
+}
+
+/// The `major:minor` of the filesystem mounted at `path`, as mountinfo shows it.
+fn device_of(path: &Path) -> (u32, u32) {
+    let dev = nix::sys::stat::stat(path).unwrap().st_dev;
+    (
+        nix::sys::stat::major(dev) as u32,
+        nix::sys::stat::minor(dev) as u32,
+    )
 }

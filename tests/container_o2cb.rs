@@ -5,8 +5,9 @@
 //! mount expected) and runs it with the host's `o2cb` from the host's PATH.
 //! The container has its own `o2cb`, `mount` and `umount` at the same PATH
 //! entry; they log `CONTAINER` and must never run. The host's fake `o2cb
-//! register-cluster` registers the cluster (a directory in a tmpfs standing in
-//! for configfs), so the next snapshot sees the stack online.
+//! register-cluster` registers the cluster with this node as its only, local
+//! node (directories in a tmpfs standing in for configfs), so the restart's
+//! rejoin check passes and the next snapshot sees the stack online.
 
 mod support;
 #[path = "container/topology.rs"]
@@ -39,7 +40,8 @@ fn prepare_o2cb_host(layout: &Layout) {
         &layout.tools().join("o2cb"),
         &format!(
             "#!/bin/sh\necho \"host o2cb $*\" >> '{}'\n\
-             if [ \"$1\" = register-cluster ]; then mkdir -p /sys/kernel/config/cluster/$2/node /sys/kernel/config/cluster/$2/heartbeat; fi\n\
+             if [ \"$1\" = register-cluster ]; then c=/sys/kernel/config/cluster/$2; \
+             mkdir -p $c/node/n1 $c/heartbeat; echo 1 > $c/node/n1/num; echo 1 > $c/node/n1/local; fi\n\
              exit 0\n",
             layout.log.display()
         ),

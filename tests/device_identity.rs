@@ -75,6 +75,7 @@ impl Tree {
             paths: HostPaths::new(self.root.clone(), None, None),
             timeout: Duration::from_secs(1),
             command_prefix: Vec::new(),
+            steps: None,
         }
     }
 
@@ -348,6 +349,7 @@ fn real_ocfs2_volumes_on_loop_devices() {
         paths: HostPaths::new("/".into(), None, Some(sys.clone())),
         timeout: Duration::from_secs(10),
         command_prefix: Vec::new(),
+        steps: None,
     });
     let uuid_a = blkid_uuid(&devices[0]);
     let plan = |source: String, uuid: Option<&str>, allow: bool| {

@@ -78,6 +78,7 @@ fn the_helper_is_killed_with_its_tools_past_its_budget_and_a_dead_helper_fails()
         cluster: "lab".into(),
         volumes: Vec::new(),
         stop_services: ["a", "b", "c", "d"].map(String::from).to_vec(),
+        timeouts: None,
     };
     let started = Instant::now();
     let outcome = executor.execute(&plan);

@@ -146,6 +146,7 @@ fn iscsi_relogin_and_heartbeat_kill_run_the_right_tools() {
         paths: HostPaths::new(root.clone(), None, None),
         timeout: Duration::from_secs(2),
         command_prefix: Vec::new(),
+        steps: None,
     });
     let relogin = Plan::IscsiRelogin {
         session: "session1".into(),

@@ -128,6 +128,9 @@ pub fn answer(request: &HelperRequest) -> HelperReply {
         paths: HostPaths::default(),
         timeout: Duration::from_millis(request.action_timeout_ms),
         command_prefix: request.command_prefix.clone(),
+        // Undo steps reach the audit log through the `after` line's detail:
+        // the helper has no audit file of its own.
+        steps: None,
     };
     let outcome = executor_for(request.mode, host).execute(plan);
     HelperReply::from_outcome(&outcome)

@@ -336,8 +336,16 @@ impl Placement {
 pub fn executor_for_host(
     paths: &HostPaths,
     config: &RemediationConfig,
+    steps: Option<super::audit::StepLog>,
 ) -> Result<Box<dyn Executor>, Unreachable> {
-    let in_process = || executor_for(config.mode, HostActions::new(paths.clone(), config));
+    let in_process = || {
+        let host = HostActions::new(paths.clone(), config);
+        let host = match steps.clone() {
+            Some(log) => host.with_steps(log),
+            None => host,
+        };
+        executor_for(config.mode, host)
+    };
     if Placement::for_rootfs(paths.rootfs()) == Placement::OwnNamespace {
         return Ok(in_process());
     }

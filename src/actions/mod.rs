@@ -19,17 +19,22 @@ pub mod helper;
 pub mod hostns;
 pub mod identity;
 pub mod iscsi;
+pub mod kernel_holders;
 pub mod o2cb;
+pub mod o2cb_stack;
 pub mod openfiles;
 pub mod remount;
+pub mod restore;
 pub mod unstack;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::collector::o2cb::StackTimeouts;
 use crate::host::HostPaths;
 use crate::rules::config::Mode;
+pub use restore::{RestoreHow, RestoreMount};
 
 /// The fixed set of actions (`action` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,10 +88,13 @@ pub enum Plan {
     },
     RestartO2cb {
         cluster: String,
-        /// Mounted OCFS2 volumes: unmounted first, remounted after.
-        volumes: Vec<MountSpec>,
+        /// Every mount of the cluster's volumes, in mount order: unmounted
+        /// in reverse, restored exactly (device mounts, then binds).
+        volumes: Vec<RestoreMount>,
         /// systemd units stopped before and started after (may be empty).
         stop_services: Vec<String>,
+        /// The timeouts the stack last ran with, as the daemon saw them.
+        timeouts: Option<StackTimeouts>,
     },
     IscsiRelogin {
         session: String,
@@ -163,6 +171,8 @@ pub struct HostActions {
     pub timeout: Duration,
     /// Prepended to every host command (nsenter into PID 1 from a container).
     pub command_prefix: Vec<String>,
+    /// Where actions audit their own steps (undo); `None` writes none.
+    pub steps: Option<audit::StepLog>,
 }
 
 /// A precondition re-checked on the host: `Ok(what will be done)` or
@@ -175,7 +185,14 @@ impl HostActions {
             paths,
             timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
+            steps: None,
         }
+    }
+
+    /// Audits action steps (the o2cb restart's undo journal) into `log`.
+    pub fn with_steps(mut self, log: audit::StepLog) -> Self {
+        self.steps = Some(log);
+        self
     }
 
     /// Re-reads the one fact the plan depends on.
@@ -187,7 +204,7 @@ impl HostActions {
                 volumes,
                 stop_services,
                 ..
-            } => o2cb::check(self, volumes, stop_services).map(|m| m.describe()),
+            } => o2cb::check(self, volumes, stop_services).map(|r| r.describe()),
             Plan::IscsiRelogin { session, .. } => iscsi::check_session(self, session),
             Plan::KillLeakedHeartbeat { uuid } => heartbeat::check_leaked_region(self, uuid),
         }
@@ -201,7 +218,8 @@ impl HostActions {
                 cluster,
                 volumes,
                 stop_services,
-            } => o2cb::run(self, cluster, volumes, stop_services),
+                timeouts,
+            } => o2cb::run(self, cluster, volumes, stop_services, *timeouts),
             Plan::IscsiRelogin { target, portal, .. } => iscsi::relogin(self, target, portal),
             Plan::KillLeakedHeartbeat { uuid } => heartbeat::kill_heartbeat(self, uuid),
         };

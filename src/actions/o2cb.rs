@@ -1,185 +1,297 @@
-//! Restart the o2cb cluster stack: the most dangerous action.
+//! Restart the o2cb cluster stack: the most dangerous action, so a
+//! transaction.
 //!
 //! `o2cb.init offline` refuses while a heartbeat region is active
 //! (interfaces.md §5.2), so a restart means: stop the configured services,
-//! unmount every OCFS2 volume, restart the stack through the service manager
-//! found on the host, mount the volumes again, start the services. The
-//! service manager is detected, never assumed (§5.1–5.3): a systemd `o2cb`
-//! unit on a systemd host, SysV `/etc/init.d/o2cb`, `o2cb.init`, or the bare
-//! `o2cb register-cluster` / `start-heartbeat` sequence. Preconditions,
-//! re-checked just before acting: a service manager exists and no process
-//! holds a file on the volumes (`openfiles`, not `fuser`) unless services are
-//! to be stopped first. Each tool runs with the action deadline.
+//! unmount every mount of the cluster's volumes (binds first), stop the
+//! stack, start it with the cluster's timeouts (`o2cb_stack.rs`), restore
+//! every mount exactly as it was (`restore.rs`), start the services, and
+//! verify the node rejoined (timeouts as wanted, mounts back as recorded,
+//! connected to every peer live in heartbeat) within the action deadline.
+//!
+//! Every change is journalled; on any failure after the first one the
+//! journal is undone in reverse order (start the stack, remount, start the
+//! services), each undo step audited on its own line (`StepLog`, phase
+//! `undo`), and the outcome is `failed` naming what was and was not undone.
+//!
+//! Preconditions, re-checked just before acting: a service manager exists,
+//! every planned mount is still the recorded one, and nothing else holds the
+//! volumes (`openfiles.rs`: processes and mounts in any namespace, nfsd, loop
+//! devices, swap), tolerating only the processes of the services about to be
+//! stopped; checked again, strictly, after stopping them and before the first
+//! unmount. Each tool runs with the action deadline.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::time::Instant;
 
-use super::{command, openfiles, remount, ActionError, HostActions, MountSpec};
+use super::audit::{AuditOutcome, AuditRecord, Phase};
+use super::o2cb_stack::{self, ServiceManager};
+use super::openfiles::{self, Device, HolderQuery};
+use super::restore::{self, RestoreMount};
+use super::{command, ActionError, HostActions};
+use crate::collector::o2cb::StackTimeouts;
 
-/// How the host runs o2cb.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceManager {
-    Systemd,
-    /// An init script (`/etc/init.d/o2cb` or `o2cb.init`), host path.
-    Script(PathBuf),
-    /// Only the `o2cb` tool: unregister, register, start heartbeat.
-    O2cbTool,
-}
-
-const UNIT_DIRS: [&str; 3] = [
-    "/etc/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-];
-const SCRIPTS: [&str; 4] = [
-    "/etc/init.d/o2cb",
-    "/sbin/o2cb.init",
-    "/usr/sbin/o2cb.init",
-    "/usr/lib/ocfs2-tools/o2cb.init",
-];
-const TOOLS: [&str; 3] = ["/sbin/o2cb", "/usr/sbin/o2cb", "/usr/bin/o2cb"];
-
-pub fn detect(host: &HostActions) -> Option<ServiceManager> {
-    let exists = |p: &str| host.paths.root(p).exists();
-    if exists("/run/systemd/system")
-        && UNIT_DIRS
-            .iter()
-            .any(|d| exists(&format!("{d}/o2cb.service")))
-    {
-        return Some(ServiceManager::Systemd);
-    }
-    if let Some(script) = SCRIPTS.iter().find(|p| exists(p)) {
-        return Some(ServiceManager::Script(PathBuf::from(script)));
-    }
-    TOOLS
-        .iter()
-        .any(|p| exists(p))
-        .then_some(ServiceManager::O2cbTool)
-}
+/// The rule that plans this action (for the undo journal's audit lines).
+const RULE: &str = "o2cb_down";
+const HOLDERS_SHOWN: usize = 5;
 
 /// A restart that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
     pub manager: ServiceManager,
+    pub mounts: usize,
 }
 
 impl Ready {
     pub fn describe(&self) -> String {
-        format!("restart o2cb via {:?}", self.manager)
+        format!(
+            "restart o2cb via {:?}, taking down and restoring {} mounts",
+            self.manager, self.mounts
+        )
     }
+}
+
+fn query(host: &HostActions, volumes: &[RestoreMount], stopping: &[String]) -> HolderQuery {
+    // PID 1's table names mount points from the host's root; the daemon's
+    // own view puts the host under `paths.root` (both forms are the plan's).
+    let planned_mounts = volumes
+        .iter()
+        .flat_map(|v| {
+            [
+                v.mountpoint.clone(),
+                host.paths
+                    .root(&v.mountpoint)
+                    .to_string_lossy()
+                    .into_owned(),
+            ]
+        })
+        .collect();
+    HolderQuery {
+        devices: devices(volumes),
+        planned_mounts,
+        stopping_units: stopping.to_vec(),
+    }
+}
+
+fn devices(volumes: &[RestoreMount]) -> BTreeSet<Device> {
+    volumes.iter().map(|v| v.device).collect()
+}
+
+/// Nothing but the plan (and the services it stops) uses the volumes.
+fn no_holders(
+    host: &HostActions,
+    volumes: &[RestoreMount],
+    stopping: &[String],
+) -> Result<(), String> {
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    let found = openfiles::holders(&host.paths, &query(host, volumes, stopping), HOLDERS_SHOWN);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(|h| h.describe()).collect();
+    Err(format!("the volumes are in use: {}", list.join("; ")))
 }
 
 pub fn check(
     host: &HostActions,
-    volumes: &[MountSpec],
+    volumes: &[RestoreMount],
     stop_services: &[String],
 ) -> Result<Ready, String> {
-    let manager = detect(host)
+    let manager = o2cb_stack::detect(host)
         .ok_or("no o2cb service manager found (systemd unit, init script or o2cb tool)")?;
-    if stop_services.is_empty() {
-        let local: Vec<String> = volumes
-            .iter()
-            .map(|v| {
-                host.paths
-                    .root(&v.mountpoint)
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        let holders = openfiles::holders(&host.paths, &local, 5);
-        if let Some(first) = holders.first() {
+    for volume in volumes {
+        restore::still_mounted(host, volume)?;
+    }
+    no_holders(host, volumes, stop_services)?;
+    Ok(Ready {
+        manager,
+        mounts: volumes.len(),
+    })
+}
+
+/// One change made to the host, undone in reverse order on failure.
+#[derive(Debug, Clone)]
+enum Change {
+    StoppedService(String),
+    Unmounted(RestoreMount),
+    StoppedStack,
+}
+
+struct Transaction<'a> {
+    host: &'a HostActions,
+    cluster: &'a str,
+    manager: ServiceManager,
+    want: StackTimeouts,
+    journal: Vec<Change>,
+    done: Vec<String>,
+}
+
+impl Transaction<'_> {
+    fn systemctl(&self, verb: &str, unit: &str) -> Result<(), String> {
+        command::run_checked(
+            &self.host.command_prefix,
+            "systemctl",
+            &[verb, unit],
+            self.host.timeout,
+        )
+        .map(|_| ())
+    }
+
+    fn start_stack(&self) -> Result<String, String> {
+        let written = o2cb_stack::start(self.host, &self.manager, self.cluster, self.want)?;
+        Ok(if written.is_empty() {
+            "started o2cb".to_string()
+        } else {
+            format!("started o2cb with {}", written.join(" "))
+        })
+    }
+
+    fn forward(
+        &mut self,
+        volumes: &[RestoreMount],
+        stop_services: &[String],
+    ) -> Result<(), String> {
+        for unit in stop_services {
+            self.systemctl("stop", unit)?;
+            self.journal.push(Change::StoppedService(unit.clone()));
+            self.done.push(format!("stopped {unit}"));
+        }
+        // The services are gone: now nothing at all may hold the volumes.
+        no_holders(self.host, volumes, &[])?;
+        for volume in volumes.iter().rev() {
+            restore::still_mounted(self.host, volume)?;
+            restore::unmount(self.host, volume)?;
+            self.journal.push(Change::Unmounted(volume.clone()));
+            self.done.push(format!("unmounted {}", volume.mountpoint));
+        }
+        let left = openfiles::remaining_mounts(&self.host.paths, &devices(volumes));
+        if !left.is_empty() {
             return Err(format!(
-                "{} processes hold files on the volumes, e.g. pid {} ({}) on {}",
-                holders.len(),
-                first.pid,
-                first.comm,
-                first.path
+                "the volumes are still mounted elsewhere: {}",
+                left.join(", ")
             ));
         }
-    }
-    Ok(Ready { manager })
-}
-
-fn tool(host: &HostActions, path: &Path) -> String {
-    if host.command_prefix.is_empty() {
-        host.paths.root(path).to_string_lossy().into_owned()
-    } else {
-        path.to_string_lossy().into_owned()
-    }
-}
-
-fn restart_stack(
-    host: &HostActions,
-    manager: &ServiceManager,
-    cluster: &str,
-) -> Result<(), String> {
-    let run = |program: &str, args: &[&str]| {
-        command::run_checked(&host.command_prefix, program, args, host.timeout).map(|_| ())
-    };
-    match manager {
-        ServiceManager::Systemd => run("systemctl", &["restart", "o2cb.service"]),
-        ServiceManager::Script(script) => {
-            let script = tool(host, script);
-            run(&script, &["offline"])?;
-            run(&script, &["online"])
+        if o2cb_stack::registered(self.host, self.cluster) {
+            o2cb_stack::stop(self.host, &self.manager, self.cluster)?;
+            self.journal.push(Change::StoppedStack);
+            self.done.push("stopped o2cb".into());
         }
-        ServiceManager::O2cbTool => {
-            // Unregistering fails when already offline: only the way back matters.
-            let _ = run("o2cb", &["unregister-cluster", cluster]);
-            run("o2cb", &["register-cluster", cluster])?;
-            run("o2cb", &["start-heartbeat", cluster])
+        let started = self.start_stack()?;
+        self.journal.retain(|c| !matches!(c, Change::StoppedStack));
+        self.done.push(started);
+        for volume in volumes {
+            restore::mount(self.host, volume)?;
+            self.journal
+                .retain(|c| !matches!(c, Change::Unmounted(v) if v == volume));
+            self.done.push(format!("restored {}", volume.describe()));
         }
+        for unit in stop_services.iter().rev() {
+            self.systemctl("start", unit)?;
+            self.journal
+                .retain(|c| !matches!(c, Change::StoppedService(u) if u == unit));
+            self.done.push(format!("started {unit}"));
+        }
+        Ok(())
+    }
+
+    /// Undoes the journal in reverse order; every step audited and reported.
+    fn undo(&mut self, cause: &str) -> Vec<String> {
+        let mut report = Vec::new();
+        while let Some(change) = self.journal.pop() {
+            let (step, result) = match &change {
+                Change::StoppedStack => ("start o2cb".to_string(), self.start_stack().map(|_| ())),
+                Change::Unmounted(volume) => (
+                    format!("remount {}", volume.describe()),
+                    restore::mount(self.host, volume),
+                ),
+                Change::StoppedService(unit) => {
+                    (format!("start {unit}"), self.systemctl("start", unit))
+                }
+            };
+            match &result {
+                Ok(()) => {
+                    tracing::info!(cluster = self.cluster, step = %step, "Undid a step of a failed o2cb restart.");
+                }
+                Err(e) => {
+                    tracing::error!(cluster = self.cluster, step = %step, error = %e, "Cannot undo a step of a failed o2cb restart.");
+                }
+            }
+            self.audit_undo(&step, &result, cause);
+            report.push(match result {
+                Ok(()) => format!("undone: {step}"),
+                Err(e) => format!("NOT undone: {step} ({e})"),
+            });
+        }
+        report
+    }
+
+    fn audit_undo(&self, step: &str, result: &Result<(), String>, cause: &str) {
+        let Some(log) = &self.host.steps else {
+            return;
+        };
+        log.write(AuditRecord {
+            time: AuditRecord::now(),
+            rule: RULE.to_string(),
+            target: self.cluster.to_string(),
+            action: super::Action::RestartO2cb.as_str().to_string(),
+            mode: String::new(),
+            phase: Phase::Undo,
+            outcome: if result.is_ok() {
+                AuditOutcome::Success
+            } else {
+                AuditOutcome::Failed
+            },
+            evidence: format!("restart failed: {cause}"),
+            detail: Some(step.to_string()),
+            error: result.as_ref().err().cloned(),
+            caller: None,
+        });
     }
 }
 
 pub fn run(
     host: &HostActions,
     cluster: &str,
-    volumes: &[MountSpec],
+    volumes: &[RestoreMount],
     stop_services: &[String],
+    seen: Option<StackTimeouts>,
 ) -> Result<String, ActionError> {
     let ready = check(host, volumes, stop_services).map_err(ActionError::PreconditionChanged)?;
-    let mut steps = Vec::new();
-    let sh = |program: &str, args: &[&str]| {
-        command::run_checked(&host.command_prefix, program, args, host.timeout).map(|_| ())
+    let mut tx = Transaction {
+        host,
+        cluster,
+        manager: ready.manager,
+        want: o2cb_stack::desired_timeouts(host, seen),
+        journal: Vec::new(),
+        done: Vec::new(),
     };
-    for unit in stop_services {
-        sh("systemctl", &["stop", unit]).map_err(ActionError::Failed)?;
-        steps.push(format!("stopped {unit}"));
+    if let Err(error) = tx.forward(volumes, stop_services) {
+        let undone = tx.undo(&error);
+        return Err(ActionError::Failed(format!(
+            "{error}; done: [{}]; undo: [{}]",
+            tx.done.join(", "),
+            undone.join(", ")
+        )));
     }
-    for volume in volumes {
-        let target = tool(host, Path::new(&volume.mountpoint));
-        sh("umount", &[&target])
-            .map_err(|e| ActionError::Failed(format!("{e}; done so far: {}", steps.join(", "))))?;
-        steps.push(format!("unmounted {}", volume.mountpoint));
-    }
-    let restarted = restart_stack(host, &ready.manager, cluster);
-    // Mount back what was mounted even when the restart failed: a node left
-    // without its volumes is worse than one with a half-working stack.
-    let mut errors = Vec::new();
-    if let Err(e) = &restarted {
-        errors.push(format!("restart: {e}"));
-    } else {
-        steps.push("restarted o2cb".to_string());
-    }
-    for volume in volumes {
-        match remount::run(host, volume) {
-            Ok(_) => steps.push(format!("mounted {}", volume.mountpoint)),
-            Err(e) => errors.push(format!("mount {}: {e}", volume.mountpoint)),
+    let deadline = Instant::now() + host.timeout;
+    let verified = volumes
+        .iter()
+        .try_for_each(|v| restore::verify(host, v))
+        .and_then(|()| {
+            o2cb_stack::wait_rejoined(host, cluster, tx.want, !volumes.is_empty(), deadline)
+        });
+    match verified {
+        Ok(rejoined) => {
+            tx.done.push(rejoined);
+            Ok(tx.done.join(", "))
         }
-    }
-    for unit in stop_services {
-        match sh("systemctl", &["start", unit]) {
-            Ok(()) => steps.push(format!("started {unit}")),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(steps.join(", "))
-    } else {
-        Err(ActionError::Failed(format!(
-            "{}; done: {}",
-            errors.join("; "),
-            steps.join(", ")
-        )))
+        // Everything was put back; what is wrong now a second restart
+        // would not fix (mismatched peers, a partition): say so, undo nothing.
+        Err(error) => Err(ActionError::Failed(format!(
+            "the node did not rejoin: {error}; done: [{}]",
+            tx.done.join(", ")
+        ))),
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::actions::audit::AuditOutcome;
+use crate::actions::restore::RestoreHow;
 use crate::actions::Plan;
 use crate::host::HostPaths;
 
@@ -53,11 +54,13 @@ impl VolumeClaim {
                 cluster, volumes, ..
             } => Self {
                 keys: std::iter::once(format!("cluster:{cluster}"))
-                    .chain(
-                        volumes
-                            .iter()
-                            .flat_map(|v| [mount(&v.mountpoint), format!("source:{}", v.source)]),
-                    )
+                    .chain(volumes.iter().flat_map(|v| {
+                        let source = match &v.how {
+                            RestoreHow::Device { source, .. } => source.clone(),
+                            RestoreHow::Bind { from } => from.clone(),
+                        };
+                        [mount(&v.mountpoint), format!("source:{source}")]
+                    }))
                     .collect(),
                 whole_stack: true,
                 uses_stack: true,
@@ -208,6 +211,7 @@ mod tests {
             cluster: "c".into(),
             volumes: Vec::new(),
             stop_services: Vec::new(),
+            timeouts: None,
         });
         let relogin = VolumeClaim::of(&Plan::IscsiRelogin {
             session: "session1".into(),

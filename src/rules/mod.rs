@@ -31,6 +31,7 @@ mod iscsi_session;
 mod leaked_heartbeat;
 mod missing_mount;
 mod o2cb_down;
+pub mod o2cb_plan;
 pub mod o2cb_region;
 mod shadowed_mount;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::o2cb_region;
 use super::{base_settings, Finding, Rule, RuleSettings};
-use crate::actions::{MountSpec, Plan};
+use crate::actions::Plan;
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 
@@ -71,28 +71,7 @@ impl Rule for O2cbDown {
         } else {
             return Vec::new();
         };
-        let volumes: Vec<MountSpec> = mounts
-            .iter()
-            .filter_map(|m| {
-                let top = m.top.as_ref()?;
-                (top.fstype == "ocfs2").then(|| MountSpec {
-                    mountpoint: m.mountpoint.clone(),
-                    source: m
-                        .expected
-                        .as_ref()
-                        .map_or_else(|| top.source.clone(), |e| e.source.clone()),
-                    fstype: "ocfs2".into(),
-                    options: m
-                        .expected
-                        .as_ref()
-                        .map_or_else(|| "_netdev".into(), |e| e.options.clone()),
-                    // The kernel name the volume was mounted from moments
-                    // ago is accepted, checked against the UUID it carried.
-                    uuid: (!m.uuid.is_empty()).then(|| m.uuid.clone()),
-                    allow_kernel_name: true,
-                })
-            })
-            .collect();
+        let volumes = super::o2cb_plan::restore_mounts(mounts);
         let others_live = heartbeat.map_or(0, |h| h.live_any.len().saturating_sub(1));
         let stop_services = config
             .remediation
@@ -100,18 +79,25 @@ impl Rule for O2cbDown {
             .get(self.name())
             .map(|r| r.stop_services.clone())
             .unwrap_or_default();
-        let plan =
-            (!disabled && (volumes.is_empty() || others_live > 0)).then(|| Plan::RestartO2cb {
-                cluster: o2cb.cluster_name.clone(),
-                volumes: volumes.clone(),
-                stop_services,
-            });
+        let plan = match &volumes {
+            Ok(volumes) if !disabled && (volumes.is_empty() || others_live > 0) => {
+                Some(Plan::RestartO2cb {
+                    cluster: o2cb.cluster_name.clone(),
+                    volumes: volumes.clone(),
+                    stop_services,
+                    timeouts: o2cb.last_timeouts,
+                })
+            }
+            _ => None,
+        };
         // Fails closed: no restart for a failed region, whatever the plan.
         let plan = plan.filter(|_| !region_failed);
         let evidence = if let Some(loss) = &region_loss {
             format!("{evidence}; {}", loss.alert_only_reason())
         } else if disabled {
             format!("{evidence}; alert only: O2CB_ENABLED=false")
+        } else if let Err(why) = &volumes {
+            format!("{evidence}; alert only: {why}")
         } else if plan.is_none() {
             format!("{evidence}; alert only: no other live node holds the volumes")
         } else {

@@ -40,7 +40,7 @@ fn unfinished(records: Vec<AuditRecord>) -> Vec<AuditRecord> {
             Phase::After => {
                 open.remove(&key);
             }
-            Phase::Decision | Phase::Control => {}
+            Phase::Decision | Phase::Control | Phase::Undo => {}
         }
     }
     let mut left: Vec<(usize, AuditRecord)> = open.into_values().collect();

@@ -259,3 +259,29 @@ mod tests {
         assert_eq!(read_records(log.path()).unwrap().0.len(), 2);
     }
 }
+
+/// Where an action writes records about its own steps (the o2cb restart's
+/// undo journal: phase `undo`, one line per step) while the engine waits for
+/// it on another thread. Same file, same one-`write`-per-line append, so the
+/// lines interleave whole with the engine's `before`/`after`.
+#[derive(Debug, Clone)]
+pub struct StepLog {
+    state_dir: std::path::PathBuf,
+    mode: String,
+}
+
+impl StepLog {
+    pub fn new(state_dir: &Path, mode: &str) -> Self {
+        Self {
+            state_dir: state_dir.to_path_buf(),
+            mode: mode.to_string(),
+        }
+    }
+
+    /// Appends one step record (mode filled in); false when it could not be
+    /// written (logged, like every audit write error).
+    pub fn write(&self, mut record: AuditRecord) -> bool {
+        record.mode.clone_from(&self.mode);
+        AuditLog::new(&self.state_dir, 0).append(&record)
+    }
+}

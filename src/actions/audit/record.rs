@@ -21,6 +21,9 @@ pub enum Phase {
     Decision,
     /// An operator's pause, resume or reset.
     Control,
+    /// One step of an action's own undo journal (the o2cb restart restoring
+    /// what it changed after a failure), written by the action as it runs.
+    Undo,
 }
 
 /// Every outcome the audit log and the actions counter know.

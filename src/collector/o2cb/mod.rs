@@ -18,7 +18,7 @@ pub mod sysconfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::configfs::{self, ClusterConfig};
 use super::mounts::fstab::parse_fstab;
@@ -49,6 +49,53 @@ pub struct O2cbFacts {
     pub mismatches: Vec<Mismatch>,
     /// Every configuration file read, with its unusable lines (maybe none).
     pub files: Vec<(PathBuf, Vec<ParseIssue>)>,
+    /// The timeouts the stack last ran with while this daemon watched it,
+    /// kept while it is down: what a restart with the bare `o2cb` tool must
+    /// write again when the sysconfig file does not say.
+    pub last_timeouts: Option<StackTimeouts>,
+}
+
+/// The configfs timeouts peers compare at connect (o2net disconnects on a
+/// mismatch), as o2cb.init writes them before starting heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackTimeouts {
+    pub dead_threshold: Option<u32>,
+    pub idle_timeout_ms: Option<u32>,
+    pub keepalive_delay_ms: Option<u32>,
+    pub reconnect_delay_ms: Option<u32>,
+}
+
+impl StackTimeouts {
+    pub fn of(cluster: &ClusterConfig) -> Self {
+        Self {
+            dead_threshold: cluster.dead_threshold,
+            idle_timeout_ms: cluster.idle_timeout_ms,
+            keepalive_delay_ms: cluster.keepalive_delay_ms,
+            reconnect_delay_ms: cluster.reconnect_delay_ms,
+        }
+    }
+
+    /// The sysconfig variables (o2cb.init: empty means "leave the kernel's").
+    pub fn from_sysconfig(sysconfig: &Sysconfig) -> Self {
+        let get = |key| sysconfig.get(key).and_then(|v| v.parse().ok());
+        Self {
+            dead_threshold: get("O2CB_HEARTBEAT_THRESHOLD"),
+            idle_timeout_ms: get("O2CB_IDLE_TIMEOUT_MS"),
+            keepalive_delay_ms: get("O2CB_KEEPALIVE_DELAY_MS"),
+            reconnect_delay_ms: get("O2CB_RECONNECT_DELAY_MS"),
+        }
+    }
+
+    /// Each value from `self`, else from `fallback`.
+    pub fn or(self, fallback: Option<Self>) -> Self {
+        let fallback = fallback.unwrap_or_default();
+        Self {
+            dead_threshold: self.dead_threshold.or(fallback.dead_threshold),
+            idle_timeout_ms: self.idle_timeout_ms.or(fallback.idle_timeout_ms),
+            keepalive_delay_ms: self.keepalive_delay_ms.or(fallback.keepalive_delay_ms),
+            reconnect_delay_ms: self.reconnect_delay_ms.or(fallback.reconnect_delay_ms),
+        }
+    }
 }
 
 impl Collector for O2cb {
@@ -81,7 +128,12 @@ impl Collector for O2cb {
             hostname: hostname.as_deref(),
             mounts_expected: ocfs2_mounts_expected(ctx)?,
         });
+        let last_timeouts = cluster
+            .as_ref()
+            .map(StackTimeouts::of)
+            .or_else(|| previous_facts(previous).and_then(|p| p.last_timeouts));
         let facts = O2cbFacts {
+            last_timeouts,
             cluster_name: cluster_label(
                 cluster.as_ref(),
                 sysconfig.as_ref(),
