@@ -148,9 +148,19 @@ fn a_lasting_precondition_change_gives_up() {
     );
     let snapshot = f.snapshot();
     let t0 = Instant::now();
+    let mut tried_at = Vec::new();
     for s in (0..=200).step_by(5) {
+        let before = f.calls();
         f.engine.tick(&snapshot, at(t0, s));
+        if f.calls() > before {
+            tried_at.push(s);
+        }
     }
+    assert_eq!(
+        tried_at,
+        [10, 20, 40],
+        "after `for`, backing off 10 s, then 20 s"
+    );
     assert_eq!(f.calls(), 9, "three tries per target, then it gives up");
     let outcomes = f.outcomes("/srv/a");
     assert_eq!(outcomes.last().unwrap(), "gave_up", "{outcomes:?}");
