@@ -354,7 +354,11 @@ impl Engine {
             // backoff; but a mismatch that lasts is not going to clear.
             Outcome::PreconditionChanged(_) => {
                 history.precondition_streak += 1;
-                history.waiting = Some((now + settings.backoff, Wait::Backoff));
+                // Doubling, so a mismatch caused by another problem (o2cb
+                // down under a missing mount) leaves the rule that fixes it
+                // minutes to act before this one gives up.
+                let wait = backoff(settings, history.precondition_streak);
+                history.waiting = Some((now + wait, Wait::Backoff));
                 let streak = history.precondition_streak;
                 if streak >= settings.max_precondition_changed {
                     self.give_up(
