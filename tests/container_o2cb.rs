@@ -54,8 +54,8 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
         return;
     }
     let dir = ScratchDir::new();
-    let layout = Layout::new(dir.path());
-    let mut holder = prepare_host(&layout, Propagation::Bidirectional);
+    let mut layout = Layout::new(dir.path());
+    let (mut holder, _volume) = prepare_host(&mut layout, Propagation::Bidirectional);
     prepare_o2cb_host(&layout);
     let volume = layout.dir.join("ocfs2");
     std::fs::create_dir_all(&volume).unwrap();

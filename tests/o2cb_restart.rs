@@ -101,16 +101,6 @@ fn facts(root: &Path, paths: &[&str], uuid: &str) -> Vec<MountPoint> {
         .collect()
 }
 
-/// Detaches the loop device even when an assertion fails (the mounts die
-/// with the namespace, the loop device would not).
-struct Detach(String);
-
-impl Drop for Detach {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.0]).status();
-    }
-}
-
 struct Lab {
     dir: PathBuf,
     root: PathBuf,
@@ -195,19 +185,13 @@ fn restart_is_a_transaction_on_real_mounts() {
         format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
     );
     // The volume: ext4 on a loop device, UUID link as udev makes it.
-    let image = dir.join("volume.img");
-    sh(&format!(
-        "truncate -s 16M {0} && mkfs.ext4 -q {0}",
-        image.display()
-    ));
-    let loop_device = sh(&format!("losetup -f --show {}", image.display()));
+    let volume = support::LoopVolume::ext4(&dir, "volume");
+    let loop_device = volume.device.clone();
     let uuid = sh(&format!("blkid -s UUID -o value {loop_device}"));
     let by_uuid = root.join("dev/disk/by-uuid");
     std::fs::create_dir_all(&by_uuid).unwrap();
     std::os::unix::fs::symlink(&loop_device, by_uuid.join(&uuid)).unwrap();
-    std::os::unix::fs::symlink(&loop_device, root.join(loop_device.trim_start_matches('/')))
-        .unwrap();
-    let _detach = Detach(loop_device.clone());
+    volume.expose_under(&root);
     let lab = Lab {
         dir: dir.clone(),
         root: root.clone(),

@@ -266,8 +266,9 @@ pub fn holders(paths: &HostPaths, query: &HolderQuery, limit: usize) -> Vec<Hold
 }
 
 /// Mounts of the volume the restart does not undo itself: in another
-/// namespace (unless a slave of a peer group being unmounted), or in the host
-/// namespace at a path outside the plan.
+/// namespace, or in the host namespace at a path outside the plan, unless a
+/// shared peer or a slave of a peer group being unmounted (the unmount
+/// propagates to it).
 fn namespace_holders(
     paths: &HostPaths,
     mounts: &Mounts,
@@ -295,15 +296,20 @@ fn namespace_holders(
             continue;
         }
         for entry in entries.iter().filter(on_volume) {
-            let released = if is_host {
-                query.planned_mounts.contains(&entry.mount_point)
-            } else {
-                entry
-                    .optional
-                    .iter()
-                    .filter_map(|t| t.strip_prefix("master:")?.parse().ok())
-                    .any(|group: u32| host_groups.contains(&group))
-            };
+            // An unmount propagates to the mount's shared peers and to its
+            // slaves, in any namespace: those copies go with the plan.
+            let propagated = entry
+                .optional
+                .iter()
+                .filter_map(|t| {
+                    t.strip_prefix("master:")
+                        .or_else(|| t.strip_prefix("shared:"))?
+                        .parse()
+                        .ok()
+                })
+                .any(|group: u32| host_groups.contains(&group));
+            let released =
+                propagated || (is_host && query.planned_mounts.contains(&entry.mount_point));
             if !released {
                 let place = if is_host {
                     "not in the restart plan".to_string()

@@ -16,7 +16,7 @@ use serde::Deserialize as _;
 
 use ocfs2_watchdog::collector::mounts::mountinfo::{parse_mountinfo, MountEntry};
 
-use crate::support::{bind, mount_tmpfs};
+use crate::support::{bind, mount_tmpfs, LoopVolume};
 
 #[derive(Clone, Copy, PartialEq)]
 pub enum Propagation {
@@ -31,6 +31,10 @@ pub struct Layout {
     pub stacked: PathBuf,
     pub missing: PathBuf,
     pub held: PathBuf,
+    /// The loop device mounted at `held` (ext4): a restart must put the same
+    /// device back, which a tmpfs cannot be.
+    #[serde(default)]
+    pub held_device: String,
     pub log: PathBuf,
 }
 
@@ -42,6 +46,7 @@ impl Layout {
             stacked: dir.join("stacked"),
             missing: dir.join("missing"),
             held: dir.join("held"),
+            held_device: String::new(),
             log: dir.join("tools.log"),
         }
     }
@@ -203,8 +208,9 @@ pub fn config_from_configmap(
 }
 
 /// The host side: mounts, tools, a holder; the "host" root made rshared as
-/// on a systemd host.
-pub fn prepare_host(layout: &Layout, propagation: Propagation) -> Child {
+/// on a systemd host. Returns the holder and the volume mounted at `held`
+/// (its device recorded in the layout).
+pub fn prepare_host(layout: &mut Layout, propagation: Propagation) -> (Child, LoopVolume) {
     use nix::mount::MsFlags;
     mount_flags(Path::new("/"), MsFlags::MS_SHARED | MsFlags::MS_REC);
     for dir in [&layout.stacked, &layout.missing, &layout.held, &layout.ctr] {
@@ -214,7 +220,16 @@ pub fn prepare_host(layout: &Layout, propagation: Propagation) -> Child {
     for _ in 0..3 {
         bind(&layout.stacked, &layout.stacked);
     }
-    mount_tmpfs(&layout.held);
+    let volume = LoopVolume::ext4(&layout.dir, "held");
+    nix::mount::mount(
+        Some(volume.device.as_str()),
+        &layout.held,
+        Some("ext4"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    layout.held_device.clone_from(&volume.device);
     std::fs::write(layout.held.join("file"), "data").unwrap();
     // The container's root: private, so what the container mounts on it
     // stays in the container (an overlay rootfs does the same).
@@ -237,7 +252,22 @@ pub fn prepare_host(layout: &Layout, propagation: Propagation) -> Child {
     // The host's o2cb init script: a tmpfs over /etc/init.d in this
     // private namespace only.
     mount_tmpfs(Path::new("/etc/init.d"));
-    host_tool(Path::new("/etc/init.d/o2cb"), &layout.log, None);
+    // `online` registers cluster "lab" with this node as its only, local node
+    // in a configfs stand-in, live alone in a debugfs stand-in, so a
+    // restart's rejoin check can pass.
+    mount_tmpfs(Path::new("/sys/kernel"));
+    std::fs::create_dir_all("/sys/kernel/config").unwrap();
+    executable(
+        Path::new("/etc/init.d/o2cb"),
+        &format!(
+            "#!/bin/sh\necho \"host o2cb $*\" >> '{}'\n\
+             if [ \"$1\" = online ]; then c=/sys/kernel/config/cluster/lab; \
+             mkdir -p $c/node/n1 $c/heartbeat; echo 1 > $c/node/n1/num; echo 1 > $c/node/n1/local; \
+             d=/sys/kernel/debug; mkdir -p $d/o2hb $d/o2net; echo 1 > $d/o2hb/livenodes; \
+             echo > $d/o2net/connected_nodes; fi\n",
+            layout.log.display()
+        ),
+    );
     if propagation == Propagation::Bidirectional {
         // What the kubelet does for a Bidirectional hostPath of "/": an
         // rbind made in the host's namespace, a peer of the host root.
@@ -251,14 +281,15 @@ pub fn prepare_host(layout: &Layout, propagation: Propagation) -> Child {
         .unwrap();
     }
     // A file held open on `held` by a process of the host.
-    Command::new("sh")
+    let holder = Command::new("sh")
         .arg("-c")
         .arg(format!(
             "exec sleep 120 < '{}'",
             layout.held.join("file").display()
         ))
         .spawn()
-        .unwrap()
+        .unwrap();
+    (holder, volume)
 }
 
 /// The container: its own mount namespace (hostPID: same PID namespace),

@@ -231,3 +231,52 @@ impl Drop for ScratchDir {
         }
     }
 }
+
+/// An ext4 filesystem on a loop device, standing in for a cluster volume in
+/// tests that unmount and mount it again (a tmpfs would come back as another
+/// device). The loop device is global, not per namespace: it is detached on
+/// drop, even when an assertion failed.
+pub struct LoopVolume {
+    pub device: String,
+}
+
+impl LoopVolume {
+    /// Makes `<dir>/<name>.img` (16 MiB, ext4) and attaches it.
+    pub fn ext4(dir: &Path, name: &str) -> Self {
+        let image = dir.join(format!("{name}.img"));
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .expect(args[0]);
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let image_path = image.to_string_lossy();
+        run(&["truncate", "-s", "16M", &image_path]);
+        run(&["mkfs.ext4", "-q", &image_path]);
+        let device = run(&["losetup", "-f", "--show", &image_path]);
+        Self { device }
+    }
+
+    /// Makes the device usable at the same path under a fixture root: a
+    /// bind of the real node, since a symlink to `/dev/...` resolves inside
+    /// the root (to itself) when the daemon reads the host under a root.
+    pub fn expose_under(&self, root: &Path) -> std::path::PathBuf {
+        let inside = root.join(self.device.trim_start_matches('/'));
+        std::fs::create_dir_all(inside.parent().expect("device path has a parent")).unwrap();
+        std::fs::write(&inside, "").unwrap();
+        bind(Path::new(&self.device), &inside);
+        inside
+    }
+}
+
+impl Drop for LoopVolume {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
