@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod collectors;
 mod web;
+pub mod web_file;
+pub use collectors::{collector_names, CollectorsConfig};
 pub use web::{WebAuthConfig, WebLimitsConfig, WebTlsConfig};
 
 /// Why a configuration could not be used.
@@ -44,6 +47,8 @@ pub struct Config {
     pub kernel_log: KernelLogConfig,
     pub fs_state: FsStateConfig,
     pub remediation: crate::rules::config::RemediationConfig,
+    /// Which collectors run (`--collector.<name>` and friends).
+    pub collectors: CollectorsConfig,
 }
 
 /// A path with the daemon's default state directory as its default.
@@ -238,6 +243,12 @@ pub struct WebConfig {
     pub tls: Option<WebTlsConfig>,
     pub auth: WebAuthConfig,
     pub limits: WebLimitsConfig,
+    /// An exporter-toolkit web config (YAML) in place of `tls` and `auth`;
+    /// `--web.config.file` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// Where metrics are served; `--web.telemetry-path` overrides it.
+    pub telemetry_path: String,
 }
 
 impl Default for WebConfig {
@@ -248,6 +259,8 @@ impl Default for WebConfig {
             tls: None,
             auth: WebAuthConfig::default(),
             limits: WebLimitsConfig::default(),
+            config_file: None,
+            telemetry_path: "/metrics".to_string(),
         }
     }
 }
@@ -270,6 +283,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
+        config.apply_collector_switches();
         // Relative paths name files next to the config (fixtures, labs).
         if let Some(dir) = path.parent() {
             if config.kernel_log.source.is_relative() {
@@ -341,6 +355,7 @@ impl Config {
             }
         }
         self.remediation.validate()?;
+        self.collectors.validate()?;
         if self
             .web
             .listen_address
