@@ -474,6 +474,13 @@ fn post_json(address: &str, path: &str, body: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// (case id, labels, expected state in Alertmanager).
+type InhibitionCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// Every inhibition of the example, each with a near miss that must stay
 /// active, posted straight to a real Alertmanager.
 #[test]
@@ -510,7 +517,7 @@ fn every_inhibition_suppresses_its_targets_and_nothing_else() {
         support::http_get(&address, "/-/ready").is_ok_and(|(status, _, _)| status == 200)
     });
     // (id, labels, expected state)
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[InhibitionCase] = &[
         (
             "storm",
             &[
