@@ -301,3 +301,57 @@ fn web_config_file_and_toml_tls_together_are_a_configuration_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("certfile"));
 }
+
+#[test]
+fn every_documented_key_builds_a_server_and_bad_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    ca.issue(dir.path());
+    std::fs::rename(dir.path().join("cert.pem"), dir.path().join("server.crt")).unwrap();
+    std::fs::rename(dir.path().join("key.pem"), dir.path().join("server.key")).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/web-config/full.yml");
+    let text = std::fs::read_to_string(full).unwrap();
+    let load = |text: &str| {
+        std::fs::write(dir.path().join("web.yml"), text).unwrap();
+        Security::from_config(&WebConfig {
+            config_file: Some(dir.path().join("web.yml")),
+            ..WebConfig::default()
+        })
+    };
+    let security = load(&text).unwrap();
+    assert!(security.tls.is_some() && security.auth.is_some() && security.rate_limit.is_some());
+    assert_eq!(security.headers.len(), 5);
+    for (from, to, error) in [
+        (
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_RSA_WITH_AES_128_CBC_SHA",
+            "TLS_RSA_WITH_AES_128_CBC_SHA",
+        ),
+        ("CurveP256", "CurveP521", "CurveP521"),
+        (
+            "client_ca_file: ca.crt",
+            "client_ca_file: absent.crt",
+            "absent.crt",
+        ),
+    ] {
+        let err = load(&text.replace(from, to)).unwrap_err().to_string();
+        assert!(err.contains(error), "{to}: {err}");
+    }
+    // Inline PEM in place of the files.
+    let cert = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
+    let key = std::fs::read_to_string(dir.path().join("server.key")).unwrap();
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let inline = format!(
+        "tls_server_config:\n  cert: |\n{}  key: |\n{}",
+        indent(&cert),
+        indent(&key)
+    );
+    let rt = runtime();
+    let address = serve(&rt, load(&inline).unwrap());
+    assert_eq!(scrape(&rt, &address, &ca, None).unwrap(), 200);
+}

@@ -28,8 +28,11 @@ pub enum SettingsError {
     CipherSuite(String),
     #[error("curve {0:?} is not offered by this server (X25519, CurveP256, CurveP384)")]
     Curve(String),
-    #[error("cannot read the client CA: {0}")]
-    ClientCa(rustls_pki_types::pem::Error),
+    #[error("cannot read the client CA {origin}: {source}")]
+    ClientCa {
+        origin: String,
+        source: rustls_pki_types::pem::Error,
+    },
     #[error("the client CA holds no usable certificate: {0}")]
     ClientCaEmpty(String),
     #[error("cannot build the client certificate verifier: {0}")]
@@ -148,19 +151,25 @@ fn client_roots(settings: &TlsServerConfig) -> Result<Arc<rustls::RootCertStore>
         (None, Some(path)) => CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect()),
         (None, None) => Ok(Vec::new()),
     }
-    .map_err(SettingsError::ClientCa)?;
+    .map_err(|source| SettingsError::ClientCa {
+        origin: ca_origin(settings),
+        source,
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(SettingsError::ClientCaEmpty(
-            settings
-                .client_ca_file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "inline client_ca".into()),
-        ));
+        return Err(SettingsError::ClientCaEmpty(ca_origin(settings)));
     }
     Ok(Arc::new(roots))
+}
+
+/// The client CA's file name, or "inline client_ca", for errors.
+fn ca_origin(settings: &TlsServerConfig) -> String {
+    settings
+        .client_ca_file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "inline client_ca".into())
 }
 
 /// Serves the one loaded pair.
