@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{collector_names, Config, ConfigError};
 use crate::host::HostPaths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,6 +34,20 @@ pub struct Args {
     /// Take one snapshot, print its /metrics text to stdout and exit.
     #[arg(long)]
     pub once: bool,
+    /// exporter-toolkit web configuration (YAML: tls_server_config,
+    /// basic_auth_users, http_server_config); excludes [web.tls]/[web.auth].
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// Path under which metrics are served (overrides web.telemetry_path).
+    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    pub telemetry_path: Option<String>,
+    /// Run no collector unless enabled with --collector.<name>.
+    #[arg(long = "collector.disable-defaults")]
+    pub collector_disable_defaults: bool,
+    /// `--collector.<name>` (true) and `--no-collector.<name>` (false), in
+    /// the order given; filled by `Args::parse_command_line`.
+    #[arg(skip)]
+    pub collector_switches: Vec<(String, bool)>,
     /// Address to listen on (overrides web.listen_address).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub listen_address: Option<String>,
@@ -137,6 +151,44 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
 }
 
 impl Args {
+    /// Parses the process's arguments, with a `--collector.<name>` and a
+    /// `--no-collector.<name>` flag for every collector, as node_exporter.
+    pub fn parse_command_line() -> Self {
+        Self::parse_from_args(std::env::args_os())
+    }
+
+    /// As `parse_command_line`, from the given arguments (tests); exits with
+    /// clap's usage message on a bad flag.
+    pub fn parse_from_args<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        for name in collector_names() {
+            command = command
+                .arg(
+                    clap::Arg::new(format!("collector.{name}"))
+                        .long(format!("collector.{name}"))
+                        .action(ArgAction::SetTrue)
+                        .help(format!("Enable the {name} collector.")),
+                )
+                .arg(
+                    clap::Arg::new(format!("no-collector.{name}"))
+                        .long(format!("no-collector.{name}"))
+                        .action(ArgAction::SetTrue)
+                        .help(format!("Disable the {name} collector.")),
+                );
+        }
+        let matches = command.get_matches_from(args);
+        let mut parsed = match Self::from_arg_matches(&matches) {
+            Ok(parsed) => parsed,
+            Err(error) => error.exit(),
+        };
+        parsed.collector_switches = collector_switches(&matches);
+        parsed
+    }
+
     /// The configuration file (or defaults) with flag overrides applied and
     /// validated.
     pub fn effective_config(&self) -> Result<Config, ConfigError> {
@@ -153,6 +205,19 @@ impl Args {
         if self.enforce {
             config.remediation.mode = crate::rules::config::Mode::Enforce;
         }
+        if let Some(path) = &self.telemetry_path {
+            config.web.telemetry_path = path.clone();
+        }
+        if let Some(path) = &self.web_config_file {
+            config.web.config_file = Some(path.clone());
+        }
+        if self.collector_disable_defaults {
+            config.collectors.disable_defaults = true;
+        }
+        for (name, on) in &self.collector_switches {
+            config.collectors.enabled.insert(name.clone(), *on);
+        }
+        config.apply_collector_switches();
         config.validate()?;
         Ok(config)
     }
@@ -160,6 +225,25 @@ impl Args {
     pub fn host_paths(&self) -> HostPaths {
         HostPaths::new(self.rootfs.clone(), self.procfs.clone(), self.sysfs.clone())
     }
+}
+
+/// The collector flags given, the later of `--collector.x` and
+/// `--no-collector.x` winning as the later flag does in node_exporter.
+fn collector_switches(matches: &ArgMatches) -> Vec<(String, bool)> {
+    let mut given: Vec<(usize, String, bool)> = Vec::new();
+    for name in collector_names() {
+        for (id, on) in [
+            (format!("collector.{name}"), true),
+            (format!("no-collector.{name}"), false),
+        ] {
+            if matches.get_flag(&id) {
+                let index = matches.index_of(&id).unwrap_or(0);
+                given.push((index, name.to_string(), on));
+            }
+        }
+    }
+    given.sort();
+    given.into_iter().map(|(_, name, on)| (name, on)).collect()
 }
 
 /// Sets up `tracing` once; logs go to stderr so `--once` output stays clean.

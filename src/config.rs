@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod collectors;
 mod web;
+pub mod web_file;
+pub use collectors::{collector_names, CollectorsConfig};
 pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig};
 
 /// Why a configuration could not be used.
@@ -46,6 +49,8 @@ pub struct Config {
     pub remediation: crate::rules::config::RemediationConfig,
     /// Thresholds of `ocfs2-watchdog check` and the status verdict.
     pub check: crate::status::thresholds::CheckConfig,
+    /// Which collectors run (`--collector.<name>` and friends).
+    pub collectors: CollectorsConfig,
 }
 
 /// A path with the daemon's default state directory as its default.
@@ -270,6 +275,12 @@ pub struct WebConfig {
     pub tls: Option<WebTlsConfig>,
     pub auth: WebAuthConfig,
     pub limits: WebLimitsConfig,
+    /// An exporter-toolkit web config (YAML) in place of `tls` and `auth`;
+    /// `--web.config.file` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// Where metrics are served; `--web.telemetry-path` overrides it.
+    pub telemetry_path: String,
 }
 
 impl Default for WebConfig {
@@ -281,6 +292,8 @@ impl Default for WebConfig {
             tls: None,
             auth: WebAuthConfig::default(),
             limits: WebLimitsConfig::default(),
+            config_file: None,
+            telemetry_path: "/metrics".to_string(),
         }
     }
 }
@@ -303,6 +316,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
+        config.apply_collector_switches();
         // Relative paths name files next to the config (fixtures, labs).
         if let Some(dir) = path.parent() {
             if config.kernel_log.source.is_relative() {
@@ -383,6 +397,7 @@ impl Config {
         }
         self.remediation.validate()?;
         self.check.validate()?;
+        self.collectors.validate()?;
         if self
             .web
             .listen_address

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use clap::Parser;
 use ocfs2_watchdog::actions::audit::StepLog;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
@@ -30,7 +29,7 @@ fn main() -> ExitCode {
         init_logging("warn", ocfs2_watchdog::cli::LogFormat::Text);
         return run_helper();
     }
-    let args = Args::parse();
+    let args = Args::parse_command_line();
     if let Some(command) = &args.command {
         return ExitCode::from(ocfs2_watchdog::cli::run_status_command(&args, command));
     }

@@ -24,7 +24,8 @@ type Run = Result<Section, CollectError>;
 
 pub struct Sampler {
     ctx: Arc<Context>,
-    collectors: &'static [&'static dyn Collector],
+    /// The collectors switched on (`[collectors]`), in `COLLECTORS` order.
+    collectors: Vec<&'static dyn Collector>,
     runs: Prober<Run>,
     last: BTreeMap<&'static str, (CollectorReport, Arc<Section>)>,
     /// Last successful section per collector, handed back as `previous`.
@@ -44,6 +45,11 @@ impl Sampler {
         collectors: &'static [&'static dyn Collector],
     ) -> Self {
         let runs = Prober::new("collector", ctx.pool.clone());
+        let collectors = collectors
+            .iter()
+            .copied()
+            .filter(|collector| ctx.config.collectors.is_enabled(collector.name()))
+            .collect();
         Self {
             ctx,
             collectors,
@@ -65,15 +71,14 @@ impl Sampler {
         let taken_at = SystemTime::now();
         let started = Instant::now();
         let timeout = self.ctx.config.sampler.collector_timeout;
-        for collector in self.collectors {
-            let collector: &'static dyn Collector = *collector;
+        for &collector in &self.collectors {
             let ctx = Arc::clone(&self.ctx);
             let previous = self.good.get(collector.name()).cloned();
             self.runs.start(collector.name(), timeout, move || {
                 collector.collect(&ctx, previous.as_deref())
             });
         }
-        for collector in self.collectors {
+        for collector in self.collectors.clone() {
             let name = collector.name();
             let state = self.runs.wait(name, started + budget);
             let entry = self.settle(name, state);

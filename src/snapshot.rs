@@ -177,8 +177,14 @@ impl Snapshot {
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
         vec![
-            Family::gauge("ocfs2_watchdog_build_info", "Build information; always 1.")
-                .with(&[("version", env!("CARGO_PKG_VERSION"))], 1.0),
+            Family::gauge("ocfs2_watchdog_build_info", "Build information; always 1.").with(
+                &[
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("revision", env!("OCFS2_WATCHDOG_REVISION")),
+                    ("rustc_version", env!("OCFS2_WATCHDOG_RUSTC_VERSION")),
+                ],
+                1.0,
+            ),
             success,
             duration,
             errors,

@@ -4,143 +4,17 @@
 //! left open, the body limit (413) and the concurrent scrape limit (503).
 
 mod support;
+mod tls_kit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use ocfs2_watchdog::config::{WebConfig, WebTlsConfig};
-use ocfs2_watchdog::http::{limit_concurrency, router_with, AppState, Security};
-use ocfs2_watchdog::sampler::Health;
-use ocfs2_watchdog::snapshot::Snapshot;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-
-/// A test CA and a way to issue `localhost` leaves from it.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-
-    /// Writes a fresh leaf pair to `dir`; returns its DER.
-    fn issue(&self, dir: &Path) -> CertificateDer<'static> {
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        cert.der().clone()
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// GET over TLS trusting only `ca`: (status, head, served leaf).
-async fn https_get(
-    address: &str,
-    ca: &CertificateDer<'static>,
-    path: &str,
-) -> std::io::Result<(u16, String, CertificateDer<'static>)> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).map_err(std::io::Error::other)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(address).await?;
-    let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-    let mut tls = connector.connect(name, tcp).await?;
-    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    // A peer closing without close_notify is fine once the body is in.
-    let _ = tls.read_to_end(&mut response).await;
-    let response = String::from_utf8_lossy(&response).to_string();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, response, leaf))
-}
-
-/// A raw HTTP/1.1 exchange on loopback: (status, full response).
-fn raw(address: &str, request: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
-}
-
-fn get_with(address: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    raw(
-        address,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
-    )
-}
-
-/// An in-process server with `security`, snapshot 1 already published.
-fn serve(rt: &tokio::runtime::Runtime, security: Security) -> String {
-    let (publish, snapshots) = watch::channel(Arc::new(Snapshot::empty()));
-    let mut first = Snapshot::empty();
-    first.sequence = 1;
-    publish.send_replace(Arc::new(first));
-    let state = AppState {
-        snapshots,
-        health: Arc::new(Health::default()),
-        interval: Duration::from_secs(2),
-        started: Instant::now(),
-        check: Default::default(),
-    };
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = router_with(state, &security, axum::Router::new());
-    rt.spawn(async move {
-        let _publish = publish;
-        security.serve(listener, app, std::future::pending()).await
-    });
-    address
-}
+use ocfs2_watchdog::http::{limit_concurrency, Security};
+use rcgen::KeyPair;
+use tls_kit::{get_with, https_get, raw, runtime, serve, TestCa};
 
 #[test]
 fn tls_is_served_with_the_configured_certificate_and_verified_by_the_ca() {

@@ -132,6 +132,9 @@ impl WebConfig {
         if let Some(token) = &mut self.auth.bearer_token_file {
             resolve(token);
         }
+        if let Some(file) = &mut self.config_file {
+            resolve(file);
+        }
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -151,17 +154,42 @@ impl WebConfig {
         if limits.request_timeout.is_zero() || limits.tls_handshake_timeout.is_zero() {
             return invalid("web.limits", "timeouts must be greater than 0".into());
         }
-        for (user, hash) in &self.auth.basic_auth_users {
-            // bcrypt would reject it at every request; say so at start.
-            if !(hash.starts_with("$2") && hash.len() == 60) {
-                return invalid(
-                    "web.auth.basic_auth_users",
-                    format!("the hash of {user:?} is not a bcrypt hash ($2y$...)"),
-                );
-            }
+        check_bcrypt_users("web.auth.basic_auth_users", &self.auth.basic_auth_users)?;
+        if self.config_file.is_some() && (self.tls.is_some() || self.auth.is_required()) {
+            return invalid(
+                "web.config_file",
+                "set either the exporter-toolkit web config file or [web.tls]/[web.auth], not both"
+                    .into(),
+            );
+        }
+        let path = &self.telemetry_path;
+        if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
+            return invalid(
+                "web.telemetry_path",
+                format!("{path:?} must start with / and not be one of {RESERVED_PATHS:?}"),
+            );
         }
         Ok(())
     }
+}
+
+/// Routes the telemetry path may not take over.
+const RESERVED_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/status", "/pause", "/resume"];
+
+/// bcrypt would reject a malformed hash at every request; say so at start.
+pub(super) fn check_bcrypt_users(
+    key: &'static str,
+    users: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (user, hash) in users {
+        if !(hash.starts_with("$2") && hash.len() == 60) {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!("the hash of {user:?} is not a bcrypt hash ($2y$...)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct ScrapeAuth {
     token_file: Option<PathBuf>,
     token: RwLock<Option<Digest32>>,
     verified: Mutex<HashSet<Digest32>>,
+    /// Paths served without credentials (exporter-toolkit's
+    /// `basic_auth_excluded_paths`).
+    excluded_paths: Vec<String>,
 }
 
 impl ScrapeAuth {
@@ -73,9 +76,18 @@ impl ScrapeAuth {
             token_file: config.bearer_token_file.clone(),
             token: RwLock::new(None),
             verified: Mutex::new(HashSet::new()),
+            excluded_paths: Vec::new(),
         };
         auth.reload_token()?;
         Ok(Some(Arc::new(auth)))
+    }
+
+    /// The same credentials with `paths` served without them.
+    pub fn with_excluded_paths(mut self: Arc<Self>, paths: &[String]) -> Arc<Self> {
+        if let Some(auth) = Arc::get_mut(&mut self) {
+            auth.excluded_paths = paths.to_vec();
+        }
+        self
     }
 
     /// Reads the bearer token file again (SIGHUP). On error the token in
@@ -184,6 +196,13 @@ pub async fn require(
     request: Request,
     next: Next,
 ) -> Response {
+    if auth
+        .excluded_paths
+        .iter()
+        .any(|p| p == request.uri().path())
+    {
+        return next.run(request).await;
+    }
     let credentials = request
         .headers()
         .get(header::AUTHORIZATION)

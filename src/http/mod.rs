@@ -16,27 +16,29 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_auth;
+pub mod security;
+pub mod telemetry;
 pub mod tls;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::{WebConfig, WebLimitsConfig};
 use crate::sampler::Health;
 use crate::snapshot::Snapshot;
-use auth::ScrapeAuth;
-use tls::CertStore;
+pub use security::{Security, SecurityError};
+use telemetry::HttpStats;
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -68,7 +70,7 @@ pub fn router_with(
 ) -> Router {
     let mut scrapes = Router::new()
         .route("/", get(status_page))
-        .route("/metrics", get(metrics))
+        .route(&security.telemetry_path, get(metrics))
         .route("/status", get(status));
     if let Some(auth) = &security.auth {
         scrapes = scrapes.route_layer(axum::middleware::from_fn_with_state(
@@ -77,8 +79,12 @@ pub fn router_with(
         ));
     }
     // Outermost on scrapes: a flood of bad passwords is capped too.
-    let scrapes = limit_concurrency(scrapes, security.limits.max_concurrent_scrapes);
-    Router::new()
+    let scrapes = limit_concurrency_counted(
+        scrapes,
+        security.limits.max_concurrent_scrapes,
+        Some(Arc::clone(&security.stats)),
+    );
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(scrapes)
@@ -90,6 +96,45 @@ pub fn router_with(
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             security.limits.request_timeout,
+        ))
+        // Only when the client sends `Accept-Encoding: gzip`, as
+        // client_golang does for Prometheus.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .no_br()
+                .no_deflate()
+                .no_zstd(),
+        )
+        .layer(Extension(Arc::clone(&security.stats)));
+    if let Some(limiter) = &security.rate_limit {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(limiter),
+            telemetry::rate_limit,
+        ));
+    }
+    let headers: Vec<(HeaderName, HeaderValue)> = security
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect();
+    if !headers.is_empty() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(headers),
+            telemetry::add_headers,
+        ));
+    }
+    // Outermost but inside routing (`layer` wraps each route), so the
+    // route pattern is known and refusals above are counted with their code.
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&security.stats),
+            telemetry::count_requests,
         ))
         .with_state(state)
 }
@@ -104,18 +149,36 @@ pub fn limit_concurrency<S>(router: Router<S>, max: usize) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
+    limit_concurrency_counted(router, max, None)
+}
+
+/// As `limit_concurrency`, counting each refusal in `stats`.
+pub fn limit_concurrency_counted<S>(
+    router: Router<S>,
+    max: usize,
+    stats: Option<Arc<HttpStats>>,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     let slots = Arc::new(Semaphore::new(max));
-    router.route_layer(axum::middleware::from_fn_with_state(slots, take_slot))
+    router.route_layer(axum::middleware::from_fn_with_state(
+        (slots, stats),
+        take_slot,
+    ))
 }
 
 async fn take_slot(
-    State(slots): State<Arc<Semaphore>>,
+    State((slots, stats)): State<(Arc<Semaphore>, Option<Arc<HttpStats>>)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     match slots.try_acquire_owned() {
         Ok(_slot) => next.run(request).await,
         Err(_) => {
+            if let Some(stats) = &stats {
+                stats.record_refused();
+            }
             tracing::debug!(path = %request.uri().path(), "Refused a scrape: too many at once.");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -127,110 +190,35 @@ async fn take_slot(
     }
 }
 
-/// Why the web configuration could not be put in force.
-#[derive(Debug, thiserror::Error)]
-pub enum SecurityError {
-    #[error(transparent)]
-    Auth(#[from] auth::AuthError),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("cannot set up TLS: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-/// The `[web]` settings in force: credentials, certificate, limits.
-#[derive(Debug, Default, Clone)]
-pub struct Security {
-    pub auth: Option<Arc<ScrapeAuth>>,
-    pub tls: Option<Arc<CertStore>>,
-    pub limits: WebLimitsConfig,
-}
-
-impl Security {
-    /// Reads the token and certificate files; `--check-config` runs it too.
-    pub fn from_config(web: &WebConfig) -> Result<Self, SecurityError> {
-        let tls = web.tls.as_ref().map(CertStore::load).transpose()?;
-        if let Some(store) = &tls {
-            store.server_config()?;
-        }
-        Ok(Self {
-            auth: ScrapeAuth::from_config(&web.auth)?,
-            tls,
-            limits: web.limits.clone(),
-        })
-    }
-
-    /// SIGHUP: reads the certificate pair and the bearer token again. What
-    /// fails to load is logged and the previous one stays in force.
-    pub fn reload(&self) {
-        if let Some(store) = &self.tls {
-            match store.reload() {
-                Ok(()) => tracing::info!("Reloaded the TLS certificate."),
-                Err(error) => {
-                    tracing::error!(error = %error, "Cannot reload the TLS certificate; keeping the one in force.")
-                }
-            }
-        }
-        if let Some(auth) = &self.auth {
-            if let Err(error) = auth.reload_token() {
-                tracing::error!(error = %error, "Cannot reload the bearer token; keeping the one in force.");
-            }
-        }
-    }
-
-    /// Serves `router` on `listener`, over TLS when configured, until
-    /// `shutdown` completes.
-    pub async fn serve(
-        &self,
-        listener: tokio::net::TcpListener,
-        router: Router,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        match &self.tls {
-            None => {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<admin::Caller>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-            }
-            Some(store) => {
-                let config = store.server_config().map_err(std::io::Error::other)?;
-                let listener =
-                    tls::TlsListener::new(listener, config, self.limits.tls_handshake_timeout)?;
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<admin::Caller>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-            }
-        }
-    }
-}
-
 /// OpenMetrics when the client asks for it (Prometheus does), the classic
 /// text format otherwise (curl, promtool), as client_golang negotiates.
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The snapshot's cached rendering is followed by the families made at
+/// scrape time (process and HTTP self-metrics).
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(stats): Extension<Arc<HttpStats>>,
+    headers: HeaderMap,
+) -> Response {
     let snapshot = state.snapshots.borrow().clone();
+    let mut live = telemetry::process_families();
+    live.extend(stats.families());
+    let live = crate::metrics::encode(crate::metrics::normalize(live));
     let wants_openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .any(|value| value.contains("application/openmetrics-text"));
     if wants_openmetrics {
-        (
-            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-            snapshot.rendered().to_string(),
-        )
-            .into_response()
+        let cached = snapshot.rendered();
+        let body = [cached.strip_suffix("# EOF\n").unwrap_or(cached), &live].concat();
+        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
-            snapshot.rendered_text().to_string(),
-        )
-            .into_response()
+        let body = [
+            snapshot.rendered_text(),
+            &crate::metrics::openmetrics_to_text(&live),
+        ]
+        .concat();
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], body).into_response()
     }
 }
 

@@ -1,18 +1,19 @@
 //! HTTPS with rustls (ring provider: no C toolchain beyond `cc`, no cmake).
 //!
-//! The certificate is served through a resolver holding the current key pair,
-//! so SIGHUP swaps it for new connections without closing the listener or
-//! any open connection. A pair that fails to load or does not match is
+//! Every connection is accepted with the configuration in force, rebuilt when
+//! the certificate, key or client CA file changes (or on SIGHUP), so a
+//! rotation reaches new connections without closing the listener or any
+//! open connection. Client certificates (mutual TLS) are checked as
+//! exporter-toolkit's `client_auth_type` says, see `client_auth`. A pair that fails to load or does not match is
 //! logged and the pair in force stays: a botched renewal never takes the
 //! endpoint down. Handshakes run in their own tasks with a deadline, so a
 //! client that stalls one neither blocks other clients nor holds a slot.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::client_auth;
+use crate::config::web_file::TlsServerConfig;
 use crate::config::WebTlsConfig;
 
 /// Handshakes in progress at once; more wait in the kernel's accept queue.
@@ -47,64 +50,138 @@ pub enum TlsError {
         key: PathBuf,
         source: rustls::Error,
     },
+    #[error(transparent)]
+    Settings(#[from] client_auth::SettingsError),
+    #[error("cannot set up TLS: {0}")]
+    Rustls(#[from] rustls::Error),
 }
 
-/// The certificate in force, swapped on reload.
-#[derive(Debug)]
+/// What a loaded configuration was built from, to notice a changed file.
+type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+
+struct Loaded {
+    stamp: Stamp,
+    config: Arc<rustls::ServerConfig>,
+}
+
+/// The TLS configuration in force, rebuilt when one of its files changes
+/// (checked at every connection, as exporter-toolkit re-reads its config at
+/// every request) or on SIGHUP.
 pub struct CertStore {
-    files: WebTlsConfig,
-    current: RwLock<Arc<CertifiedKey>>,
+    settings: TlsServerConfig,
+    current: RwLock<Loaded>,
+    /// The stamp of the last failed rebuild, so a bad file is reported once
+    /// and not re-read at every connection.
+    failed: Mutex<Option<Stamp>>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CertStore {
-    /// Loads the pair once; an error here stops the daemon at start.
+    /// The TOML `[web.tls]`: a certificate pair and nothing else.
     pub fn load(files: &WebTlsConfig) -> Result<Arc<Self>, TlsError> {
-        let current = load_pair(&files.cert_file, &files.key_file)?;
+        Self::load_settings(&TlsServerConfig::from_pair(
+            &files.cert_file,
+            &files.key_file,
+        ))
+    }
+
+    /// Loads everything once; an error here stops the daemon at start.
+    pub fn load_settings(settings: &TlsServerConfig) -> Result<Arc<Self>, TlsError> {
+        let stamp = stamp(settings);
+        let config = build(settings)?;
         Ok(Arc::new(Self {
-            files: files.clone(),
-            current: RwLock::new(current),
+            settings: settings.clone(),
+            current: RwLock::new(Loaded { stamp, config }),
+            failed: Mutex::new(None),
         }))
     }
 
-    /// Reads both files again; on error the pair in force stays.
+    /// Reads every file again; on error the configuration in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let fresh = load_pair(&self.files.cert_file, &self.files.key_file)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let stamp = stamp(&self.settings);
+        let config = build(&self.settings)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Loaded { stamp, config };
         Ok(())
     }
 
-    /// The rustls server configuration that serves whatever is in force.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        // The server speaks HTTP/1.1 only.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+    /// The configuration to accept the next connection with: rebuilt first
+    /// when a file changed since it was loaded. A file that fails to load is
+    /// logged once and the configuration in force is kept.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let now = stamp(&self.settings);
+        {
+            let loaded = self.current.read().unwrap_or_else(|e| e.into_inner());
+            let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            if loaded.stamp == now || failed.as_ref() == Some(&now) {
+                return Arc::clone(&loaded.config);
+            }
+        }
+        match self.reload() {
+            Ok(()) => tracing::info!("Reloaded the TLS configuration: a file changed."),
+            Err(error) => {
+                tracing::error!(error = %error, "Cannot reload the changed TLS files; keeping the ones in force.");
+                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+            }
+        }
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .config,
+        )
     }
 }
 
-impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.current.read().unwrap_or_else(|e| e.into_inner()),
-        ))
-    }
+/// Modification time, size and inode of every file the settings name
+/// (following symlinks, so a Kubernetes secret's `..data` swap counts).
+fn stamp(settings: &TlsServerConfig) -> Stamp {
+    settings
+        .files()
+        .map(|path| {
+            std::fs::metadata(path).ok().map(|meta| {
+                use std::os::unix::fs::MetadataExt;
+                (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                    meta.ino(),
+                )
+            })
+        })
+        .collect()
 }
 
-fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Cert {
-            path: cert.to_path_buf(),
-            source,
-        })?;
+fn build(settings: &TlsServerConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certified = load_pair(settings)?;
+    client_auth::server_config(settings, certified)
+}
+
+fn load_pair(settings: &TlsServerConfig) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (cert, key) = (&settings.cert_file, &settings.key_file);
+    let chain = match &settings.cert {
+        Some(pem) => CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>(),
+        None => CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>()),
+    }
+    .map_err(|source| TlsError::Cert {
+        path: cert.to_path_buf(),
+        source,
+    })?;
     if chain.is_empty() {
         return Err(TlsError::NoCert(cert.to_path_buf()));
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+    let private = match &settings.key {
+        Some(pem) => PrivateKeyDer::from_pem_slice(pem.as_bytes()),
+        None => PrivateKeyDer::from_pem_file(key),
+    }
+    .map_err(|source| TlsError::Key {
         path: key.to_path_buf(),
         source,
     })?;
@@ -132,24 +209,19 @@ pub struct TlsListener {
 impl TlsListener {
     pub fn new(
         listener: TcpListener,
-        config: Arc<rustls::ServerConfig>,
+        store: Arc<CertStore>,
         handshake_timeout: Duration,
     ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (send, ready) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(config),
-            handshake_timeout,
-            send,
-        ));
+        tokio::spawn(accept_loop(listener, store, handshake_timeout, send));
         Ok(Self { ready, local })
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    store: Arc<CertStore>,
     handshake_timeout: Duration,
     send: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
@@ -170,7 +242,7 @@ async fn accept_loop(
         if send.is_closed() {
             return;
         }
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(store.server_config());
         let ready = send.clone();
         tokio::spawn(async move {
             let _slot = slot;

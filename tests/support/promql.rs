@@ -111,6 +111,8 @@ pub fn expand_grafana_variables(expr: &str) -> String {
         .replace("$job", ".+")
         .replace("$instance", ".+")
         .replace("$o2cb_cluster", ".+")
+        // No `cluster` label on a single Prometheus: All (.*) matches its absence.
+        .replace("$cluster", ".*")
 }
 
 const KEYWORDS: &[&str] = &[

@@ -1,0 +1,151 @@
+//! The `[web]` settings in force: TLS, credentials, limits, response headers,
+//! rate limit and the telemetry path, from the TOML `[web]` section or from
+//! an exporter-toolkit web config file (`--web.config.file`).
+//!
+//! `Security::from_config` reads every file once at start (and under
+//! `--check-config`), so a bad path is a configuration error before the
+//! listener opens; `reload` (SIGHUP) and the TLS store's own change check
+//! (see `tls.rs`) read them again later.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+
+use super::auth::{self, ScrapeAuth};
+use super::telemetry::{HttpStats, RateLimiter};
+use super::tls::{self, CertStore};
+use crate::config::web_file::WebConfigFile;
+use crate::config::{ConfigError, WebAuthConfig, WebConfig, WebLimitsConfig};
+
+/// Why the web configuration could not be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("web config file: {0}")]
+    File(#[from] ConfigError),
+}
+
+/// Everything about serving HTTP that the configuration decides.
+#[derive(Debug, Clone)]
+pub struct Security {
+    pub auth: Option<Arc<ScrapeAuth>>,
+    pub tls: Option<Arc<CertStore>>,
+    pub limits: WebLimitsConfig,
+    /// `http_server_config.headers`, added to every response.
+    pub headers: Vec<(String, String)>,
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// Where `/metrics` is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// Requests served and refused, for the self-metrics.
+    pub stats: Arc<HttpStats>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            auth: None,
+            tls: None,
+            limits: WebLimitsConfig::default(),
+            headers: Vec::new(),
+            rate_limit: None,
+            telemetry_path: "/metrics".to_string(),
+            stats: Arc::default(),
+        }
+    }
+}
+
+impl Security {
+    /// Reads the token, certificate and web config files; `--check-config`
+    /// runs it too.
+    pub fn from_config(web: &WebConfig) -> Result<Self, SecurityError> {
+        let mut security = Self {
+            limits: web.limits.clone(),
+            telemetry_path: web.telemetry_path.clone(),
+            ..Self::default()
+        };
+        match &web.config_file {
+            None => {
+                security.tls = web.tls.as_ref().map(CertStore::load).transpose()?;
+                security.auth = ScrapeAuth::from_config(&web.auth)?;
+            }
+            Some(path) => {
+                let file = WebConfigFile::load(path)?;
+                security.tls = file
+                    .tls_server_config
+                    .as_ref()
+                    .map(CertStore::load_settings)
+                    .transpose()?;
+                if file.http_server_config.http2 {
+                    tracing::debug!("HTTP/2 is not offered; the server speaks HTTP/1.1.");
+                }
+                let users = WebAuthConfig {
+                    basic_auth_users: file.basic_auth_users.clone(),
+                    bearer_token_file: None,
+                };
+                security.auth = ScrapeAuth::from_config(&users)?
+                    .map(|auth| auth.with_excluded_paths(&file.basic_auth_excluded_paths));
+                security.headers = file.http_server_config.headers.into_iter().collect();
+                security.rate_limit = file
+                    .rate_limit
+                    .filter(|limit| !limit.interval.is_zero())
+                    .map(|limit| Arc::new(RateLimiter::new(limit.interval, limit.burst)));
+            }
+        }
+        Ok(security)
+    }
+
+    /// SIGHUP: reads the TLS files and the bearer token again. What fails
+    /// to load is logged and the previous one stays in force.
+    pub fn reload(&self) {
+        if let Some(store) = &self.tls {
+            match store.reload() {
+                Ok(()) => tracing::info!("Reloaded the TLS certificate."),
+                Err(error) => {
+                    tracing::error!(error = %error, "Cannot reload the TLS certificate; keeping the one in force.")
+                }
+            }
+        }
+        if let Some(auth) = &self.auth {
+            if let Err(error) = auth.reload_token() {
+                tracing::error!(error = %error, "Cannot reload the bearer token; keeping the one in force.");
+            }
+        }
+    }
+
+    /// Serves `router` on `listener`, over TLS when configured, until
+    /// `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        match &self.tls {
+            None => {
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<super::admin::Caller>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+            Some(store) => {
+                let listener = tls::TlsListener::new(
+                    listener,
+                    Arc::clone(store),
+                    self.limits.tls_handshake_timeout,
+                )?;
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<super::admin::Caller>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+        }
+    }
+}
