@@ -131,7 +131,21 @@ pub struct MountsConfig {
     pub use_fstab: bool,
     /// Mounts that must be present, in addition to fstab entries.
     pub expected: Vec<ExpectedMount>,
+    /// The mount table is re-read when the kernel reports a change (poll on
+    /// mountinfo) and at least this often, as a safety net.
+    #[serde(with = "humantime_serde")]
+    pub table_max_age: Duration,
+    /// Regex of mount points that get no per-mount-point series unless they
+    /// are expected or have a problem (node_exporter's
+    /// `--collector.filesystem.mount-points-exclude`): kubelet pod volumes
+    /// and container runtime paths by default. They are still watched,
+    /// counted per filesystem and healed. Empty excludes nothing.
+    pub mount_points_exclude: String,
 }
+
+/// Pod volume bind mounts and container runtime paths: thousands per node
+/// on a container host, each a copy of a volume already reported elsewhere.
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str = "^/(var/lib/kubelet/pods|var/lib/docker|var/lib/containers|var/lib/containerd|run/containerd|run/containers|run/docker|run/k3s|var/lib/rancher/k3s/agent/containerd)/";
 
 impl Default for MountsConfig {
     fn default() -> Self {
@@ -140,6 +154,8 @@ impl Default for MountsConfig {
             probe_timeout: Duration::from_secs(5),
             use_fstab: true,
             expected: Vec::new(),
+            table_max_age: Duration::from_secs(300),
+            mount_points_exclude: DEFAULT_MOUNT_POINTS_EXCLUDE.to_string(),
         }
     }
 }
@@ -307,6 +323,15 @@ impl Config {
         }
         if self.mounts.fstypes.is_empty() {
             return invalid("mounts.fstypes", "must name at least one type".into());
+        }
+        if self.mounts.table_max_age < self.sampler.interval {
+            return invalid(
+                "mounts.table_max_age",
+                "must be at least sampler.interval".into(),
+            );
+        }
+        if let Err(e) = regex::Regex::new(&self.mounts.mount_points_exclude) {
+            return invalid("mounts.mount_points_exclude", e.to_string());
         }
         if !(self.heartbeat.warn_ratio > 0.0 && self.heartbeat.warn_ratio < 1.0) {
             return invalid(
