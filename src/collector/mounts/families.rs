@@ -212,3 +212,69 @@ fn per_filesystem(facts: &MountFacts) -> Vec<Family> {
     }
     vec![points, stacked, stuck]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MountFacts, MountPoint, ProbeView};
+    use super::*;
+    use crate::collector::mounts::mountinfo::parse_mountinfo;
+
+    fn pod_path(i: usize, stuck: bool, detailed: bool) -> MountPoint {
+        let top = parse_mountinfo("30 1 254:0 / /x rw - ocfs2 /dev/vda rw")
+            .entries
+            .remove(0);
+        MountPoint {
+            mountpoint: format!("/var/lib/kubelet/pods/{i}/volumes/v/mount"),
+            stacked: 1,
+            duplicate_layers: 0,
+            shadowed: false,
+            top: Some(top),
+            top_id: Some(30),
+            shared: false,
+            uuid: "DEA93192F0874F53BB5290B5205C6B64".into(),
+            label: String::new(),
+            readonly: false,
+            error_readonly: false,
+            device_missing: false,
+            mountpoint_deleted: false,
+            expected: None,
+            unstable_device_name: None,
+            probe: ProbeView {
+                stuck,
+                ..ProbeView::default()
+            },
+            detailed,
+        }
+    }
+
+    #[test]
+    fn excluded_paths_are_counted_per_filesystem_and_a_stuck_one_is_shown() {
+        let mut mounts: Vec<MountPoint> = (0..100).map(|i| pod_path(i, false, false)).collect();
+        let stuck = pod_path(100, true, false);
+        assert!(stuck.has_problem(), "a stuck path is a problem");
+        mounts.push(MountPoint {
+            detailed: true,
+            ..stuck
+        });
+        let facts = MountFacts {
+            excluded: 100,
+            mounts,
+            ..MountFacts::default()
+        };
+        let families = families(&facts);
+        let find = |name: &str| families.iter().find(|f| f.name == name).unwrap();
+        assert_eq!(find("ocfs2_mount_stuck").samples.len(), 1);
+        assert_eq!(find("ocfs2_mount_stuck").samples[0].value, 1.0);
+        let points = find("ocfs2_filesystem_mount_points");
+        assert_eq!(points.samples.len(), 1);
+        assert_eq!(points.samples[0].value, 101.0);
+        assert_eq!(
+            find("ocfs2_filesystem_mount_points_stuck").samples[0].value,
+            1.0
+        );
+        assert_eq!(
+            find("ocfs2_filesystem_mount_points_stacked").samples[0].value,
+            0.0
+        );
+    }
+}

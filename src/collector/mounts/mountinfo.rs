@@ -98,21 +98,28 @@ pub fn parse_mountinfo_partial(
 ) -> PartialTable {
     let mut result = PartialTable::default();
     let mut points: HashSet<Cow<'_, str>> = HashSet::new();
+    // (mount point as written, line) of every valid line, for the second
+    // look once the watched paths are known.
+    let mut lines: Vec<(&str, &str)> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match split_line(line) {
             Some(raw) => {
-                result.total_entries += 1;
                 if watched(raw.fstype) {
                     points.insert(unescape_cow(raw.mount_point));
                 }
+                lines.push((raw.mount_point, line));
             }
             None => result.table.invalid_lines += 1,
         }
     }
-    for raw in text.lines().filter_map(split_line) {
-        let mount_point = unescape_cow(raw.mount_point);
+    result.total_entries = lines.len();
+    for (mount_point, line) in lines {
+        let mount_point = unescape_cow(mount_point);
         if points.contains(&mount_point) || also_keep(&mount_point) {
-            result.table.entries.push(raw.into_entry());
+            result
+                .table
+                .entries
+                .extend(split_line(line).map(RawLine::into_entry));
         }
     }
     result
@@ -134,11 +141,10 @@ struct RawLine<'a> {
     super_options: &'a str,
 }
 
-/// Root, mount point and source escape spaces (`\040`), so the first
-/// ` - ` is the separator before the filesystem type.
+/// The fields are separated by single spaces (the kernel escapes spaces in
+/// paths as `\040`); optional fields run up to a lone `-`.
 fn split_line(line: &str) -> Option<RawLine<'_>> {
-    let (head, tail) = line.split_once(" - ")?;
-    let mut fields = head.splitn(7, ' ');
+    let mut fields = line.split(' ');
     let id = fields.next()?.parse().ok()?;
     let parent = fields.next()?.parse().ok()?;
     let (major, minor) = fields.next()?.split_once(':')?;
@@ -146,11 +152,23 @@ fn split_line(line: &str) -> Option<RawLine<'_>> {
     let root = fields.next()?;
     let mount_point = fields.next()?;
     let mount_options = fields.next()?;
-    let optional = fields.next().unwrap_or("");
-    let mut tail = tail.split(' ');
-    let fstype = tail.next().filter(|s| !s.is_empty())?;
-    let source = tail.next().unwrap_or("");
-    let super_options = tail.next().unwrap_or("");
+    // The optional fields stay one slice of the line: no allocation here.
+    let offset = |field: &str| field.as_ptr() as usize - line.as_ptr() as usize;
+    let mut optional: Option<(usize, usize)> = None;
+    loop {
+        match fields.next()? {
+            "-" => break,
+            "" => continue,
+            tag => {
+                let (start, end) = (offset(tag), offset(tag) + tag.len());
+                optional = Some(optional.map_or((start, end), |(first, _)| (first, end)));
+            }
+        }
+    }
+    let optional = optional.map_or("", |(start, end)| &line[start..end]);
+    let fstype = fields.next().filter(|s| !s.is_empty())?;
+    let source = fields.next().unwrap_or("");
+    let super_options = fields.next().unwrap_or("");
     if !mount_point.starts_with('/') {
         return None;
     }

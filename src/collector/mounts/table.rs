@@ -71,40 +71,85 @@ impl TableCache {
         ctx: &Context,
         expected: &BTreeSet<String>,
     ) -> Result<Arc<TableRead>, CollectError> {
+        self.read_for(ctx, Some(expected))
+    }
+
+    /// The current table for a reader that needs only the watched mount
+    /// points (the storage collector): whatever expected paths the cached
+    /// table was made for will do, so the two collectors never make each
+    /// other read it again. Until the mounts collector has read a table that
+    /// can be polled, this reads a copy of its own that is neither kept nor
+    /// counted, so `reads` stays the mounts collector's (and deterministic
+    /// on fixture trees, which are read on every tick).
+    pub fn current_watched(&self, ctx: &Context) -> Result<Arc<TableRead>, CollectError> {
+        let polled = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.as_ref().is_some_and(|c| c.watch.is_some())
+        };
+        if polled {
+            return self.read_for(ctx, None);
+        }
+        let (_, read) = read_fresh(ctx, &BTreeSet::new(), 0)?;
+        Ok(Arc::new(read))
+    }
+
+    fn read_for(
+        &self,
+        ctx: &Context,
+        expected: Option<&BTreeSet<String>>,
+    ) -> Result<Arc<TableRead>, CollectError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let expected = match (expected, state.as_ref()) {
+            (Some(expected), _) => expected.clone(),
+            (None, Some(cached)) => cached.kept_for.clone(),
+            (None, None) => BTreeSet::new(),
+        };
         if let Some(cached) = state.as_ref() {
-            if is_fresh(cached, ctx, expected) {
+            if is_fresh(cached, ctx, &expected) {
                 return Ok(Arc::clone(&cached.read));
             }
         }
-        let reads = state.as_ref().map_or(0, |c| c.read.reads) + 1;
         let size_hint = state.as_ref().map_or(0, |c| c.read.total_entries * 160);
         let started = Instant::now();
-        let (path, file, text) = open_and_read(ctx, size_hint)?;
-        let fstypes = &ctx.config.mounts.fstypes;
-        let parsed = parse_mountinfo_partial(
-            &text,
-            |fstype| fstypes.iter().any(|t| t == fstype),
-            |mount_point| expected.contains(mount_point),
-        );
-        drop(text);
-        let watch = file.filter(is_procfs);
-        let read = Arc::new(TableRead {
-            path,
-            table: parsed.table,
-            total_entries: parsed.total_entries,
-            read_seconds: started.elapsed().as_secs_f64(),
-            reads,
-            change_detection: watch.is_some(),
-        });
+        let (watch, mut read) = read_fresh(ctx, &expected, size_hint)?;
+        read.reads = state.as_ref().map_or(0, |c| c.read.reads) + 1;
+        let read = Arc::new(read);
         *state = Some(Cached {
             watch,
             read_at: started,
-            kept_for: expected.clone(),
+            kept_for: expected,
             read: Arc::clone(&read),
         });
         Ok(read)
     }
+}
+
+/// Reads and parses the table; the open file comes back when it can be
+/// polled (it is on procfs). `reads` is left for the caller to set.
+fn read_fresh(
+    ctx: &Context,
+    expected: &BTreeSet<String>,
+    size_hint: usize,
+) -> Result<(Option<File>, TableRead), CollectError> {
+    let started = Instant::now();
+    let (path, file, text) = open_and_read(ctx, size_hint)?;
+    let fstypes = &ctx.config.mounts.fstypes;
+    let parsed = parse_mountinfo_partial(
+        &text,
+        |fstype| fstypes.iter().any(|t| t == fstype),
+        |mount_point| expected.contains(mount_point),
+    );
+    drop(text);
+    let watch = file.filter(is_procfs);
+    let read = TableRead {
+        path,
+        table: parsed.table,
+        total_entries: parsed.total_entries,
+        read_seconds: started.elapsed().as_secs_f64(),
+        reads: 0,
+        change_detection: watch.is_some(),
+    };
+    Ok((watch, read))
 }
 
 /// The cached table still describes the host.
@@ -164,9 +209,12 @@ fn read_open(path: &Path, size_hint: usize) -> Result<(File, String), CollectErr
     let mut file = File::open(path).map_err(|e| CollectError::io(path, &e))?;
     // Proc files report size 0: without a hint the buffer doubles its way
     // up to a 20 000-line table, leaving the smaller copies behind.
-    let mut text = String::with_capacity(size_hint);
-    file.read_to_string(&mut text)
+    let mut bytes = Vec::with_capacity(size_hint);
+    file.read_to_end(&mut bytes)
         .map_err(|e| CollectError::io(path, &e))?;
+    // Paths are bytes: one that is not UTF-8 must not fail the whole table.
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok((file, text))
 }
 
