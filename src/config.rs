@@ -430,6 +430,23 @@ mod tests {
     }
 
     #[test]
+    fn bad_exclude_regex_is_named() {
+        let err = parse("[mounts]\nmount_points_exclude = \"^/(unclosed\"\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "mounts.mount_points_exclude",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let config = parse("[mounts]\nmount_points_exclude = \"\"\n").unwrap();
+        assert_eq!(config.mounts.mount_points_exclude, "");
+    }
+
+    #[test]
     fn bad_duration_is_named() {
         let err = parse("[sampler]\ninterval = \"soon\"\n")
             .unwrap_err()
