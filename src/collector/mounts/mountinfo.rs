@@ -100,7 +100,7 @@ pub fn parse_mountinfo_partial(
     let mut points: HashSet<Cow<'_, str>> = HashSet::new();
     // (mount point as written, line) of every valid line, for the second
     // look once the watched paths are known.
-    let mut lines: Vec<(&str, &str)> = Vec::new();
+    let mut lines: Vec<(&str, &str)> = Vec::with_capacity(text.len() / 96);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match split_line(line) {
             Some(raw) => {
