@@ -24,31 +24,43 @@ struct MntIdReq {
     param: u64,
 }
 
-fn listmount() -> Result<Vec<u64>, std::io::Error> {
+/// One listmount or statmount call: `mnt_id` and `param` as each defines
+/// them, into `buf` of `len` elements (ids or bytes).
+fn mount_syscall<T>(
+    number: libc::c_long,
+    mnt_id: u64,
+    param: u64,
+    buf: &mut [T],
+) -> std::io::Result<usize> {
+    let req = MntIdReq {
+        size: 24,
+        spare: 0,
+        mnt_id,
+        param,
+    };
+    // SAFETY: req and buf outlive the call; the kernel writes at most
+    // buf.len() elements of the size the call defines (u64 ids or bytes).
+    let n = unsafe {
+        libc::syscall(
+            number,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            buf.len(),
+            0u32,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+fn listmount() -> std::io::Result<Vec<u64>> {
     let mut all = Vec::new();
     let mut last = 0u64;
     let mut buf = vec![0u64; 4096];
     loop {
-        let req = MntIdReq {
-            size: 24,
-            spare: 0,
-            mnt_id: LSMT_ROOT,
-            param: last,
-        };
-        // SAFETY: req and buf outlive the call; the kernel writes at most buf.len() ids.
-        let n = unsafe {
-            libc::syscall(
-                SYS_LISTMOUNT,
-                &req as *const MntIdReq,
-                buf.as_mut_ptr(),
-                buf.len(),
-                0u32,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let n = mount_syscall(SYS_LISTMOUNT, LSMT_ROOT, last, &mut buf)?;
         all.extend_from_slice(&buf[..n]);
         if n < buf.len() {
             return Ok(all);
@@ -57,32 +69,12 @@ fn listmount() -> Result<Vec<u64>, std::io::Error> {
     }
 }
 
-fn statmount_all(ids: &[u64], mask: u64) -> Result<usize, std::io::Error> {
+fn statmount_all(ids: &[u64], mask: u64) -> std::io::Result<usize> {
     let mut buf = vec![0u8; 8192];
-    let mut ok = 0;
     for &id in ids {
-        let req = MntIdReq {
-            size: 24,
-            spare: 0,
-            mnt_id: id,
-            param: mask,
-        };
-        // SAFETY: as above; the kernel fills at most buf.len() bytes.
-        let r = unsafe {
-            libc::syscall(
-                SYS_STATMOUNT,
-                &req as *const MntIdReq,
-                buf.as_mut_ptr(),
-                buf.len(),
-                0u32,
-            )
-        };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        ok += 1;
+        mount_syscall(SYS_STATMOUNT, id, mask, &mut buf)?;
     }
-    Ok(ok)
+    Ok(ids.len())
 }
 
 fn median_ms(mut run: impl FnMut()) -> f64 {
@@ -100,8 +92,9 @@ fn median_ms(mut run: impl FnMut()) -> f64 {
 /// CPU time of this thread (user + system), in ms: what a read costs,
 /// whatever else the machine is doing.
 fn thread_cpu_ms() -> f64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map_or(0.0, |t| t.tv_sec() as f64 * 1000.0 + t.tv_nsec() as f64 / 1e6)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0.0, |t| {
+        t.tv_sec() as f64 * 1000.0 + t.tv_nsec() as f64 / 1e6
+    })
 }
 
 fn median_cpu_ms(mut run: impl FnMut()) -> f64 {
@@ -155,7 +148,9 @@ fn main() {
     let parse_ms = median_ms(|| {
         let _ = parse_mountinfo_partial(&text, |t| t == "ocfs2", |_| false);
     });
-    print!("wall: read_to_string {read_ms:.1}, 64 KiB reads {read64k_ms:.1}, parse {parse_ms:.1}; ");
+    print!(
+        "wall: read_to_string {read_ms:.1}, 64 KiB reads {read64k_ms:.1}, parse {parse_ms:.1}; "
+    );
     let ids = match listmount() {
         Ok(ids) => ids,
         Err(e) => {

@@ -133,6 +133,18 @@ fn read_only_remount_is_reported() {
     assert!(mount.probe.reachable);
 }
 
+/// A filesystem type the tests' configuration does not watch.
+fn mount_ramfs(path: &Path) {
+    nix::mount::mount(
+        Some("ramfs"),
+        path,
+        Some("ramfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount ramfs on {}: {e}", path.display()));
+}
+
 /// Sample lines of the mounts families in OpenMetrics text.
 fn mounts_series(metrics: &str) -> Vec<&str> {
     metrics
@@ -153,14 +165,7 @@ fn kubelet_host_exports_bounded_series_and_shows_a_stacked_pod_path() {
     for i in 0..2000 {
         let path = others.path().join(i.to_string());
         std::fs::create_dir_all(&path).unwrap();
-        nix::mount::mount(
-            Some("ramfs"),
-            &path,
-            Some("ramfs"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
+        mount_ramfs(&path);
     }
     // One pod path stacked twice, as a crash-looping CSI node plugin leaves it.
     let stacked = &host.pods[7];
@@ -221,14 +226,7 @@ fn the_table_is_read_again_only_after_a_change() {
     // The stacked unwatched host: 4096 layers of a type nobody watches.
     let stack = dir.path().join("stack");
     std::fs::create_dir_all(&stack).unwrap();
-    nix::mount::mount(
-        Some("ramfs"),
-        &stack,
-        Some("ramfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
+    mount_ramfs(&stack);
     for _ in 1..4096 {
         bind(&stack, &stack);
     }
