@@ -118,7 +118,7 @@ fn main() {
     let daemon_cpu = median_cpu_ms(|| {
         let bytes = std::fs::read("/proc/self/mountinfo").unwrap_or_default();
         let text = String::from_utf8(bytes).unwrap_or_default();
-        let _ = parse_mountinfo_partial(&text, |t| t == "ocfs2", |_| false);
+        let _ = parse_mountinfo_partial(&text, |t| t == "ocfs2", &Default::default());
     });
     print!(
         "cpu: kernel read {kernel_cpu:.1}, read + parse {daemon_cpu:.1} (ratio {:.2}); ",
@@ -127,7 +127,7 @@ fn main() {
     let mut lines = 0;
     let text_ms = median_ms(|| {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        lines = parse_mountinfo_partial(&text, |t| t == "ocfs2", |_| false).total_entries;
+        lines = parse_mountinfo_partial(&text, |t| t == "ocfs2", &Default::default()).total_entries;
     });
     let read_ms = median_ms(|| {
         let _ = std::fs::read_to_string("/proc/self/mountinfo");
@@ -146,7 +146,7 @@ fn main() {
     });
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let parse_ms = median_ms(|| {
-        let _ = parse_mountinfo_partial(&text, |t| t == "ocfs2", |_| false);
+        let _ = parse_mountinfo_partial(&text, |t| t == "ocfs2", &Default::default());
     });
     print!(
         "wall: read_to_string {read_ms:.1}, 64 KiB reads {read64k_ms:.1}, parse {parse_ms:.1}; "
