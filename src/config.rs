@@ -148,6 +148,16 @@ pub struct MountsConfig {
     /// one path component, `**` spans several): stacks that some tool builds
     /// on purpose. Their layers are still counted in the metrics.
     pub unstack_ignore: Vec<String>,
+    /// The mount table is re-read when the kernel reports a change (poll on
+    /// mountinfo) and at least this often, as a safety net.
+    #[serde(with = "humantime_serde")]
+    pub table_max_age: Duration,
+    /// Regex of mount points that get no per-mount-point series unless they
+    /// are expected or have a problem (node_exporter's
+    /// `--collector.filesystem.mount-points-exclude`): kubelet pod volumes
+    /// and container runtime paths by default. They are still watched,
+    /// counted per filesystem and healed. Empty excludes nothing.
+    pub mount_points_exclude: String,
 }
 
 impl MountsConfig {
@@ -163,6 +173,10 @@ impl MountsConfig {
     }
 }
 
+/// Pod volume bind mounts and container runtime paths: thousands per node
+/// on a container host, each a copy of a volume already reported elsewhere.
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str = "^/(var/lib/kubelet/pods|var/lib/docker|var/lib/containers|var/lib/containerd|run/containerd|run/containers|run/docker|run/k3s|var/lib/rancher/k3s/agent/containerd)/";
+
 impl Default for MountsConfig {
     fn default() -> Self {
         Self {
@@ -172,6 +186,8 @@ impl Default for MountsConfig {
             expected: Vec::new(),
             allow_kernel_names: false,
             unstack_ignore: Vec::new(),
+            table_max_age: Duration::from_secs(300),
+            mount_points_exclude: DEFAULT_MOUNT_POINTS_EXCLUDE.to_string(),
         }
     }
 }
@@ -355,6 +371,15 @@ impl Config {
         if self.mounts.fstypes.is_empty() {
             return invalid("mounts.fstypes", "must name at least one type".into());
         }
+        if self.mounts.table_max_age < self.sampler.interval {
+            return invalid(
+                "mounts.table_max_age",
+                "must be at least sampler.interval".into(),
+            );
+        }
+        if let Err(e) = regex::Regex::new(&self.mounts.mount_points_exclude) {
+            return invalid("mounts.mount_points_exclude", e.to_string());
+        }
         if !(self.heartbeat.warn_ratio > 0.0 && self.heartbeat.warn_ratio < 1.0) {
             return invalid(
                 "heartbeat.warn_ratio",
@@ -476,6 +501,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `fstype`"), "{err}");
+    }
+
+    #[test]
+    fn bad_exclude_regex_is_named() {
+        let err = parse("[mounts]\nmount_points_exclude = \"^/(unclosed\"\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "mounts.mount_points_exclude",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let config = parse("[mounts]\nmount_points_exclude = \"\"\n").unwrap();
+        assert_eq!(config.mounts.mount_points_exclude, "");
     }
 
     #[test]

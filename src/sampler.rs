@@ -8,6 +8,13 @@
 //! one past it is reported failed with reason `timeout`, and no collector is
 //! ever started twice. The published snapshot goes out through a watch channel
 //! that `/metrics`, `/status` and the rule engine read.
+//!
+//! Between ticks the loop waits on the kernel log accumulator instead of
+//! sleeping: when an event is counted it re-runs the `kernel_log` collector
+//! alone (it only copies counters, no host file) and publishes a snapshot
+//! with that section new and every other section as the last tick left it,
+//! so a fence or eviction reaches `/metrics` within a fraction of a second
+//! instead of waiting up to a whole interval.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +29,15 @@ use crate::snapshot::{CollectorReport, Section, Snapshot};
 
 type Run = Result<Section, CollectError>;
 
+/// The collector published as soon as it has something new: it reads only
+/// the accumulator the kernel log thread fills, so running it on the
+/// sampler thread cannot block.
+const EVENT_DRIVEN: &str = "kernel_log";
+
+/// Event snapshots are published at most this often: a flood of kernel
+/// messages costs a few snapshots a second, not one per record.
+const EVENT_PUBLISH_GAP: Duration = Duration::from_millis(200);
+
 pub struct Sampler {
     ctx: Arc<Context>,
     /// The collectors switched on (`[collectors]`), in `COLLECTORS` order.
@@ -31,6 +47,8 @@ pub struct Sampler {
     /// Last successful section per collector, handed back as `previous`.
     good: BTreeMap<&'static str, Arc<Section>>,
     sequence: u64,
+    /// When the last full tick started (the snapshot timestamp).
+    taken_at: SystemTime,
     /// The rule engine's reports, shown in the next snapshot.
     remediation: Option<crate::rules::runner::ReportReceiver>,
 }
@@ -57,6 +75,7 @@ impl Sampler {
             last: BTreeMap::new(),
             good: BTreeMap::new(),
             sequence: 0,
+            taken_at: SystemTime::UNIX_EPOCH,
             remediation: None,
         }
     }
@@ -85,8 +104,32 @@ impl Sampler {
             self.last.insert(name, entry);
         }
         self.sequence += 1;
+        self.taken_at = taken_at;
+        self.assemble()
+    }
+
+    /// Runs the event-driven collector alone and returns a snapshot with its
+    /// new section; `None` when this sampler has no such collector.
+    pub fn refresh_events(&mut self) -> Option<Snapshot> {
+        let collector = *self.collectors.iter().find(|c| c.name() == EVENT_DRIVEN)?;
+        let started = Instant::now();
+        let previous = self.good.get(EVENT_DRIVEN).cloned();
+        let value = collector.collect(&self.ctx, previous.as_deref());
+        let state = ProbeState::Done {
+            value,
+            elapsed: started.elapsed(),
+        };
+        let entry = self.settle(EVENT_DRIVEN, state);
+        self.last.insert(EVENT_DRIVEN, entry);
+        self.sequence += 1;
+        Some(self.assemble())
+    }
+
+    /// The snapshot of the sections as they are now; its timestamp is the
+    /// last full tick's, which is how old the other sections are.
+    fn assemble(&self) -> Snapshot {
         Snapshot {
-            taken_at,
+            taken_at: self.taken_at,
             sequence: self.sequence,
             collectors: self.last.clone(),
             probes_stuck: self.ctx.pool.stuck(),
@@ -245,7 +288,8 @@ impl Health {
     }
 }
 
-/// Runs ticks every `sampler.interval` until `stop` is set.
+/// Runs ticks every `sampler.interval` until `stop` is set; between ticks,
+/// publishes kernel log events as they are counted.
 pub fn spawn_loop(
     mut sampler: Sampler,
     publish: watch::Sender<Arc<Snapshot>>,
@@ -254,11 +298,15 @@ pub fn spawn_loop(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let interval = sampler.ctx.config.sampler.interval;
     let budget = interval.min(sampler.ctx.config.sampler.collector_timeout);
+    let events = Arc::clone(&sampler.ctx.kernel_log);
     std::thread::Builder::new()
         .name("sampler".into())
         .spawn(move || {
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                // Counted before the tick: an event counted while the tick
+                // runs may have missed its copy, and is published after it.
+                let mut seen = events.events_counted();
                 let snapshot = sampler.tick(budget);
                 tracing::debug!(sequence = snapshot.sequence, "Snapshot taken.");
                 let snapshot = Arc::new(snapshot);
@@ -271,8 +319,24 @@ pub fn spawn_loop(
                     // A slow tick: start the next one now, do not try to catch up.
                     next = now;
                 }
+                let mut last_event = Instant::now() - EVENT_PUBLISH_GAP;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < next {
-                    std::thread::sleep((next - Instant::now()).min(Duration::from_millis(100)));
+                    let wake = (Instant::now() + Duration::from_millis(100)).min(next);
+                    if events.wait_for_event(seen, wake) == seen {
+                        continue;
+                    }
+                    // Let a burst gather into one snapshot, never past the tick.
+                    let gathered = (last_event + EVENT_PUBLISH_GAP).min(next);
+                    std::thread::sleep(gathered.saturating_duration_since(Instant::now()));
+                    seen = events.events_counted();
+                    if let Some(snapshot) = sampler.refresh_events() {
+                        tracing::debug!(
+                            sequence = snapshot.sequence,
+                            "Kernel log events published."
+                        );
+                        publish.send_replace(Arc::new(snapshot));
+                    }
+                    last_event = Instant::now();
                 }
             }
         })
@@ -341,5 +405,54 @@ mod tests {
         std::thread::sleep(Duration::from_millis(400));
         let third = sampler.tick(Duration::from_millis(200));
         assert!(third.collectors["hung"].0.success);
+    }
+
+    static ONLY_LOG: &[&dyn Collector] = &[&crate::collector::kernel_log::KernelLog];
+
+    #[test]
+    fn a_kernel_event_is_published_before_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("kern.log");
+        std::fs::write(&log, "").unwrap();
+        let mut config = Config::default();
+        config.sampler.interval = Duration::from_secs(3600);
+        config.kernel_log.source = log;
+        config.state_dir = crate::config::StateDir(dir.path().to_path_buf());
+        let ctx = Arc::new(Context::new(HostPaths::default(), Arc::new(config)));
+        let sampler = Sampler::with_collectors(Arc::clone(&ctx), ONLY_LOG);
+        let (publish, mut snapshots) = watch::channel(Arc::new(Snapshot::empty()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_loop(sampler, publish, Arc::default(), Arc::clone(&stop)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let counted = |s: &Snapshot| {
+            s.kernel_log()
+                .map_or(0, |f| f.counters.events.iter().sum::<u64>())
+        };
+        let wait = |snapshots: &mut watch::Receiver<Arc<Snapshot>>, want: u64| {
+            runtime.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    snapshots.wait_for(|s| s.is_ready() && counted(s) == want),
+                )
+                .await
+                .expect("snapshot within 30s of an hour-long interval")
+                .expect("sampler running")
+                .clone()
+            })
+        };
+        let first = wait(&mut snapshots, 0);
+        ctx.kernel_log.record_event(
+            crate::kernel_log::classify::Event::NetConnected,
+            None,
+            "o2net: Connected to node n2 (num 2) at 10.0.0.2:7777",
+        );
+        let second = wait(&mut snapshots, 1);
+        assert_eq!(second.taken_at, first.taken_at, "no tick ran in between");
+        assert!(second.sequence > first.sequence);
+        stop.store(true, Ordering::Relaxed);
+        thread.join().unwrap();
     }
 }

@@ -1,5 +1,8 @@
 //! The mounts collector against the real kernel, in private mount namespaces:
-//! stacked layers (3 and 4096), shared propagation, a real read-only remount.
+//! stacked layers (3 and 4096), shared propagation, a real read-only remount,
+//! a kubelet-like host (2000 pod binds: bounded series, a stacked pod path
+//! shown) and a stacked unwatched host (the table is read again only after a
+//! change).
 
 mod support;
 
@@ -128,4 +131,137 @@ fn read_only_remount_is_reported() {
     let mount = find(&mount, &volume);
     assert!(mount.readonly);
     assert!(mount.probe.reachable);
+}
+
+/// A filesystem type the tests' configuration does not watch.
+fn mount_ramfs(path: &Path) {
+    nix::mount::mount(
+        Some("ramfs"),
+        path,
+        Some("ramfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap_or_else(|e| panic!("mount ramfs on {}: {e}", path.display()));
+}
+
+/// Sample lines of the mounts families in OpenMetrics text.
+fn mounts_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ocfs2_mount_") || l.starts_with("ocfs2_filesystem_"))
+        .collect()
+}
+
+#[test]
+fn kubelet_host_exports_bounded_series_and_shows_a_stacked_pod_path() {
+    if !enter_private_namespace("kubelet_host_exports_bounded_series_and_shows_a_stacked_pod_path")
+    {
+        return;
+    }
+    let host = support::kubelet::kubelet_host(2000);
+    // 2000 other mounts, of a type this configuration does not watch.
+    let others = tempfile::tempdir().unwrap();
+    for i in 0..2000 {
+        let path = others.path().join(i.to_string());
+        std::fs::create_dir_all(&path).unwrap();
+        mount_ramfs(&path);
+    }
+    // One pod path stacked twice, as a crash-looping CSI node plugin leaves it.
+    let stacked = &host.pods[7];
+    bind(&host.staged, stacked);
+
+    let config = tmpfs_config(); // default mount_points_exclude
+    let budget = config.sampler.collector_timeout;
+    let mut sampler = Sampler::new(Arc::new(Context::new(HostPaths::default(), config)));
+    let snapshot = sampler.tick(budget);
+    let facts = snapshot.mounts().expect("mount facts");
+    assert_eq!(facts.mounts.iter().filter(|m| !m.detailed).count(), 1999);
+    let metrics = snapshot.rendered();
+    let series = mounts_series(metrics);
+    assert!(series.len() <= 500, "{} mounts series", series.len());
+    let stacked_path = stacked.to_string_lossy();
+    assert_eq!(
+        support::sample_value(
+            metrics,
+            &format!("ocfs2_mount_stacked{{mountpoint=\"{stacked_path}\"}}")
+        ),
+        Some(2.0),
+        "the stacked pod path keeps its series"
+    );
+    assert_eq!(
+        support::sample_value(
+            metrics,
+            &format!("ocfs2_mount_duplicate_layers{{mountpoint=\"{stacked_path}\"}}")
+        ),
+        Some(1.0)
+    );
+    let healthy = host.pods[8].to_string_lossy().into_owned();
+    assert!(
+        !metrics.contains(&format!("mountpoint=\"{healthy}\"")),
+        "a healthy pod path has no series"
+    );
+    let volume = series
+        .iter()
+        .find(|l| l.starts_with("ocfs2_filesystem_mount_points{") && l.ends_with(" 2001.0"));
+    assert!(
+        volume.is_some(),
+        "2000 pod paths + the staged path: {series:#?}"
+    );
+    assert!(series
+        .iter()
+        .any(|l| l.starts_with("ocfs2_filesystem_mount_points_stacked{") && l.ends_with(" 1.0")));
+    assert_eq!(
+        support::sample_value(metrics, "ocfs2_watchdog_mount_points_excluded"),
+        Some(1999.0)
+    );
+}
+
+#[test]
+fn the_table_is_read_again_only_after_a_change() {
+    if !enter_private_namespace("the_table_is_read_again_only_after_a_change") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The stacked unwatched host: 4096 layers of a type nobody watches.
+    let stack = dir.path().join("stack");
+    std::fs::create_dir_all(&stack).unwrap();
+    mount_ramfs(&stack);
+    for _ in 1..4096 {
+        bind(&stack, &stack);
+    }
+    let config = tmpfs_config();
+    let budget = config.sampler.collector_timeout;
+    let mut sampler = Sampler::new(Arc::new(Context::new(HostPaths::default(), config)));
+    let table = |s: &ocfs2_watchdog::snapshot::Snapshot| {
+        let facts = s.mounts().expect("mount facts");
+        assert!(facts.change_detection, "/proc/1/mountinfo is polled");
+        (facts.table_reads, facts.table_entries)
+    };
+    let (reads, entries) = table(&sampler.tick(budget));
+    assert_eq!(reads, 1);
+    assert!(entries > 4096);
+    assert!(
+        !sampler
+            .tick(budget)
+            .mounts()
+            .unwrap()
+            .mounts
+            .iter()
+            .any(|m| m.mountpoint == stack.to_string_lossy()),
+        "unwatched layers are not reported"
+    );
+    assert_eq!(
+        table(&sampler.tick(budget)),
+        (1, entries),
+        "nothing changed"
+    );
+
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    mount_tmpfs(&volume);
+    let after = sampler.tick(budget);
+    assert_eq!(table(&after), (2, entries + 1), "the next snapshot has it");
+    assert!(find(&after.mounts().unwrap().mounts, &volume).is_mounted());
+    assert_eq!(table(&sampler.tick(budget)), (2, entries + 1));
 }

@@ -137,6 +137,7 @@ fn mounts(missing: bool) -> MountFacts {
             shared: false,
             uuid: String::new(),
             last_uuid: String::new(),
+            detailed: true,
             label: "labvol".into(),
             readonly: false,
             error_readonly: false,

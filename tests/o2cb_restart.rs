@@ -87,6 +87,7 @@ fn facts(root: &Path, paths: &[&str], uuid: &str) -> Vec<MountPoint> {
                 shared: entry.shared_group().is_some(),
                 uuid: uuid.into(),
                 last_uuid: String::new(),
+                detailed: true,
                 label: String::new(),
                 readonly: entry.is_readonly(),
                 error_readonly: false,

@@ -444,3 +444,40 @@ fn a_mount_point_link_to_a_mounted_directory_is_not_mounted_over() {
         .filter(|r| r.action == "remount")
         .all(|r| r.outcome != "success"));
 }
+
+#[test]
+fn a_stacked_pod_path_on_a_kubelet_host_is_unstacked() {
+    if !enter_private_namespace("a_stacked_pod_path_on_a_kubelet_host_is_unstacked") {
+        return;
+    }
+    let host = support::kubelet::kubelet_host(2000);
+    // A pod path stacked four times; its series are excluded by default
+    // while it is healthy, the facts the rules read are not.
+    let pod = host.pods[42].clone();
+    for _ in 0..3 {
+        bind(&host.staged, &pod);
+    }
+    assert_eq!(layers(&pod), 4);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (report, _) = run_until(
+        config(&state, Mode::Enforce),
+        Duration::from_secs(30),
+        || layers(&pod) == 1,
+    );
+    assert_eq!(layers(&pod), 1);
+    assert_eq!(layers(&host.pods[41]), 1, "its neighbours are untouched");
+    assert_eq!(layers(&host.staged), 1);
+    let pod_path = pod.to_string_lossy();
+    assert!(
+        audit(&state)
+            .iter()
+            .any(|r| r.action == "unstack" && r.outcome == "success" && r.target == pod_path),
+        "{:?}",
+        audit(&state)
+    );
+    assert!(report
+        .targets
+        .iter()
+        .all(|t| t.target != host.pods[41].to_string_lossy()));
+}

@@ -46,6 +46,10 @@ pub struct Context {
     pub heartbeat_disk_probes: Prober<heartbeat_disk::SlotsOutcome>,
     /// Fed by the kernel log reader thread between ticks.
     pub kernel_log: Arc<KernelLogState>,
+    /// The parsed mount table, kept until the kernel reports a change.
+    pub mount_table: mounts::table::TableCache,
+    /// `mounts.mount_points_exclude`, compiled once (`None`: excludes nothing).
+    pub mount_points_exclude: Option<regex::Regex>,
 }
 
 impl Context {
@@ -55,6 +59,8 @@ impl Context {
             mount_probes: Prober::new("mount", pool.clone()),
             heartbeat_disk_probes: Prober::new("heartbeat-disk", pool.clone()),
             kernel_log: Arc::new(KernelLogState::new(config.kernel_log.recent_events)),
+            mount_table: mounts::table::TableCache::default(),
+            mount_points_exclude: mounts::compile_exclude(&config.mounts.mount_points_exclude),
             paths,
             config,
             pool,

@@ -7,7 +7,8 @@
 //! `recent_capacity` messages, each cut to `MESSAGE_MAX_BYTES`.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -66,6 +67,10 @@ pub struct KernelLogState {
     /// Set once the source was started, so `main` and the first collect can
     /// both ask for it and only one reader ever runs.
     pub(super) started: OnceLock<()>,
+    /// Events counted so far, with a condition the sampler waits on so it
+    /// can publish an event without waiting for the next tick.
+    events_counted: Mutex<u64>,
+    event_arrived: Condvar,
 }
 
 impl Default for KernelLogState {
@@ -80,7 +85,37 @@ impl KernelLogState {
             inner: Mutex::new(Accumulator::default()),
             recent_capacity,
             started: OnceLock::new(),
+            events_counted: Mutex::new(0),
+            event_arrived: Condvar::new(),
         }
+    }
+
+    /// Events counted so far (compare with `wait_for_event`).
+    pub fn events_counted(&self) -> u64 {
+        *self
+            .events_counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until more than `seen` events were counted, or `until`; returns
+    /// the count then.
+    pub fn wait_for_event(&self, seen: u64, until: Instant) -> u64 {
+        let mut counted = self
+            .events_counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while *counted <= seen {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            counted = match self.event_arrived.wait_timeout(counted, until - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *counted
     }
 
     /// The lock, recovered if a holder panicked: the counters stay usable.
@@ -91,6 +126,15 @@ impl KernelLogState {
     }
 
     pub fn record_event(&self, event: Event, timestamp_seconds: Option<f64>, message: &str) {
+        self.add_event(event, timestamp_seconds, message);
+        *self
+            .events_counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+        self.event_arrived.notify_all();
+    }
+
+    fn add_event(&self, event: Event, timestamp_seconds: Option<f64>, message: &str) {
         let mut acc = self.lock();
         let index = event.index();
         acc.counters.events[index] += 1;
@@ -160,6 +204,21 @@ mod tests {
         assert_eq!(recent.len(), 3);
         assert_eq!(recent[0].timestamp_seconds, Some(7.0));
         assert_eq!(recent[2].message.len(), MESSAGE_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_waiter_wakes_on_the_next_event() {
+        let state = std::sync::Arc::new(KernelLogState::new(3));
+        let seen = state.events_counted();
+        let soon = Instant::now() + std::time::Duration::from_millis(20);
+        assert_eq!(state.wait_for_event(seen, soon), seen, "times out quietly");
+        let writer = std::sync::Arc::clone(&state);
+        let thread = std::thread::spawn(move || {
+            writer.record_event(Event::NetConnected, None, "o2net: connected");
+        });
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(state.wait_for_event(seen, later), seen + 1);
+        thread.join().unwrap();
     }
 
     #[test]

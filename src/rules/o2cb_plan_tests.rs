@@ -19,6 +19,7 @@ fn point(line: &str, expected: Option<&str>, uuid: &str) -> MountPoint {
         shared: top.shared_group().is_some(),
         uuid: uuid.into(),
         last_uuid: String::new(),
+        detailed: true,
         label: String::new(),
         readonly: top.is_readonly(),
         error_readonly: false,

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod kubelet;
+
 /// The Accept header Prometheus sends when it scrapes.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 

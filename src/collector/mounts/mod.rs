@@ -10,10 +10,12 @@
 //! remount and unstack rules.
 
 mod devices;
+mod families;
 pub mod fstab;
 pub mod mountinfo;
 pub mod stack;
 pub mod superblock;
+pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -26,7 +28,6 @@ pub use devices::{is_unstable_device_name, normalize_uuid};
 use mountinfo::{MountEntry, MountTable};
 
 use super::{CollectError, Collector, Context};
-use crate::metrics::{bool_value, Family};
 use crate::probe::ProbeState;
 use crate::snapshot::{Facts, Section};
 
@@ -87,6 +88,9 @@ pub struct MountPoint {
     pub expected: Option<Expected>,
     pub unstable_device_name: Option<bool>,
     pub probe: ProbeView,
+    /// Per-mount-point series are exported: the mount is expected, has a
+    /// problem, or is not excluded by `mounts.mount_points_exclude`.
+    pub detailed: bool,
 }
 
 impl MountPoint {
@@ -97,6 +101,34 @@ impl MountPoint {
     pub fn is_missing(&self) -> bool {
         self.expected.is_some() && !self.is_mounted()
     }
+
+    /// Something an operator (or a rule) must see on this path; such a
+    /// path keeps its per-mount-point series even where it is excluded.
+    pub fn has_problem(&self) -> bool {
+        self.stacked > 1
+            || self.duplicate_layers > 0
+            || self.shadowed
+            || self.readonly
+            || self.error_readonly
+            || self.device_missing
+            || self.mountpoint_deleted
+            || self.is_missing()
+            || self.probe.stuck
+            || (self.is_mounted() && !self.probe.reachable && self.probe.error.is_some())
+    }
+}
+
+/// Compiles `mounts.mount_points_exclude` (validated with the configuration);
+/// empty means nothing is excluded.
+pub fn compile_exclude(pattern: &str) -> Option<regex::Regex> {
+    if pattern.is_empty() {
+        return None;
+    }
+    regex::Regex::new(pattern)
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "Invalid mounts.mount_points_exclude; excluding nothing.");
+        })
+        .ok()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -105,7 +137,14 @@ pub struct MountFacts {
     pub table_entries: usize,
     pub invalid_lines: usize,
     pub fstab_invalid_lines: usize,
+    /// How long the last read and parse of the table took.
     pub read_seconds: f64,
+    /// Reads of the table since start (it is re-read only on change).
+    pub table_reads: u64,
+    /// The table is polled for changes (false: read on every tick).
+    pub change_detection: bool,
+    /// Watched mount points whose per-mount-point series are left out.
+    pub excluded: usize,
     pub mounts: Vec<MountPoint>,
 }
 
@@ -126,12 +165,7 @@ impl Collector for Mounts {
     }
 
     fn collect(&self, ctx: &Context, previous: Option<&Section>) -> Result<Section, CollectError> {
-        let started = Instant::now();
-        let (table_path, text) = read_mount_table(ctx)?;
-        let table = mountinfo::parse_mountinfo(&text);
-        let read_seconds = started.elapsed().as_secs_f64();
         let config = &ctx.config.mounts;
-
         let fstab_path = ctx.paths.root("/etc/fstab");
         let fstab = if config.use_fstab {
             super::read_optional(&fstab_path)?
@@ -144,20 +178,31 @@ impl Collector for Mounts {
             tracing::warn!(file = %fstab_path.display(), invalid_lines = fstab.invalid_lines, "Skipped unreadable fstab lines.");
         }
         let expected = expected_mounts(ctx, &fstab);
-        let mut mounts = analyse(ctx, &table, &expected);
+        let keep: BTreeSet<String> = expected.keys().cloned().collect();
+        let read = ctx.mount_table.current(ctx, &keep)?;
+        let mut mounts = analyse(ctx, &read.table, &expected);
         let previous_facts = previous.and_then(|p| match &p.facts {
             Facts::Mounts(facts) => Some(facts.as_ref()),
             _ => None,
         });
         probe_all(ctx, &mut mounts, previous_facts);
         remember_uuids(&mut mounts, previous_facts);
+        let exclude = ctx.mount_points_exclude.as_ref();
+        for mount in &mut mounts {
+            mount.detailed = mount.expected.is_some()
+                || mount.has_problem()
+                || !exclude.is_some_and(|re| re.is_match(&mount.mountpoint));
+        }
 
         let facts = MountFacts {
-            table_path: ctx.paths.host_path(&table_path),
-            table_entries: table.entries.len(),
-            invalid_lines: table.invalid_lines,
+            table_path: ctx.paths.host_path(&read.path),
+            table_entries: read.total_entries,
+            invalid_lines: read.table.invalid_lines,
             fstab_invalid_lines: fstab.invalid_lines,
-            read_seconds,
+            read_seconds: read.read_seconds,
+            table_reads: read.reads,
+            change_detection: read.change_detection,
+            excluded: mounts.iter().filter(|m| !m.detailed).count(),
             mounts,
         };
         let absent = facts.mounts.is_empty().then(|| {
@@ -167,7 +212,7 @@ impl Collector for Mounts {
             )
         });
         Ok(Section {
-            families: families(&facts),
+            families: families::families(&facts),
             facts: Facts::Mounts(std::sync::Arc::new(facts)),
             absent,
         })
@@ -187,23 +232,6 @@ fn remember_uuids(mounts: &mut [MountPoint], previous: Option<&MountFacts>) {
             .find(|p| p.mountpoint == mount.mountpoint)
         {
             mount.last_uuid = earlier.last_uuid.clone();
-        }
-    }
-}
-
-fn read_mount_table(ctx: &Context) -> Result<(PathBuf, String), CollectError> {
-    let init = ctx.paths.proc("1/mountinfo");
-    match super::read_host_file(&init) {
-        Ok(text) => Ok((init, text)),
-        Err(first) => {
-            let own = ctx.paths.proc("self/mountinfo");
-            match super::read_host_file(&own) {
-                Ok(text) => {
-                    tracing::debug!(error = %first, "Reading own mount table instead of PID 1's.");
-                    Ok((own, text))
-                }
-                Err(_) => Err(first),
-            }
         }
     }
 }
@@ -297,6 +325,7 @@ fn analyse(
             expected,
             top,
             probe: ProbeView::default(),
+            detailed: true,
         });
     }
     mounts
@@ -443,138 +472,4 @@ fn stat_probe(path: PathBuf) -> ProbeOutcome {
             error: Some(format!("statvfs: {e}")),
         },
     }
-}
-
-fn families(facts: &MountFacts) -> Vec<Family> {
-    let mut info = Family::gauge(
-        "ocfs2_mount_info",
-        "One per mounted watched volume (topmost layer of a watched type).",
-    );
-    let mut stacked = Family::gauge(
-        "ocfs2_mount_stacked",
-        "Layers stacked on this mount point (1 is healthy, 0 not mounted).",
-    );
-    let mut duplicates = Family::gauge(
-        "ocfs2_mount_duplicate_layers",
-        "Layers identical to the layer below them (same device, root, per-mount flags and propagation type): safe to unstack.",
-    );
-    let mut shadowed = Family::gauge(
-        "ocfs2_mount_shadowed",
-        "1 when a different filesystem (or another root) is stacked on this mount point.",
-    );
-    let mut readonly = Family::gauge(
-        "ocfs2_mount_readonly",
-        "1 when the superblock is read-only (error remount) or mounted ro.",
-    );
-    let mut error_readonly = Family::gauge(
-        "ocfs2_mount_error_readonly",
-        "1 when the filesystem went read-only under a read-write mount (OCFS2 errors=remount-ro).",
-    );
-    let mut stuck = Family::gauge(
-        "ocfs2_mount_stuck",
-        "1 when the stat/statfs probe missed its deadline and has not returned.",
-    );
-    let mut reachable = Family::gauge(
-        "ocfs2_mount_reachable",
-        "1 when the last probe answered and the path shows the mounted filesystem.",
-    );
-    let mut probe_seconds = Family::gauge(
-        "ocfs2_mount_probe_duration_seconds",
-        "How long the last stat/statfs probe took (so far, when stuck).",
-    );
-    let mut size = Family::gauge("ocfs2_mount_size_bytes", "Filesystem size from statfs.");
-    let mut avail = Family::gauge(
-        "ocfs2_mount_avail_bytes",
-        "Bytes available to unprivileged users from statfs.",
-    );
-    let mut expected = Family::gauge(
-        "ocfs2_mount_expected",
-        "1 when the mount point is configured to be mounted (fstab or config).",
-    );
-    let mut missing = Family::gauge("ocfs2_mount_missing", "1 when expected but not mounted.");
-    let mut device_missing = Family::gauge(
-        "ocfs2_mount_device_missing",
-        "1 when the mounted source device no longer exists on the host (stale mount).",
-    );
-    let mut point_deleted = Family::gauge(
-        "ocfs2_mount_point_deleted",
-        "1 when the mount point directory was deleted under the mount (stale mount).",
-    );
-    let mut unstable = Family::gauge(
-        "ocfs2_mount_unstable_device_name",
-        "1 when the configured source is a kernel name (/dev/sdX, /dev/dm-N) that can differ between nodes.",
-    );
-    for mount in &facts.mounts {
-        let mp = [("mountpoint", mount.mountpoint.as_str())];
-        if let Some(top) = &mount.top {
-            info.push(
-                &[
-                    ("mountpoint", &mount.mountpoint),
-                    ("device", &top.source),
-                    ("uuid", &mount.uuid),
-                    ("label", &mount.label),
-                ],
-                1.0,
-            );
-            readonly.push(&mp, bool_value(mount.readonly));
-            error_readonly.push(&mp, bool_value(mount.error_readonly));
-            stuck.push(&mp, bool_value(mount.probe.stuck));
-            reachable.push(&mp, bool_value(mount.probe.reachable));
-            duplicates.push(&mp, mount.duplicate_layers as f64);
-            shadowed.push(&mp, bool_value(mount.shadowed));
-            device_missing.push(&mp, bool_value(mount.device_missing));
-            point_deleted.push(&mp, bool_value(mount.mountpoint_deleted));
-            if let Some(seconds) = mount.probe.duration_seconds {
-                probe_seconds.push(&mp, seconds);
-            }
-            if let (Some(s), Some(a)) = (mount.probe.size_bytes, mount.probe.avail_bytes) {
-                size.push(&mp, s);
-                avail.push(&mp, a);
-            }
-        }
-        stacked.push(&mp, mount.stacked as f64);
-        expected.push(&mp, bool_value(mount.expected.is_some()));
-        missing.push(&mp, bool_value(mount.is_missing()));
-        if let Some(flag) = mount.unstable_device_name {
-            unstable.push(&mp, bool_value(flag));
-        }
-    }
-    vec![
-        info,
-        stacked,
-        duplicates,
-        shadowed,
-        readonly,
-        error_readonly,
-        stuck,
-        reachable,
-        probe_seconds,
-        size,
-        avail,
-        expected,
-        missing,
-        device_missing,
-        point_deleted,
-        unstable,
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_entries",
-            "Entries in the host mount table at the last read.",
-        )
-        .with(&[], facts.table_entries as f64),
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_invalid_lines",
-            "Mount table lines that could not be parsed at the last read.",
-        )
-        .with(&[], facts.invalid_lines as f64),
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_read_seconds",
-            "How long reading and parsing the mount table took.",
-        )
-        .with(&[], facts.read_seconds),
-        Family::gauge(
-            "ocfs2_watchdog_fstab_invalid_lines",
-            "fstab lines that could not be parsed at the last read.",
-        )
-        .with(&[], facts.fstab_invalid_lines as f64),
-    ]
 }

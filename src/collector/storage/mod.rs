@@ -5,9 +5,9 @@
 //! Two collectors: `iscsi` reads the iSCSI transport class (`iscsi.rs`);
 //! `storage` reads SCSI disk state and counters (`scsi.rs`), multipath maps
 //! and `dmsetup status` (`multipath.rs`), `/etc/multipath.conf`
-//! (`mpconf.rs`), the mount table (`/proc/1/mountinfo`, as the mounts
-//! collector) and the sysfs block tree (`topology.rs`), and o2cb configfs
-//! timeouts (`timeouts.rs`). Host file formats are cited in each module.
+//! (`mpconf.rs`), the mount table (the one the mounts collector keeps in
+//! `Context::mount_table`) and the sysfs block tree (`topology.rs`), and o2cb
+//! configfs timeouts (`timeouts.rs`). Host file formats are cited in each module.
 
 mod families;
 pub mod iscsi;
@@ -18,12 +18,13 @@ pub(crate) mod sysfs;
 pub mod timeouts;
 pub mod topology;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::mounts::mountinfo::MountEntry;
 use super::{CollectError, Collector, Context};
 use crate::snapshot::{Facts, Section};
 
@@ -302,49 +303,71 @@ fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
     values.fold(None, |acc, v| Some(acc.map_or(v, |a: f64| a.max(v))))
 }
 
-/// Watched mounts (topmost layer per mount point) resolved down to disks.
+/// Watched mounts (topmost layer per mount point) resolved down to disks,
+/// from the table the mounts collector keeps (`Context::mount_table`, read
+/// again only when the kernel reports a change). Each device is resolved
+/// once. Paths matched by `mounts.mount_points_exclude` (pod binds) are left
+/// out when their device is shown on another path, and one of them stands
+/// for a device that has no other: the storage path of a volume is the same
+/// on every bind, and 2000 binds must not make 2000 series sets.
 fn watched_mounts(ctx: &Context, ids: &topology::Identities) -> Vec<MountPath> {
-    let text = [
-        ctx.paths.proc("1/mountinfo"),
-        ctx.paths.proc("self/mountinfo"),
-    ]
-    .iter()
-    .find_map(|p| super::read_host_file(p).ok());
-    let Some(text) = text else {
-        tracing::warn!("Cannot read the mount table; storage paths of mounts not reported.");
-        return Vec::new();
+    let read = match ctx.mount_table.current_watched(ctx) {
+        Ok(read) => read,
+        Err(error) => {
+            tracing::warn!(error = %error, "Cannot read the mount table; storage paths of mounts not reported.");
+            return Vec::new();
+        }
     };
-    let table = super::mounts::mountinfo::parse_mountinfo(&text);
-    let mut by_point: BTreeMap<String, MountPath> = BTreeMap::new();
-    for entry in table
+    // Later lines are mounted on top: the last one is what the path shows.
+    let mut tops: BTreeMap<&str, &MountEntry> = BTreeMap::new();
+    for entry in read
+        .table
         .entries
         .iter()
         .filter(|e| ctx.config.mounts.fstypes.contains(&e.fstype))
     {
-        // Later lines are mounted on top: the last one is what the path shows.
-        let top = topology::block_name(&ctx.paths, &entry.source, entry.major, entry.minor);
-        let stack = top
-            .as_deref()
-            .map(|name| topology::walk(&ctx.paths, name))
-            .unwrap_or_default();
-        by_point.insert(
-            entry.mount_point.clone(),
-            MountPath {
-                mountpoint: entry.mount_point.clone(),
-                device: entry.source.clone(),
-                uuid: ids
-                    .uuid_by_device
-                    .get(&stack.top)
-                    .cloned()
-                    .unwrap_or_default(),
-                top: stack.top,
-                maps: stack.maps,
-                disks: stack.disks,
-                stall_seconds: None,
-            },
-        );
+        tops.insert(entry.mount_point.as_str(), entry);
     }
-    by_point.into_values().collect()
+    let excluded = |point: &str| {
+        ctx.mount_points_exclude
+            .as_ref()
+            .is_some_and(|re| re.is_match(point))
+    };
+    let mut shown: HashSet<(u32, u32)> = tops
+        .iter()
+        .filter(|(point, _)| !excluded(point))
+        .map(|(_, e)| (e.major, e.minor))
+        .collect();
+    let mut stacks: HashMap<(u32, u32), topology::Stack> = HashMap::new();
+    let mut mounts = Vec::new();
+    for (point, entry) in tops {
+        let device = (entry.major, entry.minor);
+        if excluded(point) && !shown.insert(device) {
+            continue;
+        }
+        let stack = stacks
+            .entry(device)
+            .or_insert_with(|| {
+                topology::block_name(&ctx.paths, &entry.source, entry.major, entry.minor)
+                    .map(|name| topology::walk(&ctx.paths, &name))
+                    .unwrap_or_default()
+            })
+            .clone();
+        mounts.push(MountPath {
+            mountpoint: point.to_string(),
+            device: entry.source.clone(),
+            uuid: ids
+                .uuid_by_device
+                .get(&stack.top)
+                .cloned()
+                .unwrap_or_default(),
+            top: stack.top,
+            maps: stack.maps,
+            disks: stack.disks,
+            stall_seconds: None,
+        });
+    }
+    mounts
 }
 
 #[cfg(test)]
