@@ -53,16 +53,17 @@ fn run(
     config: ocfs2_watchdog::config::Config,
     security: Security,
 ) -> anyhow::Result<()> {
+    if args.once {
+        let text = ocfs2_watchdog::once::render(&config, args.host_paths())
+            .context("making a scratch directory for the dry-run engine")?;
+        print!("{text}");
+        return Ok(());
+    }
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
     // Start following the kernel log now, not at the first tick.
     ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
     let mut sampler = Sampler::new(ctx);
-    if args.once {
-        let snapshot = sampler.tick(config.sampler.collector_timeout);
-        print!("{}", snapshot.rendered_text());
-        return Ok(());
-    }
 
     service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));

@@ -3,6 +3,8 @@
 //! a node whose on-disk sequence advances is active, one whose slot stops
 //! changing ages, and a torn block is counted, not trusted.
 
+mod support;
+
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,22 +19,6 @@ use ocfs2_watchdog::sampler::Sampler;
 const START_BLOCK: u64 = 2184;
 const BLOCK_BYTES: u64 = 512;
 const SEQ: u64 = 0x6b01_7fb3;
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 fn write_slot(device: &Path, slot: u64, block: &[u8]) {
     let mut file = std::fs::OpenOptions::new()
@@ -57,7 +43,7 @@ fn value(text: &str, series: &str) -> f64 {
 fn advancing_and_stopped_writers_are_told_apart() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-mounted-n1");
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture, dir.path());
+    support::copy_tree(&fixture, dir.path());
     let root = dir.path().join("rootfs");
     let device = root.join("dev/vda");
     let config = Arc::new(Config::default());

@@ -81,14 +81,6 @@ fn mounted(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == path.to_str())
 }
 
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -120,7 +112,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
         .spawn()
         .expect("starting the FUSE server");
     let mut server = KillOnDrop(server);
-    wait_for("the FUSE mount", Duration::from_secs(10), || {
+    support::wait_for("the FUSE mount", Duration::from_secs(10), || {
         mounted(&mountpoint)
     });
 
@@ -145,7 +137,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
 
     // The very first scrape: answered at once even though the mount hangs.
     let mut first = None;
-    wait_for("the daemon to listen", Duration::from_secs(10), || {
+    support::wait_for("the daemon to listen", Duration::from_secs(10), || {
         first = http_get(&address, "/metrics").ok();
         first.is_some()
     });
@@ -197,7 +189,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     // Release the hang: the blocked statfs fails with ENOTCONN and returns.
     let _ = server.0.kill();
     let _ = server.0.wait();
-    wait_for("the stuck probe to return", Duration::from_secs(10), || {
+    support::wait_for("the stuck probe to return", Duration::from_secs(10), || {
         let body = http_get(&address, "/metrics")
             .map(|r| r.2)
             .unwrap_or_default();
@@ -212,7 +204,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     )
     .unwrap();
     let mut exited = None;
-    wait_for(
+    support::wait_for(
         "the daemon to exit on SIGTERM",
         Duration::from_secs(10),
         || {

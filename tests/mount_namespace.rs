@@ -89,7 +89,7 @@ fn propagated_copies_are_counted_on_every_path() {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for path in [volume.clone(), peer.join("volume")] {
         // Every bind onto a shared mount is also propagated to its peers, so
-        // the stack doubles with each bind (interfaces.md §7.4): 2^4 layers,
+        // the stack doubles with each bind (docs/interfaces.md §7.4): 2^4 layers,
         // as the kernel's own table lists them for this path.
         let listed = table
             .lines()

@@ -86,14 +86,6 @@ fn metric_line(address: &str, prefix: &str) -> bool {
         .is_ok_and(|(_, _, body)| body.lines().any(|l| l.starts_with(prefix)))
 }
 
-fn wait_for(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn pause_and_resume_need_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +96,7 @@ fn pause_and_resume_need_the_admin_token() {
     assert_eq!(post(&address, "/resume", None), 401);
     assert_eq!(post(&address, "/pause", Some("s3cret")), 200);
     assert!(dir.path().join("state/pause").exists());
-    wait_for("paused metric", Duration::from_secs(10), || {
+    support::wait_for("paused metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 1")
     });
     assert!(metric_line(&address, "ocfs2_watchdog_enforcing 1"));
@@ -112,7 +104,7 @@ fn pause_and_resume_need_the_admin_token() {
     assert!(status.contains("\"remediation\""), "{status}");
     assert_eq!(post(&address, "/resume", Some("s3cret")), 200);
     assert!(!dir.path().join("state/pause").exists());
-    wait_for("resumed metric", Duration::from_secs(10), || {
+    support::wait_for("resumed metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 0")
     });
     let _ = daemon.kill();
@@ -152,11 +144,11 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
     // Kill as soon as the action has started (its `before` line is on disk).
-    wait_for("the unstack to start", Duration::from_secs(20), || {
+    support::wait_for("the unstack to start", Duration::from_secs(20), || {
         std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"started\""))
     });
     // And the first layers are gone: it is in the middle of the job.
-    wait_for("the first pops", Duration::from_secs(20), || {
+    support::wait_for("the first pops", Duration::from_secs(20), || {
         layers(&volume) < 4096
     });
     daemon.kill().unwrap(); // SIGKILL
@@ -167,7 +159,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
 
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
-    wait_for("exactly one layer", Duration::from_secs(20), || {
+    support::wait_for("exactly one layer", Duration::from_secs(20), || {
         layers(&volume) == 1
     });
     // Give the engine a tick to see the result, then stop.

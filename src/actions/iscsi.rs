@@ -2,7 +2,7 @@
 //!
 //! Re-login: `iscsiadm -m node -T <target> -p <portal> --logout` then
 //! `--login`, each with the action deadline, after re-reading the session
-//! state in sysfs (`/sys/class/iscsi_session/<session>/state`, interfaces.md
+//! state in sysfs (`/sys/class/iscsi_session/<session>/state`, docs/interfaces.md
 //! §6.1). Leaked heartbeat: `ocfs2_hb_ctl -K -u <UUID> ocfs2`, the call the
 //! kernel itself makes at unmount (§1.4), after checking that the region is
 //! still in configfs and nothing mounts its volume.

@@ -1,7 +1,7 @@
 //! Restart the o2cb cluster stack: the most dangerous action.
 //!
 //! `o2cb.init offline` refuses while a heartbeat region is active
-//! (interfaces.md §5.2), so a restart means: stop the configured services,
+//! (docs/interfaces.md §5.2), so a restart means: stop the configured services,
 //! unmount every OCFS2 volume, restart the stack through the service manager
 //! found on the host, mount the volumes again, start the services. The
 //! service manager is detected, never assumed (§5.1–5.3): a systemd `o2cb`

@@ -3,7 +3,7 @@
 //! Only the run of layers at the top that each duplicate the layer directly
 //! below (same device and root, `stack::same_filesystem`) is removed, so the
 //! last layer and any different filesystem shadowing the stack are never
-//! touched. `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
+//! touched. `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
 //! one mount, not recursive). That alone is not enough: an unmount propagates
 //! through the *parent's* peer group (the layer below, still shared), so

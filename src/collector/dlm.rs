@@ -3,7 +3,7 @@
 //!
 //! Reads debugfs `/sys/kernel/debug/o2dlm/<DOMAIN>/dlm_state` for every domain
 //! (domain = volume UUID; fs/ocfs2/dlm/dlmdebug.c `debug_state_print`,
-//! interfaces.md §3.2), plus `o2hb/<REGION>/livenodes` (else the global
+//! docs/interfaces.md §3.2), plus `o2hb/<REGION>/livenodes` (else the global
 //! `o2hb/livenodes`) and `o2net/connected_nodes` to cross-check membership.
 //! Node maps print `%d ` per node; 255 means "none" for the dead node,
 //! joining node and recovery master (exported as -1).

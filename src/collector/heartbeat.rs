@@ -2,7 +2,7 @@
 //! nodes each region sees live.
 //!
 //! Reads debugfs `/sys/kernel/debug/o2hb/` (fs/ocfs2/cluster/heartbeat.c,
-//! interfaces.md §2): the global `livenodes` and, in global mode,
+//! docs/interfaces.md §2): the global `livenodes` and, in global mode,
 //! `live_regions`/`quorum_regions`/`failed_regions`; per region
 //! `elapsed_time_in_ms` (ms since the last successful, verified heartbeat
 //! write; 0 until heartbeat is steady), `livenodes`, `num` and `pinned`. All

@@ -2,7 +2,7 @@
 //!
 //! Reads debugfs `/sys/kernel/debug/o2net/connected_nodes` (node bitmap of
 //! peers with a handshaken connection) and `sock_containers` (one block per
-//! socket container; fs/ocfs2/cluster/netdebug.c, interfaces.md §3.1). A
+//! socket container; fs/ocfs2/cluster/netdebug.c, docs/interfaces.md §3.1). A
 //! container's `timer` is the absolute `ktime_get()` (CLOCK_MONOTONIC) time in
 //! µs of the last received message, so the peer's idle time is the current
 //! CLOCK_MONOTONIC minus it. Peers and their names come from configfs.

@@ -2,7 +2,7 @@
 //!
 //! fs/ocfs2/cluster/heartbeat.c (`o2hb_debug_open`), netdebug.c and
 //! dlm/dlmdebug.c print every set bit as `%d ` and end with `\n`: nodes 1 and
-//! 2 are `"1 2 \n"`, no node is `"\n"` (interfaces.md §2). An empty file (no
+//! 2 are `"1 2 \n"`, no node is `"\n"` (docs/interfaces.md §2). An empty file (no
 //! newline at all) or a token that is not a node number 0–254 is an error.
 
 use std::collections::BTreeSet;

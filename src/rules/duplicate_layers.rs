@@ -1,5 +1,5 @@
 //! `duplicate_mount_layers`: a mount point carries copies of the same
-//! filesystem stacked on itself (interfaces.md §7.2, §7.4). Action: unstack
+//! filesystem stacked on itself (docs/interfaces.md §7.2, §7.4). Action: unstack
 //! down to one layer.
 
 use super::{base_settings, Finding, Rule, RuleSettings};

@@ -1,4 +1,4 @@
-//! `iscsi_session_failed`: an iSCSI session is FAILED or FREE (interfaces.md
+//! `iscsi_session_failed`: an iSCSI session is FAILED or FREE (docs/interfaces.md
 //! §6.1) for longer than `for`. Action: `iscsiadm` logout + login. Off by
 //! default: the initiator's own recovery usually wins, and re-login during a
 //! SAN-wide outage only adds load.

@@ -1,6 +1,6 @@
 //! `leaked_heartbeat`: in local heartbeat mode, a heartbeat region is still
 //! running although no mounted OCFS2 volume has its UUID (the lab's
-//! "mounted on a second directory" leak, interfaces.md §1.4). Alert only by
+//! "mounted on a second directory" leak, docs/interfaces.md §1.4). Alert only by
 //! default; the action is `ocfs2_hb_ctl -K -u <UUID> ocfs2`.
 
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! One heartbeat slot: `struct o2hb_disk_heartbeat_block` and its checksum.
 //!
 //! Layout (little-endian) from fs/ocfs2/cluster/ocfs2_heartbeat.h, identical
-//! in ocfs2-tools include/o2cb/ocfs2_heartbeat.h (interfaces.md §5.8):
+//! in ocfs2-tools include/o2cb/ocfs2_heartbeat.h (docs/interfaces.md §5.8):
 //! `hb_seq` le64 @0, `hb_node` u8 @8, `hb_pad1` u8[3] @9, `hb_cksum` le32 @12,
 //! `hb_generation` le64 @16, `hb_dead_ms` le32 @24; the rest of the slot
 //! (block_bytes, one device sector) is zero. The kernel checksums the whole
@@ -144,7 +144,7 @@ fn le_u32(block: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
-    /// interfaces.md §5.8 test vector.
+    /// docs/interfaces.md §5.8 test vector.
     #[test]
     fn crc_test_vector() {
         let block = encode_block(512, 0x65f0_a1b2, 3, 0x1122_3344_5566_7788, 60000);

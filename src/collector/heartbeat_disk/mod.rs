@@ -5,7 +5,7 @@
 //! (one `struct o2hb_disk_heartbeat_block` per node, fs/ocfs2/cluster/
 //! ocfs2_heartbeat.h) at byte `(start_block + N) × block_bytes`, with the
 //! geometry from configfs `/sys/kernel/config/cluster/<cluster>/heartbeat/
-//! <REGION>/{dev,start_block,block_bytes,blocks}` (interfaces.md §1.4, §5.8).
+//! <REGION>/{dev,start_block,block_bytes,blocks}` (docs/interfaces.md §1.4, §5.8).
 //! The device path is the caller's: `/dev/<dev>` built with `HostPaths::root`.
 //!
 //! A library for the heartbeat collector, not a collector of its own:

@@ -1,6 +1,6 @@
 //! Parser for `/etc/sysconfig/o2cb` (RH/SUSE) or `/etc/default/o2cb` (Debian):
 //! the shell `KEY=value` file `o2cb.init` sources (ocfs2-tools
-//! vendor/common/o2cb.init.sh, o2cb.sysconfig.5; interfaces.md §5.4).
+//! vendor/common/o2cb.init.sh, o2cb.sysconfig.5; docs/interfaces.md §5.4).
 //!
 //! Accepted per line: blank, `# comment`, `KEY=value`, `KEY="value"`,
 //! `KEY='value'`, optionally after `export ` and before a trailing `# comment`.
