@@ -11,7 +11,11 @@ use ocfs2_watchdog::rules::RULES;
 #[test]
 fn every_rule_source_is_a_collector() {
     let collectors: BTreeSet<&str> = COLLECTORS.iter().map(|c| c.name()).collect();
-    assert_eq!(collectors.len(), COLLECTORS.len(), "two collectors share a name");
+    assert_eq!(
+        collectors.len(),
+        COLLECTORS.len(),
+        "two collectors share a name"
+    );
     let mut unknown = Vec::new();
     for rule in RULES {
         assert!(

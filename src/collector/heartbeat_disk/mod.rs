@@ -22,6 +22,8 @@
 //! ```
 
 mod block;
+#[cfg(test)]
+mod block_props;
 mod reader;
 mod tracker;
 
