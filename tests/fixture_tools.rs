@@ -98,30 +98,37 @@ fn make_heartbeat_region_rebuilds_the_disk_images() {
     if !python_ready() {
         return;
     }
-    for (scenario, capture) in [
+    // The extra slot of heartbeat-disk-foreign-slot is given in its README.
+    for (scenario, capture, extra) in [
         (
             "cluster-mounted-n1",
             "n1-02-2node-mounted-debugfs.ocfs2.txt",
+            None,
         ),
         (
             "cluster-mounted-n2",
             "n2-02-2node-mounted-debugfs.ocfs2.txt",
+            None,
+        ),
+        (
+            "heartbeat-disk-foreign-slot",
+            "n1-02-2node-mounted-debugfs.ocfs2.txt",
+            Some("7:7:000000006b017fb3:77ee0f1c2a3b4c5d:14000"),
         ),
     ] {
         let out = tempfile::tempdir().unwrap();
         let image = out.path().join("vda");
         let capture = repo().join("tests/data/captures").join(capture);
-        python(
-            &[
-                "tests/fixtures/tools/make_heartbeat_region.py",
-                capture.to_str().unwrap(),
-                "2184",
-                "512",
-                "255",
-                image.to_str().unwrap(),
-            ],
-            &repo(),
-        );
+        let mut args = vec![
+            "tests/fixtures/tools/make_heartbeat_region.py",
+            capture.to_str().unwrap(),
+            "2184",
+            "512",
+            "255",
+            image.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        python(&args, &repo());
         let committed = repo().join(format!("tests/fixtures/{scenario}/rootfs/dev/vda"));
         assert!(
             std::fs::read(&image).unwrap() == std::fs::read(&committed).unwrap(),

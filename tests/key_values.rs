@@ -728,6 +728,64 @@ fn rows(scenario: &str) -> Option<Vec<Row>> {
                 Some(0.0),
             ),
         ],
+        // README: global mode, region 0 live and a quorum region, none failed.
+        "heartbeat-global" => vec![
+            (
+                "ocfs2_heartbeat_global_region_state",
+                &[REGION, ("state", "live")],
+                Some(1.0),
+            ),
+            (
+                "ocfs2_heartbeat_global_region_state",
+                &[REGION, ("state", "quorum")],
+                Some(1.0),
+            ),
+            (
+                "ocfs2_heartbeat_global_region_state",
+                &[REGION, ("state", "failed")],
+                Some(0.0),
+            ),
+            (
+                "ocfs2_o2cb_info",
+                &[LABCLU, ("heartbeat_mode", "global")],
+                Some(1.0),
+            ),
+            (
+                "ocfs2_o2cb_config_mismatch",
+                &[("setting", "heartbeat_mode")],
+                Some(0.0),
+            ),
+        ],
+        // README: slot 7 written by a node configfs does not list; the two
+        // captured slots (n1-02 debugfs.ocfs2 `hb`) as before.
+        "heartbeat-disk-foreign-slot" => vec![
+            (
+                "ocfs2_heartbeat_disk_unknown_node",
+                &[REGION, ("node_num", "7")],
+                Some(0.0),
+            ),
+            (
+                "ocfs2_heartbeat_disk_unknown_node",
+                &[REGION, ("node_num", "2")],
+                None,
+            ),
+            (
+                "ocfs2_heartbeat_disk_seq_timestamp_seconds",
+                &[REGION, ("node_num", "7")],
+                Some(f64::from(0x6b01_7fb3u32)),
+            ),
+            (
+                "ocfs2_heartbeat_disk_seq_timestamp_seconds",
+                &[REGION, ("node_num", "1")],
+                Some(f64::from(0x6b01_7fb3u32)),
+            ),
+            (
+                "ocfs2_heartbeat_disk_checksum_failures_total",
+                &[REGION, ("node_num", "7")],
+                Some(0.0),
+            ),
+            ("ocfs2_heartbeat_unknown_live_nodes", &[REGION], Some(0.0)),
+        ],
         _ => return None,
     };
     Some(rows)

@@ -1,5 +1,6 @@
 //! The mounts collector against the real kernel, in private mount namespaces:
-//! stacked layers (3 and 4096), shared propagation, a real read-only remount.
+//! stacked layers (3 and 4096), shared propagation, a real read-only remount,
+//! and the size of a reachable mount (which no fixture tree can show).
 
 mod support;
 
@@ -128,4 +129,28 @@ fn read_only_remount_is_reported() {
     let mount = find(&mount, &volume);
     assert!(mount.readonly);
     assert!(mount.probe.reachable);
+}
+
+#[test]
+fn a_reachable_mount_reports_its_size() {
+    if !enter_private_namespace("a_reachable_mount_reports_its_size") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    mount_tmpfs(&volume);
+    let config = tmpfs_config();
+    let budget = config.sampler.collector_timeout;
+    let mut sampler = Sampler::new(Arc::new(Context::new(HostPaths::default(), config)));
+    let text = sampler.tick(budget).rendered_text().to_string();
+    let series = |name: &str| format!("{name}{{mountpoint=\"{}\"}}", volume.display());
+    // mount_tmpfs makes a 1 MiB tmpfs; statfs reports it in 4 KiB pages.
+    assert_eq!(
+        support::sample_value(&text, &series("ocfs2_mount_size_bytes")),
+        Some(1_048_576.0),
+        "{text}"
+    );
+    let avail = support::sample_value(&text, &series("ocfs2_mount_avail_bytes")).expect("avail");
+    assert!(avail > 0.0 && avail <= 1_048_576.0, "{avail}");
 }
