@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::reader::AlignedBuf;
+use super::reader::AlignedBlocks;
 use super::*;
 use crate::probe::{ProbePool, Prober};
 
@@ -57,10 +57,10 @@ impl TestWriter {
     }
 
     fn write_block(&self, node: u8, block: &[u8]) {
-        let mut aligned = AlignedBuf::new(block.len(), 4096).unwrap();
-        aligned.as_mut_slice().copy_from_slice(block);
+        let mut aligned = AlignedBlocks::zeroed(block.len());
+        aligned.as_mut_bytes().copy_from_slice(block);
         let offset = (START_BLOCK + u64::from(node)) * u64::from(BLOCK_BYTES);
-        self.file.write_all_at(aligned.as_slice(), offset).unwrap();
+        self.file.write_all_at(aligned.as_bytes(), offset).unwrap();
     }
 
     fn heartbeat(&self, node: u8, seq: u64, generation: u64) {
