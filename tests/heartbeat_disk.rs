@@ -31,14 +31,6 @@ fn write_slot(device: &Path, slot: u64, block: &[u8]) {
     file.sync_all().unwrap();
 }
 
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-}
-
 #[test]
 fn advancing_and_stopped_writers_are_told_apart() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-mounted-n1");
@@ -60,13 +52,13 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let text = first.rendered_text().to_string();
     assert!(first.collectors["heartbeat"].0.success);
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_seq_timestamp_seconds", 1)
         ),
         SEQ as f64
     );
-    assert_eq!(value(&text, "ocfs2_heartbeat_disk_read_errors_total{hb_region=\"DEA93192F0874F53BB5290B5205C6B64\"}"), 0.0);
+    assert_eq!(support::samples::require_value(&text, "ocfs2_heartbeat_disk_read_errors_total{hb_region=\"DEA93192F0874F53BB5290B5205C6B64\"}"), 0.0);
 
     // Node 1 keeps writing (seq advances, correct checksum); node 2 stops.
     std::thread::sleep(Duration::from_millis(1100));
@@ -77,10 +69,22 @@ fn advancing_and_stopped_writers_are_told_apart() {
     );
     let second = sampler.tick(config.sampler.collector_timeout);
     let text = second.rendered_text().to_string();
-    assert_eq!(value(&text, &series("ocfs2_heartbeat_disk_active", 1)), 1.0);
-    assert!(value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 1)) < 0.5);
-    assert_eq!(value(&text, &series("ocfs2_heartbeat_disk_active", 2)), 0.0);
-    assert!(value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 2)) >= 1.0);
+    assert_eq!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_active", 1)),
+        1.0
+    );
+    assert!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 1))
+            < 0.5
+    );
+    assert_eq!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_active", 2)),
+        0.0
+    );
+    assert!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 2))
+            >= 1.0
+    );
 
     // A torn write in node 1's slot: counted, and the last good seq is kept.
     let mut torn = encode_block(512, SEQ + 4, 1, 0x1e87_d3af_a515_340e, 14000);
@@ -89,14 +93,14 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let third = sampler.tick(config.sampler.collector_timeout);
     let text = third.rendered_text().to_string();
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_checksum_failures_total", 1)
         ),
         1.0
     );
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_seq_timestamp_seconds", 1)
         ),
@@ -110,7 +114,7 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let fifth = sampler.tick(config.sampler.collector_timeout);
     let text = fifth.rendered_text().to_string();
     assert_eq!(
-        value(&text, &series("ocfs2_heartbeat_disk_unknown_node", 7)),
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_unknown_node", 7)),
         1.0
     );
 }

@@ -79,3 +79,8 @@ pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
+
+/// `sample_value`, failing the test (with the whole text) when the series is missing.
+pub fn require_value(metrics: &str, series: &str) -> f64 {
+    sample_value(metrics, series).unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+}
