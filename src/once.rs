@@ -22,7 +22,8 @@ use crate::sampler::Sampler;
 
 /// The `/metrics` text of one snapshot plus the engine's dry-run report on it.
 pub fn render(config: &Config, paths: HostPaths) -> std::io::Result<String> {
-    let control = Arc::new(Control::from_config(config));
+    // The pause file of the real state directory; no admin API here.
+    let control = Arc::new(Control::new(&config.state_dir.0, None));
     let scratch = tempfile::Builder::new()
         .prefix("ocfs2-watchdog-once-")
         .tempdir()?;
