@@ -130,3 +130,54 @@ fn first_difference(expected: &str, actual: &str) -> String {
         actual.lines().count()
     )
 }
+
+/// `--once` acts on nothing and leaves no trace: its dry-run decisions go to
+/// a scratch audit log, never the configured one; a pause file in the
+/// configured state directory is honoured. (The goldens themselves run with
+/// an empty scratch state directory.)
+#[test]
+fn once_honours_the_pause_file_and_writes_no_audit_log() {
+    use ocfs2_watchdog::config::{Config, StateDir};
+    let fixture = support::fixtures::fixtures_dir().join("mounts-stacked");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = Config::load(&fixture.join("config.toml")).unwrap();
+    config.kernel_log.enabled = false;
+    config.state_dir = StateDir(state.path().to_path_buf());
+    let config_path = state.path().join("config.toml");
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--once")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--path.rootfs")
+            .arg(fixture.join("rootfs"))
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let unpaused = run();
+    assert_eq!(
+        support::sample_value(&unpaused, "ocfs2_watchdog_paused"),
+        Some(0.0)
+    );
+    assert_eq!(
+        support::sample_value(&unpaused, "ocfs2_watchdog_enforcing"),
+        Some(0.0)
+    );
+    std::fs::write(state.path().join("pause"), "").unwrap();
+    let paused = run();
+    assert_eq!(
+        support::sample_value(&paused, "ocfs2_watchdog_paused"),
+        Some(1.0)
+    );
+    let left: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left.iter().any(|name| name.starts_with("audit")),
+        "--once wrote to the configured state directory: {left:?}"
+    );
+}
