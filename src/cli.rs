@@ -31,7 +31,8 @@ pub struct Args {
     /// Validate the configuration, print the effective one and exit (2 on error).
     #[arg(long)]
     pub check_config: bool,
-    /// Take one snapshot, print its /metrics text to stdout and exit.
+    /// Take one snapshot, run the rule engine once over it in dry-run, print
+    /// the /metrics text to stdout and exit.
     #[arg(long)]
     pub once: bool,
     /// exporter-toolkit web configuration (YAML: tls_server_config,

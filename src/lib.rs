@@ -15,9 +15,15 @@ pub mod host;
 pub mod http;
 pub mod kernel_log;
 pub mod metrics;
+pub mod once;
 pub mod probe;
 pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod snapshot;
 pub mod status;
+
+/// The tests' one CI detection, shared with tests/support.
+#[cfg(test)]
+#[path = "../tests/support/ci.rs"]
+pub(crate) mod test_ci;

@@ -104,12 +104,13 @@ fn run(
     config: ocfs2_watchdog::config::Config,
     security: Security,
 ) -> anyhow::Result<()> {
-    let config = Arc::new(config);
     if args.once {
-        let snapshot = ocfs2_watchdog::sampler::take_one(args.host_paths(), config);
-        print!("{}", snapshot.rendered_text());
+        let text = ocfs2_watchdog::once::render(&config, args.host_paths())
+            .context("making a scratch directory for the dry-run engine")?;
+        print!("{text}");
         return Ok(());
     }
+    let config = Arc::new(config);
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
     // Start following the kernel log now, not at the first tick.
     ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);

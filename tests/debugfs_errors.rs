@@ -5,6 +5,8 @@
 //! expected (EISDIR, reason `io`); the EACCES→`permission_denied` mapping is
 //! `CollectError::io`'s.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,22 +16,6 @@ use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::sampler::Sampler;
 
 const REGION: &str = "sys/kernel/debug/o2hb/DEA93192F0874F53BB5290B5205C6B64";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 enum Break {
     Missing,
@@ -42,7 +28,7 @@ fn run_broken(file: &str, how: Break) -> String {
     let dir = tempfile::tempdir().unwrap();
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-mounted-n1/rootfs");
-    copy_tree(&fixture, dir.path());
+    support::copy_tree(&fixture, dir.path());
     let path = dir.path().join(file);
     std::fs::remove_file(&path).unwrap();
     match how {

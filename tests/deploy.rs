@@ -308,7 +308,7 @@ fn kubernetes_manifests_agree_with_each_other_and_the_daemon() {
     assert!(
         config_text.contains(&format!("{tokens_dir}/admin-token"))
             && secret["stringData"]["admin-token"].is_string(),
-        "the admin token file (issue 6) is prepared"
+        "the admin token file is prepared"
     );
 
     // State on the host, where the config puts it.

@@ -2,27 +2,21 @@
 //!
 //! Every directory under `tests/fixtures/<scenario>/` holds a host tree
 //! (`rootfs/`, read through `--path.rootfs`), an optional `config.toml` and a
-//! `README.md` saying what it shows and which real capture it was built from.
-//! The daemon takes one snapshot of it exactly as `--once` does; the output,
-//! with run-dependent values zeroed, must equal `tests/golden/<scenario>.prom`.
-//! The rule engine runs once over the snapshot in dry-run (state in a scratch
-//! directory), and its report is rendered with it, as the daemon serves it.
-//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the golden files: review
-//! the diff like code.
+//! `README.md` saying what it shows and which capture (tests/data/captures/)
+//! it was built from. The golden is exactly what `ocfs2-watchdog --once`
+//! prints for it (tests/support/fixtures.rs runs the binary: one snapshot,
+//! one dry-run rule-engine tick), with run-dependent values zeroed.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the golden files
+//! (never under CI): review the diff like code. The goldens are the code
+//! checked against itself; tests/key_values.rs checks the values each
+//! scenario is about against its capture, and never regenerates.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod support;
 
-use ocfs2_watchdog::actions::{DryRunExecutor, HostActions};
-use ocfs2_watchdog::collector::Context;
-use ocfs2_watchdog::config::StateDir;
-use ocfs2_watchdog::config::{Config, KernelLogConfig};
-use ocfs2_watchdog::host::HostPaths;
-use ocfs2_watchdog::rules::config::Mode;
-use ocfs2_watchdog::rules::control::Control;
-use ocfs2_watchdog::rules::Engine;
-use ocfs2_watchdog::sampler::Sampler;
-use std::time::Instant;
+use std::collections::BTreeSet;
+
+use support::fixtures::{golden_dir, name_of, once, scenarios};
 
 /// Families whose values depend on the run (time, durations), not the fixture.
 const RUN_DEPENDENT: &[&str] = &[
@@ -33,43 +27,6 @@ const RUN_DEPENDENT: &[&str] = &[
     // Compares the fixture's monotonic timer with this machine's clock.
     "ocfs2_net_idle_seconds",
 ];
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Renders one scenario the way `--once` would.
-pub fn render_scenario(dir: &Path) -> String {
-    let config_path = dir.join("config.toml");
-    let config = if config_path.exists() {
-        Config::load(&config_path).expect("fixture config must be valid")
-    } else {
-        Config::default()
-    };
-    // Fixtures never follow this machine's /dev/kmsg: a scenario whose
-    // config names no kernel log file gets the kernel log disabled.
-    let mut config = config;
-    if config.kernel_log.source == KernelLogConfig::default().source {
-        config.kernel_log.enabled = false;
-    }
-    // The engine's audit log and pause file go to a scratch directory, and
-    // it only ever decides: a fixture is never acted on.
-    let state = tempfile::tempdir().expect("scratch state dir");
-    config.state_dir = StateDir(state.path().to_path_buf());
-    config.remediation.mode = Mode::DryRun;
-    // The decision itself, not the wait after start, is what a fixture shows.
-    config.remediation.startup_grace = std::time::Duration::ZERO;
-    let config = Arc::new(config);
-    let paths = HostPaths::new(dir.join("rootfs"), None, None);
-    let mut sampler = Sampler::new(Arc::new(Context::new(paths.clone(), Arc::clone(&config))));
-    let mut snapshot = sampler.tick(config.sampler.collector_timeout);
-    // As the daemon serves it: the snapshot plus the rule engine's report on it.
-    let control = Arc::new(Control::new(state.path(), None));
-    let executor = DryRunExecutor(HostActions::new(paths, &config.remediation));
-    let mut engine = Engine::new(Arc::clone(&config), Box::new(executor), control);
-    snapshot.remediation = Some(Arc::new(engine.tick(&snapshot, Instant::now())));
-    normalize_run_dependent(snapshot.rendered_text())
-}
 
 /// The build's git revision and compiler, set by build.rs: the build, not
 /// the fixture, decides them.
@@ -106,32 +63,45 @@ fn normalize_run_dependent(text: &str) -> String {
         + "\n"
 }
 
+/// `UPDATE_GOLDEN=1` rewrites; any other value is a mistake, and CI never
+/// rewrites (a regenerated golden would pass whatever the code printed).
+fn update_requested() -> bool {
+    match std::env::var("UPDATE_GOLDEN") {
+        Err(_) => false,
+        Ok(value) if value == "1" => {
+            assert!(
+                !support::in_ci(),
+                "UPDATE_GOLDEN=1 under CI: goldens are rewritten by hand and reviewed, never in CI"
+            );
+            true
+        }
+        Ok(other) => panic!("UPDATE_GOLDEN={other:?}: only UPDATE_GOLDEN=1 rewrites the goldens"),
+    }
+}
+
 #[test]
 fn golden_files_match() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("rootfs").is_dir())
-        .collect();
-    scenarios.sort();
-    assert!(!scenarios.is_empty(), "no fixture scenarios found");
+    let update = update_requested();
     let mut failures = Vec::new();
-    for dir in &scenarios {
+    for dir in scenarios() {
         assert!(
             dir.join("README.md").exists(),
             "{} has no README.md",
             dir.display()
         );
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let actual = render_scenario(dir);
-        let golden_path = golden_dir.join(format!("{name}.prom"));
+        let name = name_of(&dir);
+        let actual = normalize_run_dependent(&once(&dir));
+        let golden_path = golden_dir().join(format!("{name}.prom"));
         if update {
             std::fs::write(&golden_path, &actual).unwrap();
             continue;
         }
-        let expected = std::fs::read_to_string(&golden_path).unwrap_or_default();
+        let Ok(expected) = std::fs::read_to_string(&golden_path) else {
+            failures.push(format!(
+                "--- {name}: no golden file (UPDATE_GOLDEN=1 writes it)"
+            ));
+            continue;
+        };
         if expected != actual {
             failures.push(format!(
                 "--- {name}: golden differs (UPDATE_GOLDEN=1 to rewrite, then review the diff)\n{}",
@@ -140,6 +110,26 @@ fn golden_files_match() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A golden whose scenario is gone would keep feeding the alert, dashboard
+/// and docs checks with output no code produces any more.
+#[test]
+fn every_golden_file_has_its_fixture() {
+    let scenarios: BTreeSet<String> = scenarios().iter().map(|d| name_of(d)).collect();
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        match file.strip_suffix(".prom") {
+            Some(name) if scenarios.contains(name) => {}
+            _ => orphans.push(file),
+        }
+    }
+    assert!(
+        orphans.is_empty(),
+        "files in tests/golden/ without a scenario in tests/fixtures/ (delete them): {orphans:?}"
+    );
 }
 
 fn first_difference(expected: &str, actual: &str) -> String {
@@ -158,4 +148,55 @@ fn first_difference(expected: &str, actual: &str) -> String {
         expected.lines().count(),
         actual.lines().count()
     )
+}
+
+/// `--once` acts on nothing and leaves no trace: its dry-run decisions go to
+/// a scratch audit log, never the configured one; a pause file in the
+/// configured state directory is honoured. (The goldens themselves run with
+/// an empty scratch state directory.)
+#[test]
+fn once_honours_the_pause_file_and_writes_no_audit_log() {
+    use ocfs2_watchdog::config::{Config, StateDir};
+    let fixture = support::fixtures::fixtures_dir().join("mounts-stacked");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = Config::load(&fixture.join("config.toml")).unwrap();
+    config.kernel_log.enabled = false;
+    config.state_dir = StateDir(state.path().to_path_buf());
+    let config_path = state.path().join("config.toml");
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--once")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--path.rootfs")
+            .arg(fixture.join("rootfs"))
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let unpaused = run();
+    assert_eq!(
+        support::sample_value(&unpaused, "ocfs2_watchdog_paused"),
+        Some(0.0)
+    );
+    assert_eq!(
+        support::sample_value(&unpaused, "ocfs2_watchdog_enforcing"),
+        Some(0.0)
+    );
+    std::fs::write(state.path().join("pause"), "").unwrap();
+    let paused = run();
+    assert_eq!(
+        support::sample_value(&paused, "ocfs2_watchdog_paused"),
+        Some(1.0)
+    );
+    let left: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left.iter().any(|name| name.starts_with("audit")),
+        "--once wrote to the configured state directory: {left:?}"
+    );
 }

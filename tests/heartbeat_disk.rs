@@ -3,6 +3,8 @@
 //! a node whose on-disk sequence advances is active, one whose slot stops
 //! changing ages, and a torn block is counted, not trusted.
 
+mod support;
+
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -18,22 +20,6 @@ const START_BLOCK: u64 = 2184;
 const BLOCK_BYTES: u64 = 512;
 const SEQ: u64 = 0x6b01_7fb3;
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn write_slot(device: &Path, slot: u64, block: &[u8]) {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -45,19 +31,11 @@ fn write_slot(device: &Path, slot: u64, block: &[u8]) {
     file.sync_all().unwrap();
 }
 
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-}
-
 #[test]
 fn advancing_and_stopped_writers_are_told_apart() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster-mounted-n1");
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixture, dir.path());
+    support::copy_tree(&fixture, dir.path());
     let root = dir.path().join("rootfs");
     let device = root.join("dev/vda");
     let config = Arc::new(Config::default());
@@ -74,13 +52,13 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let text = first.rendered_text().to_string();
     assert!(first.collectors["heartbeat"].0.success);
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_seq_timestamp_seconds", 1)
         ),
         SEQ as f64
     );
-    assert_eq!(value(&text, "ocfs2_heartbeat_disk_read_errors_total{hb_region=\"DEA93192F0874F53BB5290B5205C6B64\"}"), 0.0);
+    assert_eq!(support::samples::require_value(&text, "ocfs2_heartbeat_disk_read_errors_total{hb_region=\"DEA93192F0874F53BB5290B5205C6B64\"}"), 0.0);
 
     // Node 1 keeps writing (seq advances, correct checksum); node 2 stops.
     std::thread::sleep(Duration::from_millis(1100));
@@ -91,10 +69,22 @@ fn advancing_and_stopped_writers_are_told_apart() {
     );
     let second = sampler.tick(config.sampler.collector_timeout);
     let text = second.rendered_text().to_string();
-    assert_eq!(value(&text, &series("ocfs2_heartbeat_disk_active", 1)), 1.0);
-    assert!(value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 1)) < 0.5);
-    assert_eq!(value(&text, &series("ocfs2_heartbeat_disk_active", 2)), 0.0);
-    assert!(value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 2)) >= 1.0);
+    assert_eq!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_active", 1)),
+        1.0
+    );
+    assert!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 1))
+            < 0.5
+    );
+    assert_eq!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_active", 2)),
+        0.0
+    );
+    assert!(
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_seq_age_seconds", 2))
+            >= 1.0
+    );
 
     // A torn write in node 1's slot: counted, and the last good seq is kept.
     let mut torn = encode_block(512, SEQ + 4, 1, 0x1e87_d3af_a515_340e, 14000);
@@ -103,14 +93,14 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let third = sampler.tick(config.sampler.collector_timeout);
     let text = third.rendered_text().to_string();
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_checksum_failures_total", 1)
         ),
         1.0
     );
     assert_eq!(
-        value(
+        support::samples::require_value(
             &text,
             &series("ocfs2_heartbeat_disk_seq_timestamp_seconds", 1)
         ),
@@ -124,7 +114,7 @@ fn advancing_and_stopped_writers_are_told_apart() {
     let fifth = sampler.tick(config.sampler.collector_timeout);
     let text = fifth.rendered_text().to_string();
     assert_eq!(
-        value(&text, &series("ocfs2_heartbeat_disk_unknown_node", 7)),
+        support::samples::require_value(&text, &series("ocfs2_heartbeat_disk_unknown_node", 7)),
         1.0
     );
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hung_fuse::{wait_for, KillOnDrop};
+use hung_fuse::KillOnDrop;
 use support::{
     enter_private_namespace, free_port, http_get, http_get_accepting, require, sample_value,
     PROMETHEUS_ACCEPT,
@@ -60,7 +60,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
 
     // The very first scrape: answered at once even though the mount hangs.
     let mut first = None;
-    wait_for("the daemon to listen", Duration::from_secs(10), || {
+    support::wait_for("the daemon to listen", Duration::from_secs(10), || {
         first = http_get(&address, "/metrics").ok();
         first.is_some()
     });
@@ -112,7 +112,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     // Release the hang: the blocked statfs fails with ENOTCONN and returns.
     let _ = server.0.kill();
     let _ = server.0.wait();
-    wait_for("the stuck probe to return", Duration::from_secs(10), || {
+    support::wait_for("the stuck probe to return", Duration::from_secs(10), || {
         let body = http_get(&address, "/metrics")
             .map(|r| r.2)
             .unwrap_or_default();
@@ -127,7 +127,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     )
     .unwrap();
     let mut exited = None;
-    wait_for(
+    support::wait_for(
         "the daemon to exit on SIGTERM",
         Duration::from_secs(10),
         || {

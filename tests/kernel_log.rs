@@ -3,6 +3,8 @@
 //! detection from a fixture root, and the persisted state across restarts
 //! and reboots.
 
+mod support;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,7 +164,7 @@ fn fence_view(state: &KernelLogState) -> (Option<bool>, Option<u64>) {
 fn previous_boot_fence_is_counted_once_per_boot() {
     let fixture = data("previous-boot/rootfs");
     let root = tempfile::tempdir().unwrap();
-    copy_tree(&fixture, root.path());
+    support::copy_tree(&fixture, root.path());
     let state_dir = tempfile::tempdir().unwrap();
     let boot_a = 1_795_262_400.0;
 
@@ -234,19 +236,6 @@ fn unwritable_state_dir_is_counted_not_fatal() {
     assert_eq!(counters.fence_previous_boot, Some(false));
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 // ---- the real /dev/kmsg -------------------------------------------------
 
 /// `/dev/kmsg` opened for writing, or `None` (skip) when not allowed; under
@@ -255,10 +244,7 @@ fn kmsg_writer() -> Option<std::fs::File> {
     match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
         Ok(file) => Some(file),
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kmsg is not writable ({e}): the real kernel log test must run as root");
-            }
-            eprintln!("skipping: /dev/kmsg is not writable ({e})");
+            support::require(false, &format!("/dev/kmsg writable ({e}): root"));
             None
         }
     }

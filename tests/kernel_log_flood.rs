@@ -22,13 +22,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Restores `/proc/sys/kernel/printk_devkmsg` when dropped.
 struct DevkmsgSetting(String);
 
@@ -45,11 +38,7 @@ fn kmsg_flood_keeps_memory_flat_and_the_sampler_running() {
     let mut kmsg = match std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
         Ok(file) => file,
         Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but /dev/kmsg is not writable: {e}"
-            );
-            eprintln!("skipping: /dev/kmsg is not writable ({e})");
+            support::require(false, &format!("/dev/kmsg writable ({e}): root"));
             return;
         }
     };
@@ -77,7 +66,9 @@ fn kmsg_flood_keeps_memory_flat_and_the_sampler_running() {
             .unwrap_or_default()
     };
     let started = Instant::now();
-    while metric(&scrape(), "ocfs2_watchdog_kernel_log_records_total").unwrap_or(0.0) == 0.0 {
+    while support::sample_value(&scrape(), "ocfs2_watchdog_kernel_log_records_total").unwrap_or(0.0)
+        == 0.0
+    {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "daemon never reported the kernel log"
@@ -109,7 +100,9 @@ fn kmsg_flood_keeps_memory_flat_and_the_sampler_running() {
     let mut snapshot_times = Vec::new();
     while !writer.is_finished() {
         peak = peak.max(rss_kib(pid));
-        if let Some(t) = metric(&scrape(), "ocfs2_watchdog_snapshot_timestamp_seconds") {
+        if let Some(t) =
+            support::sample_value(&scrape(), "ocfs2_watchdog_snapshot_timestamp_seconds")
+        {
             snapshot_times.push(t);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -122,7 +115,10 @@ fn kmsg_flood_keeps_memory_flat_and_the_sampler_running() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 
-    let delta = |name| metric(&after, name).unwrap_or(0.0) - metric(&before, name).unwrap_or(0.0);
+    let delta = |name| {
+        support::sample_value(&after, name).unwrap_or(0.0)
+            - support::sample_value(&before, name).unwrap_or(0.0)
+    };
     let read = delta("ocfs2_watchdog_kernel_log_records_total");
     let lost = delta("ocfs2_kernel_log_records_lost_total");
     let connected = delta("ocfs2_kernel_events_total{event=\"net_connected\"}");

@@ -2,7 +2,8 @@
 //! stacked layers (3 and 4096), shared propagation, a real read-only remount,
 //! a kubelet-like host (2000 pod binds: bounded series, a stacked pod path
 //! shown) and a stacked unwatched host (the table is read again only after a
-//! change).
+//! change),
+//! and the size of a reachable mount (which no fixture tree can show).
 
 mod support;
 
@@ -92,7 +93,7 @@ fn propagated_copies_are_counted_on_every_path() {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for path in [volume.clone(), peer.join("volume")] {
         // Every bind onto a shared mount is also propagated to its peers, so
-        // the stack doubles with each bind (interfaces.md §7.4): 2^4 layers,
+        // the stack doubles with each bind (docs/interfaces.md §7.4): 2^4 layers,
         // as the kernel's own table lists them for this path.
         let listed = table
             .lines()
@@ -264,4 +265,28 @@ fn the_table_is_read_again_only_after_a_change() {
     assert_eq!(table(&after), (2, entries + 1), "the next snapshot has it");
     assert!(find(&after.mounts().unwrap().mounts, &volume).is_mounted());
     assert_eq!(table(&sampler.tick(budget)), (2, entries + 1));
+}
+
+#[test]
+fn a_reachable_mount_reports_its_size() {
+    if !enter_private_namespace("a_reachable_mount_reports_its_size") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    mount_tmpfs(&volume);
+    let config = tmpfs_config();
+    let budget = config.sampler.collector_timeout;
+    let mut sampler = Sampler::new(Arc::new(Context::new(HostPaths::default(), config)));
+    let text = sampler.tick(budget).rendered_text().to_string();
+    let series = |name: &str| format!("{name}{{mountpoint=\"{}\"}}", volume.display());
+    // mount_tmpfs makes a 1 MiB tmpfs; statfs reports it in 4 KiB pages.
+    assert_eq!(
+        support::sample_value(&text, &series("ocfs2_mount_size_bytes")),
+        Some(1_048_576.0),
+        "{text}"
+    );
+    let avail = support::sample_value(&text, &series("ocfs2_mount_avail_bytes")).expect("avail");
+    assert!(avail > 0.0 && avail <= 1_048_576.0, "{avail}");
 }

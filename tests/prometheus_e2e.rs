@@ -83,15 +83,10 @@ fn query(address: &str, expr: &str) -> Result<Value, String> {
     }
 }
 
-fn wait_for(what: &str, start: Instant, mut done: impl FnMut() -> bool) {
-    while !done() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {:?} waiting for {what}",
-            start.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+/// Every wait shares one deadline counted from `start`.
+fn wait_for(what: &str, start: Instant, done: impl FnMut() -> bool) {
+    let left = DEADLINE.saturating_sub(start.elapsed());
+    support::wait_for_every(what, left, Duration::from_millis(250), done);
 }
 
 /// The healthy fixture copied with its o2net socket timers moved an hour
@@ -316,7 +311,7 @@ fn alerts_and_dashboards_work_on_a_real_prometheus() {
         failures.join("\n")
     );
     // Most panels show something for these two nodes (not the remediation
-    // ones before issue 6, nor iSCSI/multipath: the fixtures have none).
+    // ones that need a decision, nor iSCSI/multipath: the fixtures have none).
     assert!(
         with_data * 2 >= queries.len(),
         "only {with_data} of {} dashboard queries returned data",

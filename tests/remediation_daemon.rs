@@ -98,14 +98,6 @@ fn metric_line(address: &str, prefix: &str) -> bool {
         .is_ok_and(|(_, _, body)| body.lines().any(|l| l.starts_with(prefix)))
 }
 
-fn wait_for(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn pause_and_resume_need_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +108,7 @@ fn pause_and_resume_need_the_admin_token() {
     assert_eq!(post(&address, "/resume", None), 401);
     assert_eq!(post(&address, "/pause", Some("s3cret")), 200);
     assert!(dir.path().join("state/pause").exists());
-    wait_for("paused metric", Duration::from_secs(10), || {
+    support::wait_for("paused metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 1")
     });
     assert!(metric_line(&address, "ocfs2_watchdog_enforcing 1"));
@@ -140,12 +132,12 @@ fn pause_and_resume_need_the_admin_token() {
         nix::sys::signal::Signal::SIGHUP,
     )
     .unwrap();
-    wait_for("the rotated admin token", Duration::from_secs(10), || {
+    support::wait_for("the rotated admin token", Duration::from_secs(10), || {
         post(&address, "/pause", Some("rotated")) == 200
     });
     assert_eq!(post(&address, "/resume", Some("s3cret")), 401);
     assert_eq!(post(&address, "/resume", Some("rotated")), 200);
-    wait_for("resumed metric", Duration::from_secs(10), || {
+    support::wait_for("resumed metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 0")
     });
     let _ = daemon.kill();
@@ -185,11 +177,11 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
     // Kill as soon as the action has started (its `before` line is on disk).
-    wait_for("the unstack to start", Duration::from_secs(20), || {
+    support::wait_for("the unstack to start", Duration::from_secs(20), || {
         std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"started\""))
     });
     // And the first layers are gone: it is in the middle of the job.
-    wait_for("the first pops", Duration::from_secs(20), || {
+    support::wait_for("the first pops", Duration::from_secs(20), || {
         layers(&volume) < 4096
     });
     daemon.kill().unwrap(); // SIGKILL
@@ -200,7 +192,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
 
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
-    wait_for("exactly one layer", Duration::from_secs(20), || {
+    support::wait_for("exactly one layer", Duration::from_secs(20), || {
         layers(&volume) == 1
     });
     // Give the engine a tick to see the result, then stop.
@@ -278,7 +270,7 @@ options = "ro"
             .iter()
             .any(|r| r.rule == rule && r.outcome == outcome)
     };
-    wait_for(
+    support::wait_for(
         "the give-up and the budget",
         Duration::from_secs(20),
         || has("missing_mount", "gave_up") && has("duplicate_mount_layers", "skipped_budget"),
@@ -295,7 +287,7 @@ options = "ro"
 
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
-    wait_for("the give-up on /metrics", Duration::from_secs(10), || {
+    support::wait_for("the give-up on /metrics", Duration::from_secs(10), || {
         metric_line(
             &address,
             "ocfs2_watchdog_remediation_gave_up{rule=\"missing_mount\"",
@@ -344,7 +336,7 @@ fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
     let config = write_config_with(dir.path(), Some("s3cret"), &web, "");
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
-    wait_for("the admin socket", Duration::from_secs(10), || {
+    support::wait_for("the admin socket", Duration::from_secs(10), || {
         socket.exists()
     });
     let mode = std::fs::metadata(&socket).unwrap().permissions();
@@ -371,7 +363,7 @@ fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
     );
     assert_eq!(post_unix(&socket, "/resume", "s3cret"), 200);
     let audit = dir.path().join("state/audit.jsonl");
-    wait_for("the reset line", Duration::from_secs(10), || {
+    support::wait_for("the reset line", Duration::from_secs(10), || {
         audit_records(&audit).iter().any(|r| r.outcome == "reset")
     });
     let _ = daemon.kill();

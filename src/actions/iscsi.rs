@@ -8,7 +8,7 @@
 //! even with a second path the failover stalls I/O for the length of the
 //! multipath checker's interval. So, re-read on the host just before acting
 //! (never from the snapshot): the session state in sysfs
-//! (`/sys/class/iscsi_session/<session>/state`, interfaces.md §6.1); its disks
+//! (`/sys/class/iscsi_session/<session>/state`, docs/interfaces.md §6.1); its disks
 //! (`device/target*/H:C:T:L/block/sdX`, §6.4); that none of them lies under
 //! a mounted filesystem (the mount table, walked down through partitions and
 //! dm maps as the storage collector does, `topology.rs`) or a heartbeat

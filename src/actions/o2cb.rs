@@ -2,7 +2,7 @@
 //! transaction.
 //!
 //! `o2cb.init offline` refuses while a heartbeat region is active
-//! (interfaces.md §5.2), so a restart means: stop the configured services,
+//! (docs/interfaces.md §5.2), so a restart means: stop the configured services,
 //! unmount every mount of the cluster's volumes (binds first), stop the
 //! stack, start it with the cluster's timeouts (`o2cb_stack.rs`), restore
 //! every mount exactly as it was (`restore.rs`), start the services, and

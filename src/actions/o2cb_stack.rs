@@ -295,7 +295,7 @@ fn rejoined(
         let path = host.paths.sys(format!("kernel/debug/{name}"));
         std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|text| parse_node_map_file(&text))
+            .and_then(|text| parse_node_map_file(&text).map_err(|e| e.to_string()))
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
     let live = read("o2hb/livenodes")?;

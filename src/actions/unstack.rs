@@ -5,7 +5,7 @@
 //! `stack::duplicate_layer`) is removed, so the last layer, a deliberate
 //! read-only self-bind and any different filesystem shadowing the stack are
 //! never touched. (Mount points matching `[mounts] unstack_ignore` never get
-//! a plan: the `duplicate_mount_layers` rule leaves them out.) `umount2(path, 0)` pops the topmost layer (interfaces.md §7.3).
+//! a plan: the `duplicate_mount_layers` rule leaves them out.) `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
 //! one mount, not recursive). That alone is not enough: an unmount propagates
 //! through the *parent's* peer group (the layer below, still shared), so

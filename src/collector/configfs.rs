@@ -4,7 +4,7 @@
 //! iSCSI timeout invariants).
 //!
 //! Layout and formats from fs/ocfs2/cluster/nodemanager.c and heartbeat.c
-//! (interfaces.md §1): one value plus `\n` per attribute file, numbers as
+//! (docs/interfaces.md §1): one value plus `\n` per attribute file, numbers as
 //! `%u`/`%d`/`%llu`, `ipv4_address` as a dotted quad, `heartbeat/mode` as
 //! `local`/`global`, a region's `dev` and `pid` empty until its heartbeat
 //! thread starts. Only one cluster can exist (a second `mkdir` fails ENOSPC).

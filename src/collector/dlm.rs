@@ -3,7 +3,7 @@
 //!
 //! Reads debugfs `/sys/kernel/debug/o2dlm/<DOMAIN>/dlm_state` for every domain
 //! (domain = volume UUID; fs/ocfs2/dlm/dlmdebug.c `debug_state_print`,
-//! interfaces.md §3.2), plus `o2hb/<REGION>/livenodes` (else the global
+//! docs/interfaces.md §3.2), plus `o2hb/<REGION>/livenodes` (else the global
 //! `o2hb/livenodes`) and `o2net/connected_nodes` to cross-check membership.
 //! Node maps print `%d ` per node; 255 means "none" for the dead node,
 //! joining node and recovery master (exported as -1).
@@ -25,6 +25,7 @@ use serde::Serialize;
 use super::configfs::{self, ClusterConfig};
 use super::net::read_parsed;
 use super::nodemap::{parse_node_list, parse_node_map_file, NodeSet};
+use super::parse_error::ParseError;
 use super::{list_dirs, CollectError, Collector, Context, ErrorKind};
 use crate::metrics::{bool_value, Family};
 use crate::snapshot::{Facts, Section};
@@ -146,7 +147,7 @@ pub fn compare_membership(state: DlmState, hb_live: &NodeSet, connected: &NodeSe
 
 /// `dlm_state`: lines of `Key: value` pairs separated by two spaces. The
 /// first key names the line, since `State:` appears on two of them.
-pub fn parse_dlm_state(text: &str) -> Result<DlmState, String> {
+pub fn parse_dlm_state(text: &str) -> Result<DlmState, ParseError> {
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     for line in text.lines() {
         let mut pairs = line.split("  ").filter(|p| !p.trim().is_empty());
@@ -165,35 +166,36 @@ pub fn parse_dlm_state(text: &str) -> Result<DlmState, String> {
             }
         }
     }
-    let get = |key: &str| {
+    let get = |key: &'static str| {
         fields
             .get(key)
             .map(String::as_str)
-            .ok_or_else(|| format!("no {key:?} in dlm_state (truncated?)"))
+            .ok_or(ParseError::MissingField(key))
     };
-    let number = |key: &str| -> Result<u64, String> {
+    let number = |key: &'static str| -> Result<u64, ParseError> {
         let value = get(key)?;
         let digits = value.split_whitespace().next().unwrap_or_default();
-        digits
-            .parse()
-            .map_err(|_| format!("{key}: {value:?} is not a number"))
+        digits.parse().map_err(|_| ParseError::BadField {
+            field: key,
+            value: value.to_string(),
+        })
     };
-    let node = |key: &str| -> Result<Option<u8>, String> {
+    let node = |key: &'static str| -> Result<Option<u8>, ParseError> {
         let value = number(key)?;
         match u8::try_from(value) {
             Ok(NO_NODE) => Ok(None),
             Ok(n) => Ok(Some(n)),
-            Err(_) => Err(format!("{key}: {value} is not a node number")),
+            Err(_) => Err(ParseError::NotANodeNumber(value.to_string())),
         }
     };
-    let map = |key: &str| get(key).and_then(parse_node_list);
+    let map = |key: &'static str| get(key).and_then(parse_node_list);
     let domain = get("Domain")?.to_string();
     if domain.is_empty() {
-        return Err("empty domain name".into());
+        return Err(ParseError::MissingField("Domain"));
     }
     Ok(DlmState {
         domain,
-        node: node("Thread Pid/Node")?.ok_or("no local node number")?,
+        node: node("Thread Pid/Node")?.ok_or(ParseError::MissingField("Thread Pid/Node"))?,
         state: get("Thread Pid/State")?.to_string(),
         joining_node: node("Number of Joins/Joining Node")?,
         domain_map: map("Domain Map")?,
@@ -337,7 +339,10 @@ mod tests {
     #[test]
     fn truncated_and_garbage_dlm_state() {
         let cut = &N1_ZOMBIE[..N1_ZOMBIE.find("Lock Resources").unwrap()];
-        assert!(parse_dlm_state(cut).unwrap_err().contains("Lock Resources"));
+        assert_eq!(
+            parse_dlm_state(cut).unwrap_err(),
+            ParseError::MissingField("Lock Resources")
+        );
         assert!(parse_dlm_state("").is_err());
         assert!(parse_dlm_state("garbage\n").is_err());
         assert!(parse_dlm_state(&N1_ZOMBIE.replace("Domain Map: 1 ", "Domain Map: x ")).is_err());

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
 use crate::metrics::{bool_value, Family};
 use crate::snapshot::{Facts, Section};
@@ -43,7 +44,7 @@ pub struct FsStateFacts {
 
 /// Parses one `fs_state` file; the `Recovery` line is required, the slot
 /// table is optional.
-pub fn parse_fs_state(uuid: &str, text: &str) -> Result<VolumeState, String> {
+pub fn parse_fs_state(uuid: &str, text: &str) -> Result<VolumeState, ParseError> {
     let mut state = VolumeState {
         uuid: uuid.to_string(),
         ..VolumeState::default()
@@ -53,19 +54,23 @@ pub fn parse_fs_state(uuid: &str, text: &str) -> Result<VolumeState, String> {
     for line in text.lines() {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("Recovery => Pid:") {
-            let (pid, nodes) = rest
-                .split_once("Nodes:")
-                .ok_or_else(|| format!("no Nodes: in {trimmed:?}"))?;
-            state.recovery_pid = pid
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad recovery pid in {trimmed:?}"))?;
+            let (pid, nodes) = rest.split_once("Nodes:").ok_or(ParseError::BadField {
+                field: "Recovery",
+                value: trimmed.to_string(),
+            })?;
+            state.recovery_pid = pid.trim().parse().map_err(|_| ParseError::BadField {
+                field: "Recovery Pid",
+                value: trimmed.to_string(),
+            })?;
             let nodes = nodes.trim();
             if nodes != "None" {
                 state.recovery_nodes = nodes
                     .split([' ', ','])
                     .filter(|n| !n.is_empty())
-                    .map(|n| n.parse().map_err(|_| format!("bad recovery node {n:?}")))
+                    .map(|n| {
+                        n.parse()
+                            .map_err(|_| ParseError::NotANodeNumber(n.to_string()))
+                    })
                     .collect::<Result<_, _>>()?;
             }
             recovery_seen = true;
@@ -86,7 +91,7 @@ pub fn parse_fs_state(uuid: &str, text: &str) -> Result<VolumeState, String> {
         }
     }
     if !recovery_seen {
-        return Err("no `Recovery =>` line".into());
+        return Err(ParseError::MissingField("Recovery =>"));
     }
     Ok(state)
 }
@@ -119,7 +124,8 @@ impl Collector for FsState {
         for uuid in names {
             let path = base.join(&uuid).join("fs_state");
             let text = read_host_file(&path)?;
-            let volume = parse_fs_state(&uuid, &text).map_err(|e| CollectError::parse(&path, e))?;
+            let volume = parse_fs_state(&uuid, &text)
+                .map_err(|e| CollectError::parse(&path, e.to_string()))?;
             facts.volumes.push(volume);
         }
         Ok(Section {

@@ -2,7 +2,7 @@
 //! nodes each region sees live.
 //!
 //! Reads debugfs `/sys/kernel/debug/o2hb/` (fs/ocfs2/cluster/heartbeat.c,
-//! interfaces.md §2): the global `livenodes` and, in global mode,
+//! docs/interfaces.md §2): the global `livenodes` and, in global mode,
 //! `live_regions`/`quorum_regions`/`failed_regions`; per region
 //! `elapsed_time_in_ms` (ms since the last successful, verified heartbeat
 //! write; 0 until heartbeat is steady), `livenodes`, `num` and `pinned`. All
@@ -25,7 +25,8 @@ use serde::Serialize;
 use super::configfs::{self, ClusterConfig, HeartbeatMode};
 use super::heartbeat_disk::{self, observe_region, TrackerState};
 use super::nodemap::{parse_node_map_file, NodeSet};
-use super::{read_host_file, CollectError, Collector, Context};
+use super::parse_error::ParseError;
+use super::{CollectError, Collector, Context};
 use crate::metrics::{bool_value, Family};
 use crate::snapshot::{Facts, Section};
 
@@ -194,25 +195,27 @@ fn read_map(path: &Path) -> Result<NodeSet, CollectError> {
     read_parsed(path, parse_node_map_file)
 }
 
-fn read_parsed<T>(path: &Path, parse: fn(&str) -> Result<T, String>) -> Result<T, CollectError> {
-    let text = read_host_file(path)?;
-    parse(&text).map_err(|message| CollectError::parse(path, message))
+fn read_parsed<T>(
+    path: &Path,
+    parse: fn(&str) -> Result<T, ParseError>,
+) -> Result<T, CollectError> {
+    super::net::read_parsed(path, parse)
 }
 
 /// `elapsed_time_in_ms`: `"%lu\n"`.
-pub fn parse_elapsed_ms(text: &str) -> Result<u64, String> {
+pub fn parse_elapsed_ms(text: &str) -> Result<u64, ParseError> {
     let value = text.strip_suffix('\n').unwrap_or(text);
     if value.is_empty() {
-        return Err("empty file".into());
+        return Err(ParseError::EmptyFile);
     }
     value
         .parse()
-        .map_err(|_| format!("{value:?} is not a millisecond count"))
+        .map_err(|_| ParseError::NotANumber(value.to_string()))
 }
 
 /// `num` and `pinned`: `"%d\n"`, never negative here.
-pub fn parse_number(text: &str) -> Result<u32, String> {
-    parse_elapsed_ms(text).and_then(|v| u32::try_from(v).map_err(|e| e.to_string()))
+pub fn parse_number(text: &str) -> Result<u32, ParseError> {
+    parse_elapsed_ms(text).and_then(|v| u32::try_from(v).map_err(|_| ParseError::OutOfRange(v)))
 }
 
 fn families(facts: &HeartbeatFacts) -> Vec<Family> {

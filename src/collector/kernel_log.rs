@@ -7,7 +7,7 @@
 //! previous boot's fence in pstore (`/sys/fs/pstore`), the journal or
 //! syslog files. Events stream into the shared accumulator between ticks;
 //! a tick only copies the counters, so nothing is lost between samples.
-//! Message templates: `../shared/docs/interfaces.md` §4.
+//! Message templates: `docs/interfaces.md` §4.
 
 use std::sync::Arc;
 

@@ -34,6 +34,7 @@ pub mod mounts;
 pub mod net;
 pub mod nodemap;
 pub mod o2cb;
+pub mod parse_error;
 pub mod storage;
 
 /// Everything a collector may use: where host files are, the configuration,

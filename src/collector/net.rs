@@ -2,7 +2,7 @@
 //!
 //! Reads debugfs `/sys/kernel/debug/o2net/connected_nodes` (node bitmap of
 //! peers with a handshaken connection) and `sock_containers` (one block per
-//! socket container; fs/ocfs2/cluster/netdebug.c, interfaces.md §3.1). A
+//! socket container; fs/ocfs2/cluster/netdebug.c, docs/interfaces.md §3.1). A
 //! container's `timer` is the absolute `ktime_get()` (CLOCK_MONOTONIC) time in
 //! µs of the last received message, so the peer's idle time is the current
 //! CLOCK_MONOTONIC minus it. Peers and their names come from configfs.
@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::configfs::{self, ClusterConfig};
 use super::nodemap::{parse_node_map_file, NodeSet};
+use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
 use crate::metrics::{bool_value, Family};
 use crate::snapshot::{Facts, Section};
@@ -88,10 +89,10 @@ impl Collector for Net {
 
 pub(crate) fn read_parsed<T>(
     path: &Path,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, ParseError>,
 ) -> Result<T, CollectError> {
     let text = read_host_file(path)?;
-    parse(&text).map_err(|message| CollectError::parse(path, message))
+    parse(&text).map_err(|error| CollectError::parse(path, error.to_string()))
 }
 
 /// The kernel's CLOCK_MONOTONIC (`ktime_get()`), in µs.
@@ -102,7 +103,7 @@ fn monotonic_now_us() -> Option<i64> {
 
 /// `sock_containers`: `%p:` at column 0 starts a block; indented
 /// `name: value` lines follow. Empty when there is no connection.
-pub fn parse_sock_containers(text: &str) -> Result<Vec<SockContainer>, String> {
+pub fn parse_sock_containers(text: &str) -> Result<Vec<SockContainer>, ParseError> {
     let mut containers: Vec<SockContainer> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -113,27 +114,36 @@ pub fn parse_sock_containers(text: &str) -> Result<Vec<SockContainer>, String> {
                 .strip_suffix(':')
                 .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_hexdigit()));
             if pointer.is_none() {
-                return Err(format!("line {}: not a socket container header", index + 1));
+                return Err(ParseError::BadLine {
+                    line: index + 1,
+                    expected: "a socket container header (`%p:`)",
+                });
             }
             containers.push(SockContainer::default());
             continue;
         }
         let Some(current) = containers.last_mut() else {
-            return Err(format!("line {}: field before any container", index + 1));
+            return Err(ParseError::BadLine {
+                line: index + 1,
+                expected: "a container header before its fields",
+            });
         };
-        let (key, value) = line
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| format!("line {}: not a `name: value` field", index + 1))?;
+        let (key, value) = line.trim().split_once(':').ok_or(ParseError::BadLine {
+            line: index + 1,
+            expected: "a `name: value` field",
+        })?;
         let value = value.trim();
-        let bad = |what: &str| format!("line {}: bad {what} {value:?}", index + 1);
+        let bad = |field: &'static str| ParseError::BadField {
+            field,
+            value: value.to_string(),
+        };
         match key {
             "remote node" => current.remote_node = Some(value.to_string()),
             "handshake ok" => {
                 current.handshake_ok = Some(match value {
                     "0" => false,
                     "1" => true,
-                    _ => return Err(bad("handshake flag")),
+                    _ => return Err(bad("handshake ok")),
                 })
             }
             "timer" => {

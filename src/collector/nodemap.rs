@@ -2,32 +2,34 @@
 //!
 //! fs/ocfs2/cluster/heartbeat.c (`o2hb_debug_open`), netdebug.c and
 //! dlm/dlmdebug.c print every set bit as `%d ` and end with `\n`: nodes 1 and
-//! 2 are `"1 2 \n"`, no node is `"\n"` (interfaces.md §2). An empty file (no
+//! 2 are `"1 2 \n"`, no node is `"\n"` (docs/interfaces.md §2). An empty file (no
 //! newline at all) or a token that is not a node number 0–254 is an error.
 
 use std::collections::BTreeSet;
 
+use super::parse_error::ParseError;
+
 pub type NodeSet = BTreeSet<u8>;
 
 /// A whole bitmap file.
-pub fn parse_node_map_file(text: &str) -> Result<NodeSet, String> {
+pub fn parse_node_map_file(text: &str) -> Result<NodeSet, ParseError> {
     if text.is_empty() {
-        return Err("empty file".into());
+        return Err(ParseError::EmptyFile);
     }
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default();
     if lines.any(|l| !l.trim().is_empty()) {
-        return Err("more than one line".into());
+        return Err(ParseError::ExtraLines);
     }
     parse_node_list(first)
 }
 
 /// Space-separated node numbers, as in a bitmap file or a `dlm_state` map.
-pub fn parse_node_list(text: &str) -> Result<NodeSet, String> {
+pub fn parse_node_list(text: &str) -> Result<NodeSet, ParseError> {
     text.split_whitespace()
         .map(|token| match token.parse::<u8>() {
             Ok(n) if n < 255 => Ok(n),
-            _ => Err(format!("{token:?} is not a node number")),
+            _ => Err(ParseError::NotANodeNumber(token.to_string())),
         })
         .collect()
 }

@@ -1,6 +1,6 @@
 //! Kernel message → `event` classification: one table of patterns.
 //!
-//! Templates and their kernel sources are in `../shared/docs/interfaces.md`
+//! Templates and their kernel sources are in `docs/interfaces.md`
 //! §4 (heartbeat.c, quorum.c, tcp.c, stack_o2cb.c, dlmrecovery.c, super.c,
 //! journal.c, libiscsi.c, scsi_transport_iscsi.c). Matching is by ordered
 //! substrings, not regular expressions: every template has fixed words, the
@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-/// The contract's fixed `event` label set (metrics-contract.md, "Kernel log").
+/// The fixed `event` label set (docs/metrics.md, "Kernel log"): never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {

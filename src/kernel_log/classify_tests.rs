@@ -1,4 +1,4 @@
-//! Table tests: one line per template of interfaces.md §4 (source-backed
+//! Table tests: one line per template of docs/interfaces.md §4 (source-backed
 //! synthetic lines, spelling variants and both mlog prefixes), the real lines
 //! of the lab captures, and near misses that must not match.
 
@@ -80,7 +80,7 @@ fn real_capture_lines() {
         ("ocfs2: Mounting device (254,0) on (node 2, slot 1) with ordered data mode.", None),
         ("o2net: Connection to node n1 (num 1) at 10.99.0.1:7777 shutdown, state 8", None),
         ("o2net: No connection established with node 1 after 10.0 seconds, check network and cluster configuration.", None),
-        // The zombie node's own view of its eviction (issue 3: visible on both nodes).
+        // The zombie node's own view of its eviction (captures/n2-03a: visible on both nodes).
         ("(sh,970,0):__ocfs2_cluster_lock:1591 ERROR: DLM error -22 while calling ocfs2_dlm_lock on resource M000000000000000000000575ca67a1", Some("dlm_lock_error")),
         ("(sh,970,0):dlm_send_remote_convert_request:399 ERROR: dlm status = DLM_IVLOCKID", Some("dlm_lock_error")),
         ("(sh,970,0):ocfs2_inode_lock_full_nested:2466 ERROR: status = -22", None),

@@ -12,7 +12,6 @@
 //! same boot skips what it already counted.
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -269,15 +268,11 @@ fn save(state: &KernelLogState, dir: &Path, persisted: &PersistedState) {
 
 /// Waits up to `timeout` for `/dev/kmsg` to have a record.
 fn wait_readable(file: &std::fs::File, timeout: Duration) -> bool {
-    let mut poll_fd = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd owned by this frame, for the call's duration.
-    let ready = unsafe { libc::poll(&mut poll_fd, 1, millis) };
-    ready > 0
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    poll(&mut fds, timeout).is_ok_and(|ready| ready > 0)
 }
 
 fn follow_kmsg(

@@ -1,6 +1,6 @@
 //! `duplicate_mount_layers`: a mount point carries copies of the same
 //! filesystem stacked on itself, identical in flags and propagation too
-//! (`stack::duplicate_layer`; interfaces.md §7.2, §7.4). Action: unstack the
+//! (`stack::duplicate_layer`; docs/interfaces.md §7.2, §7.4). Action: unstack the
 //! top run of duplicates. Mount points matching `[mounts] unstack_ignore`
 //! are left out: some tools build stacks on purpose.
 

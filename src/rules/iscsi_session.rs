@@ -1,4 +1,4 @@
-//! `iscsi_session_failed`: an iSCSI session is FAILED or FREE (interfaces.md
+//! `iscsi_session_failed`: an iSCSI session is FAILED or FREE (docs/interfaces.md
 //! §6.1) for longer than `for`. Action: `iscsiadm` logout + login, which
 //! refuses unless every disk of the session is a multipath path with another
 //! active path and none carries a mounted filesystem or a heartbeat region

@@ -1,6 +1,6 @@
 //! `leaked_heartbeat`: in local heartbeat mode, a heartbeat region is still
 //! running although no mounted OCFS2 volume has its UUID (the lab's
-//! "mounted on a second directory" leak, interfaces.md §1.4). Decided per
+//! "mounted on a second directory" leak, docs/interfaces.md §1.4). Decided per
 //! UUID, like the action (`actions::heartbeat`): other volumes mounted on
 //! the node do not matter, a mount of this UUID or of the region's device
 //! does. Alert only by default; the action is `ocfs2_hb_ctl -K -u <UUID>

@@ -5,7 +5,7 @@
 //!   `storm_heartbeat_ratio` of the self-fence timeout (all hung or timing out);
 //! - every iSCSI session is out of LOGGED_IN;
 //! - the kernel logged an `hb write hung` negotiation (the o2hb all-nodes-hung
-//!   protocol, interfaces.md §4.1) within `storm_window`.
+//!   protocol, docs/interfaces.md §4.1) within `storm_window`.
 
 use std::time::{Duration, SystemTime};
 

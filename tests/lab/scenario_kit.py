@@ -97,8 +97,21 @@ def volume_uuid(guest: Guest) -> str:
     return match.group(1)
 
 
+def value(metrics: dict[str, float], name: str, **labels: str) -> float:
+    """Like `find`, but a missing series is an error, never a 0: a check
+    such as "no fence counted" must not pass because the family is absent.
+    Inside `wait_for` the error just means "not yet"."""
+    found = find(metrics, name, **labels)
+    if found is None:
+        wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        raise LabError(f"no series {name}{{{wanted}}} in the daemon's metrics")
+    return found
+
+
 def events(metrics: dict[str, float], event: str) -> float:
-    return find(metrics, "ocfs2_kernel_events_total", event=event) or 0.0
+    """The kernel event counter `event`; its series always exists (the
+    event set is fixed), so a missing one fails the scenario."""
+    return value(metrics, "ocfs2_kernel_events_total", event=event)
 
 
 def mounted_pair(lab: Lab, reset_in_place: tuple[str, ...] = (), dead: int = 7) -> tuple[Guest, Guest, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from labkit import Lab
 from scenario_kit import (ENFORCE, EXPECTED, action_outcomes, audit, daemon_config, events, expect,
-                          find, mounted_pair, scenario, volume_uuid, wait_for, watch_until_reboot)
+                          find, mounted_pair, scenario, value, volume_uuid, wait_for, watch_until_reboot)
 
 
 
@@ -36,7 +36,9 @@ def scenario_healthy_pair(lab: Lab) -> None:
         expect(find(m, "ocfs2_mount_reachable", mountpoint="/mnt/ocfs2") == 1.0, "mount not reachable")
         ratio = find(m, "ocfs2_heartbeat_timeout_ratio", hb_region=uuid)
         expect(ratio is not None and ratio < 0.5, f"{guest.name}: heartbeat ratio {ratio}")
-        failing = [s for s, v in m.items() if s.startswith("ocfs2_watchdog_collector_success") and v != 1.0]
+        successes = {s: v for s, v in m.items() if s.startswith("ocfs2_watchdog_collector_success{")}
+        expect(len(successes) >= 9, f"{guest.name}: collector success series missing: {sorted(successes)}")
+        failing = [s for s, v in successes.items() if v != 1.0]
         expect(not failing, f"{guest.name}: collectors failing: {failing}")
         expect(events(m, "fence") == 0.0, "a fence was counted")
 
@@ -124,8 +126,8 @@ def scenario_slow_heartbeat(lab: Lab) -> None:
     # the last good write peaks above half the timeout (o2hbmonitor's warning).
     set_write_delay(6000)
     m = wait_for("n2's heartbeat ratio to rise", 60,
-                 lambda: (lambda m: m if (find(m, "ocfs2_heartbeat_timeout_ratio_max", hb_region=uuid) or 0) >= 0.5
-                          and (find(m, "ocfs2_heartbeat_slow_samples_total", hb_region=uuid) or 0) >= 1 else None)(n2.metrics()))
+                 lambda: (lambda m: m if value(m, "ocfs2_heartbeat_timeout_ratio_max", hb_region=uuid) >= 0.5
+                          and value(m, "ocfs2_heartbeat_slow_samples_total", hb_region=uuid) >= 1 else None)(n2.metrics()))
     # Then hung: n2 negotiates, times out and fences; count what it saw first.
     set_write_delay(30000)
     last = {"m": m}
@@ -152,8 +154,8 @@ def scenario_stacked_binds(lab: Lab) -> None:
     n1.sh("for i in $(seq 1 20); do mount --bind /mnt/ocfs2 /mnt/ocfs2; done; grep -c ' /mnt/ocfs2 ' /proc/self/mountinfo")
     wait_for("n1 to unstack to one layer", 90,
                  lambda: (lambda m: m if find(m, "ocfs2_mount_stacked", mountpoint="/mnt/ocfs2") == 1.0
-                          and (find(m, "ocfs2_watchdog_actions_total", rule="duplicate_mount_layers",
-                                    outcome="success") or 0) >= 1 else None)(n1.metrics()))
+                          and value(m, "ocfs2_watchdog_actions_total", rule="duplicate_mount_layers",
+                                    outcome="success") >= 1 else None)(n1.metrics()))
     layers = n1.sh("grep -c ' /mnt/ocfs2 ' /proc/self/mountinfo").strip()
     expect(layers == "1", f"{layers} layers left in the kernel's table")
     n1.sh("touch /mnt/ocfs2/still-here && ls /mnt/ocfs2/still-here")
@@ -174,7 +176,7 @@ def scenario_failed_mount(lab: Lab) -> None:
     wait_for("n2 to remount the volume", 120,
              lambda: (lambda m: find(m, "ocfs2_mount_missing", mountpoint="/mnt/ocfs2") == 0.0
                       and find(m, "ocfs2_mount_stacked", mountpoint="/mnt/ocfs2") == 1.0
-                      and (find(m, "ocfs2_watchdog_actions_total", rule="missing_mount", outcome="success") or 0) >= 1)(n2.metrics()))
+                      and value(m, "ocfs2_watchdog_actions_total", rule="missing_mount", outcome="success") >= 1)(n2.metrics()))
     n2.sh("grep ' /mnt/ocfs2 ocfs2 ' /proc/mounts && touch /mnt/ocfs2/remounted")
     expect("success" in action_outcomes(lab, "n2", "missing_mount"), "no successful remount in the audit log")
 

@@ -1,38 +1,72 @@
-//! Shared helpers for tests that need the real kernel.
+//! Shared helpers for the integration tests.
 //!
+//! `ci` says whether a missing prerequisite skips (by hand) or fails (CI).
 //! `enter_private_namespace` re-runs the calling test inside
 //! `unshare --mount --pid --fork --mount-proc --propagation private`, so every
 //! mount it makes dies with the namespace and `/proc/1/mountinfo` is the
-//! test's own table (as the daemon reads it on a host). Prerequisites missing
-//! (not root, no `unshare`) skip with a printed reason locally and fail under
-//! CI (`CI=true`), where these tests must run.
+//! test's own table (as the daemon reads it on a host). `fixtures` runs the
+//! binary's `--once` on a fixture tree, `samples` reads what it printed, and
+//! `copy_tree`/`wait_for` are the file and polling helpers every test shares.
 
 #![allow(dead_code)]
 
+pub mod ci;
+pub mod fixtures;
 pub mod kubelet;
+pub mod samples;
+
+#[allow(unused_imports)]
+pub use ci::{in_ci, require};
+#[allow(unused_imports)]
+pub use samples::sample_value;
 
 /// The Accept header Prometheus sends when it scrapes.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 const INNER: &str = "OCFS2_WATCHDOG_TEST_INNER";
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+/// Copies a directory tree (files, directories, symlinks as links), creating `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
-/// Skips (locally) or fails (CI) when a prerequisite is missing.
-pub fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
+/// Polls `check` every 20 ms until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, check: impl FnMut() -> bool) {
+    wait_for_every(what, limit, Duration::from_millis(20), check);
+}
+
+/// `wait_for` with its own poll period, for checks that cost a request.
+pub fn wait_for_every(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {:?} waiting for {what}",
+            started.elapsed()
+        );
+        std::thread::sleep(every);
     }
-    if in_ci() {
-        panic!("prerequisite missing in CI: {what}");
-    }
-    eprintln!("SKIPPED: prerequisite missing: {what}");
-    false
 }
 
 pub fn have_command(name: &str) -> bool {
@@ -177,15 +211,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
-}
-
-/// The value of the first sample line starting with `series` (name plus labels).
-pub fn sample_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 /// A temporary directory for tests that mount under it. On drop, every mount

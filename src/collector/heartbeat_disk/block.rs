@@ -1,7 +1,7 @@
 //! One heartbeat slot: `struct o2hb_disk_heartbeat_block` and its checksum.
 //!
 //! Layout (little-endian) from fs/ocfs2/cluster/ocfs2_heartbeat.h, identical
-//! in ocfs2-tools include/o2cb/ocfs2_heartbeat.h (interfaces.md §5.8):
+//! in ocfs2-tools include/o2cb/ocfs2_heartbeat.h (docs/interfaces.md §5.8):
 //! `hb_seq` le64 @0, `hb_node` u8 @8, `hb_pad1` u8[3] @9, `hb_cksum` le32 @12,
 //! `hb_generation` le64 @16, `hb_dead_ms` le32 @24; the rest of the slot
 //! (block_bytes, one device sector) is zero. The kernel checksums the whole
@@ -18,9 +18,6 @@ const NODE_AT: usize = 8;
 const CKSUM_AT: usize = 12;
 const GENERATION_AT: usize = 16;
 const DEAD_MS_AT: usize = 24;
-
-/// Reflected CRC-32 polynomial (the one of zlib and Ethernet).
-const CRC32_POLY_REFLECTED: u32 = 0xEDB8_8320;
 
 /// One slot as the shared disk shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,44 +66,36 @@ pub fn parse_block(block: &[u8]) -> Result<DiskHeartbeat, BlockError> {
     })
 }
 
-/// Byte-at-a-time lookup table for the reflected polynomial, built at
-/// compile time (the bitwise loop cost 10 ms per 255 slots in a debug build).
-const CRC32_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut index = 0;
-    while index < 256 {
-        let mut crc = index as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ CRC32_POLY_REFLECTED
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[index] = crc;
-        index += 1;
-    }
-    table
+/// The kernel's `crc32_le(0, buf, len)`: the reflected CRC-32 polynomial
+/// (0x04C11DB7, 0xEDB88320 reflected) with initial value 0 and no final XOR,
+/// i.e. zlib's CRC-32 without its pre- and post-inversion. No catalogue entry
+/// has these parameters, so they are spelled out; `check` is the CRC of
+/// "123456789" and `residue` 0 because nothing is XORed out (both checked in
+/// the tests below against a bitwise definition).
+const O2HB_CRC32: crc::Algorithm<u32> = crc::Algorithm {
+    width: 32,
+    poly: 0x04c1_1db7,
+    init: 0,
+    refin: true,
+    refout: true,
+    xorout: 0,
+    check: 0x2dfd_2d88,
+    residue: 0,
 };
 
-/// The kernel's `o2hb_compute_block_crc_le()`: reflected CRC-32, init 0, no
-/// final XOR, over the whole block with the `hb_cksum` bytes taken as zero.
-/// Written here because the common crates compute the zlib variant (init and
-/// xorout 0xFFFFFFFF) and the identity between the two is one more thing to
-/// get wrong.
+/// Table-driven (the bitwise loop cost 10 ms per 255 slots in a debug build).
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&O2HB_CRC32);
+
+/// The kernel's `o2hb_compute_block_crc_le()`: `O2HB_CRC32` over the whole
+/// block with the `hb_cksum` bytes taken as zero.
 pub fn compute_crc(block: &[u8]) -> u32 {
-    let mut crc: u32 = 0;
-    for (at, &byte) in block.iter().enumerate() {
-        let byte = if (CKSUM_AT..CKSUM_AT + 4).contains(&at) {
-            0
-        } else {
-            byte
-        };
-        crc = (crc >> 8) ^ CRC32_TABLE[usize::from((crc as u8) ^ byte)];
-    }
-    crc
+    let cksum_start = CKSUM_AT.min(block.len());
+    let cksum_end = (CKSUM_AT + 4).min(block.len());
+    let mut digest = CRC.digest();
+    digest.update(&block[..cksum_start]);
+    digest.update(&[0u8; 4][..cksum_end - cksum_start]);
+    digest.update(&block[cksum_end..]);
+    digest.finalize()
 }
 
 /// Builds a slot as the kernel writes it (`o2hb_prepare_block`): for the test
@@ -144,7 +133,7 @@ fn le_u32(block: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
-    /// interfaces.md §5.8 test vector.
+    /// docs/interfaces.md §5.8 test vector.
     #[test]
     fn crc_test_vector() {
         let block = encode_block(512, 0x65f0_a1b2, 3, 0x1122_3344_5566_7788, 60000);
@@ -159,9 +148,11 @@ mod tests {
 
     /// `debugfs.ocfs2 -R hb /dev/vda` lines from the lab (512-byte sectors,
     /// `%4u: %4u %016x %016x %08x %6u`): our CRC must give the kernel's.
-    /// The table must agree with the plain bitwise definition.
+    /// The crc crate's table must agree with the plain bitwise definition
+    /// of the kernel's loop (lib/crc32.c, `crc32_le` with poly 0xEDB88320).
     #[test]
-    fn table_crc_equals_bitwise_crc() {
+    fn crate_crc_equals_bitwise_crc() {
+        const CRC32_POLY_REFLECTED: u32 = 0xEDB8_8320;
         fn bitwise(block: &[u8]) -> u32 {
             let mut crc: u32 = 0;
             for (at, &byte) in block.iter().enumerate() {
@@ -172,8 +163,13 @@ mod tests {
             }
             crc
         }
+        assert_eq!(CRC.checksum(b"123456789"), O2HB_CRC32.check);
+        let crc = CRC.checksum(b"123456789");
+        let mut codeword = b"123456789".to_vec();
+        codeword.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(CRC.checksum(&codeword), O2HB_CRC32.residue);
         let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 31 + 7) as u8).collect();
-        for len in [0, 1, 13, 28, 512, 4096] {
+        for len in [0, 1, 12, 13, 15, 16, 28, 512, 4096] {
             assert_eq!(
                 compute_crc(&pattern[..len]),
                 bitwise(&pattern[..len]),

@@ -5,7 +5,7 @@
 //! (one `struct o2hb_disk_heartbeat_block` per node, fs/ocfs2/cluster/
 //! ocfs2_heartbeat.h) at byte `(start_block + N) × block_bytes`, with the
 //! geometry from configfs `/sys/kernel/config/cluster/<cluster>/heartbeat/
-//! <REGION>/{dev,start_block,block_bytes,blocks}` (interfaces.md §1.4, §5.8).
+//! <REGION>/{dev,start_block,block_bytes,blocks}` (docs/interfaces.md §1.4, §5.8).
 //! The device path is the caller's: `/dev/<dev>` built with `HostPaths::root`.
 //!
 //! A library for the heartbeat collector, not a collector of its own:
@@ -22,6 +22,8 @@
 //! ```
 
 mod block;
+#[cfg(test)]
+mod block_props;
 mod reader;
 mod tracker;
 
@@ -32,7 +34,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use block::{compute_crc, encode_block, parse_block, BlockError, DiskHeartbeat, HEADER_BYTES};
-pub(crate) use reader::{open_for_read, read_fully, AlignedBuf};
+pub(crate) use reader::{open_for_read, read_fully, AlignedBlocks};
 pub use reader::{read_slots, SlotReading, SlotReadings};
 pub use tracker::{families, NodeView, Observation, SlotTracker, TrackerState};
 

@@ -9,18 +9,18 @@
 //! node. A read can block for as long as the SAN hangs: call it through
 //! `probe_slots` (a deadline probe), never directly on the sampler thread.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use serde::Serialize;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::block::{parse_block, BlockError, DiskHeartbeat};
 use crate::collector::CollectError;
 
 /// Page alignment satisfies every logical sector size (512–4096).
-const MIN_ALIGN: usize = 4096;
+const PAGE_BYTES: usize = 4096;
 const MIN_BLOCK_BYTES: u32 = 512;
 const MAX_BLOCK_BYTES: u32 = 4096;
 
@@ -33,7 +33,7 @@ pub struct SlotReadings {
     /// Requested slots in ascending node order, duplicates removed.
     pub slots: Vec<SlotReading>,
     /// False when the file system refused O_DIRECT (EINVAL at open, e.g.
-    /// tmpfs) and the slots came through the page cache: never on a real
+    /// ramfs) and the slots came through the page cache: never on a real
     /// block device, where the data could then be stale.
     pub direct_io: bool,
 }
@@ -73,11 +73,10 @@ pub fn read_slots(
         })?;
 
     let (file, direct_io) = open_for_read(device)?;
-    let mut buffer = AlignedBuf::new(span_bytes, slot_bytes.max(MIN_ALIGN))
-        .ok_or_else(|| CollectError::parse(device, "cannot allocate an aligned read buffer"))?;
-    let filled = read_fully(&file, buffer.as_mut_slice(), offset)
+    let mut buffer = AlignedBlocks::zeroed(span_bytes);
+    let filled = read_fully(&file, buffer.as_mut_bytes(), offset)
         .map_err(|e| CollectError::io(device, &e))?;
-    let data = &buffer.as_slice()[..filled];
+    let data = &buffer.as_bytes()[..filled];
 
     let slots = wanted
         .iter()
@@ -92,7 +91,7 @@ pub fn read_slots(
 }
 
 /// Opens with O_DIRECT; only a file system that refuses it outright (EINVAL
-/// at open, e.g. tmpfs for tests) gets a buffered open instead.
+/// at open, e.g. ramfs) gets a buffered open instead.
 pub(crate) fn open_for_read(device: &Path) -> Result<(File, bool), CollectError> {
     match OpenOptions::new()
         .read(true)
@@ -128,46 +127,35 @@ pub(crate) fn read_fully(file: &File, buffer: &mut [u8], offset: u64) -> std::io
     Ok(filled)
 }
 
-/// A zeroed heap buffer aligned for O_DIRECT.
-pub(crate) struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    layout: Layout,
+/// One page, aligned for O_DIRECT on any logical sector size (512–4096).
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE_BYTES]);
+
+/// A zeroed buffer of `len` bytes at the start of whole pages: its address is
+/// page-aligned because its pages are, so O_DIRECT accepts it, and the byte
+/// view comes from zerocopy, not from pointer arithmetic of our own.
+pub(crate) struct AlignedBlocks {
+    pages: Vec<Page>,
+    len: usize,
 }
 
-impl AlignedBuf {
-    /// None when `len` is 0, the layout is invalid or allocation fails.
-    pub(crate) fn new(len: usize, align: usize) -> Option<Self> {
-        if len == 0 {
-            return None;
+impl AlignedBlocks {
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Self {
+            pages: vec![Page([0; PAGE_BYTES]); len.div_ceil(PAGE_BYTES)],
+            len,
         }
-        let layout = Layout::from_size_align(len, align).ok()?;
-        // SAFETY: the layout has a non-zero size (checked above).
-        let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw)?;
-        Some(Self { ptr, layout })
     }
 
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` owns `layout.size()` initialised (zeroed) bytes for
-        // the lifetime of `self`; the borrow ties the slice to it.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.pages.as_bytes()[..self.len]
     }
 
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.pages.as_mut_bytes()[..self.len]
     }
 }
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout, freed once.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
-    }
-}
-
-// SAFETY: the buffer is plain owned memory with no thread affinity.
-unsafe impl Send for AlignedBuf {}
 
 #[cfg(test)]
 mod tests {
@@ -176,13 +164,15 @@ mod tests {
 
     #[test]
     fn aligned_buffer_is_aligned_and_zeroed() {
-        let mut buffer = AlignedBuf::new(8192, 4096).unwrap();
-        assert_eq!(buffer.as_slice().as_ptr() as usize % 4096, 0);
-        assert!(buffer.as_slice().iter().all(|&b| b == 0));
-        buffer.as_mut_slice()[8191] = 7;
-        assert_eq!(buffer.as_slice()[8191], 7);
-        assert!(AlignedBuf::new(0, 4096).is_none());
-        assert!(AlignedBuf::new(512, 3).is_none());
+        for len in [512, 4096, 8192, 255 * 4096, 3 * 512] {
+            let mut buffer = AlignedBlocks::zeroed(len);
+            assert_eq!(buffer.as_bytes().len(), len);
+            assert_eq!(buffer.as_bytes().as_ptr() as usize % PAGE_BYTES, 0);
+            assert!(buffer.as_bytes().iter().all(|&b| b == 0));
+            buffer.as_mut_bytes()[len - 1] = 7;
+            assert_eq!(buffer.as_bytes()[len - 1], 7);
+        }
+        assert!(AlignedBlocks::zeroed(0).as_bytes().is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A heartbeat region laid out as the kernel lays it out, written by a test
 //! writer that follows the on-disk format (seq = wall-clock seconds, correct
-//! CRC), read back through `read_slots`: in a plain file, on tmpfs (no
+//! CRC), read back through `read_slots`: in a plain file, on ramfs (no
 //! O_DIRECT) and, as root, on a loop device with real O_DIRECT reads.
 
 use std::fs::{File, OpenOptions};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::reader::AlignedBuf;
+use super::reader::AlignedBlocks;
 use super::*;
 use crate::probe::{ProbePool, Prober};
 
@@ -57,10 +57,10 @@ impl TestWriter {
     }
 
     fn write_block(&self, node: u8, block: &[u8]) {
-        let mut aligned = AlignedBuf::new(block.len(), 4096).unwrap();
-        aligned.as_mut_slice().copy_from_slice(block);
+        let mut aligned = AlignedBlocks::zeroed(block.len());
+        aligned.as_mut_bytes().copy_from_slice(block);
         let offset = (START_BLOCK + u64::from(node)) * u64::from(BLOCK_BYTES);
-        self.file.write_all_at(aligned.as_slice(), offset).unwrap();
+        self.file.write_all_at(aligned.as_bytes(), offset).unwrap();
     }
 
     fn heartbeat(&self, node: u8, seq: u64, generation: u64) {
@@ -162,21 +162,49 @@ fn region_in_a_plain_file() {
     run_scenario(&writer, &path, direct);
 }
 
+/// ramfs has no direct I/O (tmpfs has had it since Linux 6.6): opening with
+/// O_DIRECT fails with EINVAL and the reader must fall back to buffered
+/// reads. The ramfs is mounted in a mount namespace of this test's own
+/// thread, so it disappears with the thread whatever happens.
 #[test]
-fn tmpfs_refuses_o_direct_and_falls_back() {
-    let shm = Path::new("/dev/shm");
-    if !shm.is_dir() {
-        println!("SKIP: no /dev/shm to test the buffered fallback on");
+fn ramfs_refuses_o_direct_and_falls_back() {
+    use nix::mount::{mount, MsFlags};
+    if !crate::test_ci::require(
+        nix::unistd::geteuid().is_root(),
+        "root (a ramfs mount in a private mount namespace)",
+    ) {
         return;
     }
-    let dir = tempfile::tempdir_in(shm).unwrap();
-    let path = dir.path().join("hb.img");
-    let writer = TestWriter::create(&path);
-    if super::reader::open_for_read(&path).unwrap().1 {
-        println!("SKIP: /dev/shm accepts O_DIRECT here (not tmpfs)");
-        return;
-    }
-    run_scenario(&writer, &path, false);
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("making / private in the test's namespace");
+        mount(
+            Some("ramfs"),
+            &mountpoint,
+            Some("ramfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mounting ramfs");
+        let path = mountpoint.join("hb.img");
+        let writer = TestWriter::create(&path);
+        assert!(
+            !super::reader::open_for_read(&path).unwrap().1,
+            "ramfs accepted O_DIRECT"
+        );
+        run_scenario(&writer, &path, false);
+    })
+    .join()
+    .expect("the ramfs scenario failed");
 }
 
 #[test]
@@ -245,10 +273,7 @@ impl Drop for LoopDevice {
 
 #[test]
 fn region_on_a_loop_device_with_o_direct() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if !nix::unistd::geteuid().is_root() {
-        assert!(!ci, "CI=true: the loop-device heartbeat test needs root");
-        println!("SKIP: not root, no loop device");
+    if !crate::test_ci::require(nix::unistd::geteuid().is_root(), "root (a loop device)") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -262,13 +287,11 @@ fn region_on_a_loop_device_with_o_direct() {
         Ok(out) if out.status.success() => out,
         Ok(out) => {
             let reason = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!ci, "CI=true: losetup failed: {reason}");
-            println!("SKIP: losetup failed: {reason}");
+            crate::test_ci::require(false, &format!("losetup working ({reason})"));
             return;
         }
         Err(e) => {
-            assert!(!ci, "CI=true: losetup unavailable: {e}");
-            println!("SKIP: losetup unavailable: {e}");
+            crate::test_ci::require(false, &format!("losetup ({e})"));
             return;
         }
     };

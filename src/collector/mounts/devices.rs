@@ -9,7 +9,7 @@
 //! (fixture trees hold no device nodes). Where udev made no links (minimal
 //! hosts, containers without /dev/disk), an OCFS2 volume's UUID still comes
 //! from configfs: each local heartbeat region is named by the volume UUID and
-//! names its device (`heartbeat/<UUID>/dev`, interfaces.md §1.4).
+//! names its device (`heartbeat/<UUID>/dev`, docs/interfaces.md §1.4).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;

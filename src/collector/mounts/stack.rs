@@ -1,7 +1,7 @@
 //! Stacked mounts: the layers on one mount point, top first.
 //!
 //! Each mount made on top of another at the same path has the lower mount's
-//! ID as its parent (fs/namespace.c; interfaces.md §7.2), so the layers of a
+//! ID as its parent (fs/namespace.c; docs/interfaces.md §7.2), so the layers of a
 //! path are the parent-ID chain from the visible top down to the first mount
 //! whose parent sits elsewhere. Propagated copies under another path (a bind
 //! of the parent with shared propagation) form their own chain under that

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::collector::heartbeat_disk::{open_for_read, read_fully, AlignedBuf};
+use crate::collector::heartbeat_disk::{open_for_read, read_fully, AlignedBlocks};
 use crate::collector::CollectError;
 
 const SIGNATURE: &[u8] = b"OCFSV2";
@@ -66,11 +66,10 @@ pub fn parse_superblock(head: &[u8]) -> Option<VolumeIdentity> {
 /// device carries no OCFS2 volume. Blocks while the device does.
 pub fn read_identity(device: &Path) -> Result<Option<VolumeIdentity>, CollectError> {
     let (file, _direct) = open_for_read(device)?;
-    let mut buffer = AlignedBuf::new(PROBE_BYTES, 4096)
-        .ok_or_else(|| CollectError::parse(device, "cannot allocate an aligned read buffer"))?;
+    let mut buffer = AlignedBlocks::zeroed(PROBE_BYTES);
     let filled =
-        read_fully(&file, buffer.as_mut_slice(), 0).map_err(|e| CollectError::io(device, &e))?;
-    Ok(parse_superblock(&buffer.as_slice()[..filled]))
+        read_fully(&file, buffer.as_mut_bytes(), 0).map_err(|e| CollectError::io(device, &e))?;
+    Ok(parse_superblock(&buffer.as_bytes()[..filled]))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Parser for `/etc/ocfs2/cluster.conf`, the o2cb cluster layout (ocfs2-tools
-//! o2cb_ctl/jconfig.c, o2cb_config.c, ocfs2.cluster.conf.5; interfaces.md §5.5).
+//! o2cb_ctl/jconfig.c, o2cb_config.c, ocfs2.cluster.conf.5; docs/interfaces.md §5.5).
 //!
 //! A stanza header is an identifier at column 0 followed by `:`; its
 //! attributes are indented `name = value` lines (a trailing `\` continues the
@@ -180,7 +180,7 @@ impl ClusterConf {
 mod tests {
     use super::*;
 
-    /// The lab's cluster.conf (../shared/lab/scripts/guest/cluster.conf), as
+    /// The lab's cluster.conf (tests/lab/guest/cluster.conf), as
     /// `o2cb list-cluster labclu` printed it in the captures.
     pub const LAB_CONF: &str = "cluster:\n\tnode_count = 2\n\theartbeat_mode = local\n\tname = labclu\n\n\
         node:\n\tip_port = 7777\n\tip_address = 10.99.0.1\n\tnumber = 1\n\tname = n1\n\tcluster = labclu\n\n\

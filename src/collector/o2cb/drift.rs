@@ -4,7 +4,7 @@
 //! Drift matters because o2cb applies the files only when the stack comes
 //! online: a value edited since, or a kernel tuned by hand, silently changes
 //! at the next reboot, and peers with different timeouts refuse each other
-//! (o2net handshake, interfaces.md §1.1). Each setting is compared only when
+//! (o2net handshake, docs/interfaces.md §1.1). Each setting is compared only when
 //! both sides are known; unknown sides produce no series.
 
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! Parser for `/etc/sysconfig/o2cb` (RH/SUSE) or `/etc/default/o2cb` (Debian):
 //! the shell `KEY=value` file `o2cb.init` sources (ocfs2-tools
-//! vendor/common/o2cb.init.sh, o2cb.sysconfig.5; interfaces.md §5.4).
+//! vendor/common/o2cb.init.sh, o2cb.sysconfig.5; docs/interfaces.md §5.4).
 //!
 //! Accepted per line: blank, `# comment`, `KEY=value`, `KEY="value"`,
 //! `KEY='value'`, optionally after `export ` and before a trailing `# comment`.
@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::collector::parse_error::ParseError;
 
 /// One line that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,34 +54,32 @@ pub fn parse_sysconfig(text: &str) -> Sysconfig {
             Ok((key, value)) => {
                 sysconfig.values.insert(key.to_string(), value);
             }
-            Err(message) => sysconfig.issues.push(ParseIssue {
+            Err(error) => sysconfig.issues.push(ParseIssue {
                 line: index + 1,
-                message,
+                message: error.to_string(),
             }),
         }
     }
     sysconfig
 }
 
-fn parse_assignment(line: &str) -> Result<(&str, String), String> {
+fn parse_assignment(line: &str) -> Result<(&str, String), ParseError> {
     let line = line.strip_prefix("export ").map_or(line, str::trim_start);
-    let (key, rest) = line
-        .split_once('=')
-        .ok_or_else(|| "not a KEY=value assignment".to_string())?;
+    let (key, rest) = line.split_once('=').ok_or(ParseError::NotAnAssignment)?;
     let valid_key = key
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_key {
-        return Err(format!("invalid variable name {key:?}"));
+        return Err(ParseError::InvalidName(key.to_string()));
     }
     let (value, tail) = match rest.chars().next() {
         Some(quote @ ('"' | '\'')) => {
             let body = &rest[1..];
             let end = body
                 .find(quote)
-                .ok_or_else(|| format!("unterminated {quote} quote"))?;
+                .ok_or(ParseError::UnterminatedQuote(quote))?;
             (body[..end].to_string(), &body[end + 1..])
         }
         _ => {
@@ -89,7 +89,7 @@ fn parse_assignment(line: &str) -> Result<(&str, String), String> {
     };
     let tail = tail.trim_start();
     if !tail.is_empty() && !tail.starts_with('#') {
-        return Err(format!("unexpected text after the value: {tail:?}"));
+        return Err(ParseError::TrailingText(tail.to_string()));
     }
     Ok((key, value))
 }

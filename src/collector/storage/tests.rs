@@ -112,3 +112,45 @@ fn queue_forever_is_flagged_not_infinite() {
     // prometheus-client prints infinity as `inf`, which OpenMetrics rejects.
     assert!(!text.contains("inf\n"), "{text}");
 }
+
+/// With the host's dmsetup (only on the host root, so in no fixture), a map
+/// whose paths all failed and that queues I/O says so: `map_queueing` 1 and
+/// the failed paths from the map status, not the SCSI states.
+#[test]
+fn dmsetup_status_drives_queueing_and_path_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    map_tree(root);
+    let map = multipath::read_maps(&HostPaths::new(root.to_path_buf(), None, None))
+        .pop()
+        .expect("the map of map_tree");
+    // drivers/md/dm-mpath.c multipath_status: `2 <queue_io> <pg_init_count>`
+    // with queue_io 1, one group, its only path (8:16) failed twice.
+    let statuses = multipath::parse_dmsetup_status(
+        "mpatha: 0 2097152 multipath 2 1 0 0 1 1 A 0 1 0 8:16 F 2\n",
+    );
+    let disks = vec![scsi::read_disk(
+        &HostPaths::new(root.to_path_buf(), None, None),
+        "sdb",
+        None,
+    )];
+    let view = map_view(
+        &HostPaths::new(root.to_path_buf(), None, None),
+        map,
+        &statuses,
+        &disks,
+        &mpconf::MultipathConf::default(),
+    );
+    let facts = StorageFacts {
+        disks,
+        maps: vec![view],
+        ..StorageFacts::default()
+    };
+    let text = crate::metrics::encode(crate::metrics::normalize(families::storage(&facts)));
+    for line in [
+        "ocfs2_multipath_map_queueing{map=\"mpatha\"} 1",
+        "ocfs2_multipath_path_active{map=\"mpatha\",device=\"/dev/sdb\"} 0",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
