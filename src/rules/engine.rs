@@ -83,6 +83,12 @@ pub struct Engine {
     pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
     pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
     pub(super) disruptive_taken: bool,
+    /// Hold-down and release of the storm brake across ticks.
+    pub(super) brake: super::storm::Brake,
+    /// This tick's cluster-wide brake evidence, for the report.
+    pub(super) brake_engaged: Vec<super::storm::Engaged>,
+    /// The hold-down still runs after the evidence cleared.
+    pub(super) brake_holding: bool,
     /// When the current tick began on the real clock: audit times add the
     /// time an action took to the tick's `now`.
     pub(super) tick_started: Instant,
@@ -123,6 +129,9 @@ impl Engine {
             maintenance: Vec::new(),
             latest: None,
             disruptive_taken: false,
+            brake: super::storm::Brake::default(),
+            brake_engaged: Vec::new(),
+            brake_holding: false,
             tick_started: now,
             config,
         };
@@ -237,6 +246,7 @@ impl Engine {
             history.decay(now, window);
             self.ledger_dirty |= history.attempts.len() != before;
         }
+        self.observe_brake(snapshot, now);
         for rule in RULES {
             let name = rule.name();
             let settings = self.settings[name].clone();

@@ -48,6 +48,12 @@ pub struct Report {
     pub pause_reason: Option<String>,
     /// Why the storm brake is engaged, when it is.
     pub storm_brake: Option<String>,
+    /// Every reason engaged now (`storm::BrakeReason::as_str`).
+    pub storm_brake_reasons: Vec<&'static str>,
+    /// Seconds of hold-down left after the last storm evidence.
+    pub storm_hold_down_seconds: f64,
+    /// Nodes this node sees with a disruptive problem (itself included).
+    pub unhealthy_nodes: u32,
     /// Seconds of startup grace left (0 once over).
     pub startup_grace_seconds: f64,
     pub budget_per_hour: u32,
@@ -120,6 +126,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             )
         })
         .collect();
+    let brake = engine.brake_view(snapshot, now);
     let pause = engine.control.pause_state();
     let wall_now = engine.clock.wall(now);
     let audit = engine.audit_lock();
@@ -134,7 +141,10 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             .map_or(0.0, |age| age.as_secs_f64()),
         paused_since: pause.since.filter(|_| pause.paused).map(unix),
         pause_reason: pause.reason.filter(|_| pause.paused),
-        storm_brake: engine.storm(snapshot),
+        storm_brake: brake.summary,
+        storm_brake_reasons: brake.reasons,
+        storm_hold_down_seconds: brake.hold_down_seconds,
+        unhealthy_nodes: brake.unhealthy_nodes,
         startup_grace_seconds: engine
             .grace
             .remaining(now)
@@ -222,9 +232,20 @@ impl Report {
             .with(&[], self.paused_since.unwrap_or(0.0)),
             Family::gauge(
                 "ocfs2_watchdog_storm_brake",
-                "1 while the storm brake holds every action (SAN- or cluster-wide failure).",
+                "1 while the storm brake holds actions (SAN- or cluster-wide failure, missing evidence, partition, too many unhealthy nodes, hold-down).",
             )
             .with(&[], bool_value(self.storm_brake.is_some())),
+            super::storm::reason_family(&self.storm_brake_reasons),
+            Family::gauge(
+                "ocfs2_watchdog_storm_hold_down_seconds",
+                "Seconds the storm brake keeps holding destructive actions after the last storm evidence (0 when none).",
+            )
+            .with(&[], self.storm_hold_down_seconds),
+            Family::gauge(
+                "ocfs2_watchdog_unhealthy_nodes",
+                "Nodes this node sees with a disruptive problem (itself with a firing destructive finding, peers dead on the heartbeat or in DLM recovery).",
+            )
+            .with(&[], f64::from(self.unhealthy_nodes)),
             Family::gauge(
                 "ocfs2_watchdog_startup_grace_seconds",
                 "Seconds left of the startup grace during which no action changes the host (0 once over).",
