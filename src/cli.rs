@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, ConfigError};
 use crate::host::HostPaths;
@@ -25,6 +25,9 @@ pub enum LogFormat {
     about = "Prometheus exporter and self-healing watchdog for OCFS2 clusters"
 )]
 pub struct Args {
+    /// A subcommand instead of the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file; every key is optional.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -99,4 +102,31 @@ pub fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Cluster-wide maintenance mode (docs/rules.md): no node acts while on.
+    /// Talks to the local daemon's admin endpoint with the admin token.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MaintenanceAction {
+    /// Turn maintenance on (every node stops acting).
+    On {
+        /// Why, shown in /status, metrics and the audit log.
+        #[arg(long)]
+        reason: String,
+        /// How long before it ends by itself (default 2h).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Turn maintenance off everywhere.
+    Off,
+    /// Show the maintenance state as JSON.
+    Status,
 }

@@ -4,13 +4,14 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
-use ocfs2_watchdog::cli::{init_logging, Args};
+use ocfs2_watchdog::cli::{init_logging, Args, Command, MaintenanceAction};
+use ocfs2_watchdog::cluster::{self, Maintenance};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::http::{admin, router_with, AppState, Security};
 use ocfs2_watchdog::rules::config::Mode;
@@ -38,6 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Maintenance { action }) = &args.command {
+        return maintenance_command(action, &config);
+    }
     // Certificate and token files are read now, so a bad path is a
     // configuration error (exit 2) here and under --check-config.
     let security = match Security::from_config(&config.web) {
@@ -122,6 +126,11 @@ fn run(
     let executor = executor_for_host(&args.host_paths(), &config.remediation).context(
         "remediation.mode is enforce but actions cannot run in the host's mount namespace",
     )?;
+    let maintenance = Arc::new(Maintenance::open(
+        &config.state_dir.0,
+        &node_name(&args.host_paths()),
+        control.audit(),
+    ));
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
@@ -129,6 +138,7 @@ fn run(
         Arc::clone(&control),
         snapshots.clone(),
         Arc::clone(&stop),
+        Some(Arc::clone(&maintenance)),
     )
     .context("starting the rule engine thread")?;
     sampler.attach_remediation(reports);
@@ -174,17 +184,23 @@ fn run(
                 let mut stopped = stopped.clone();
                 let limits = config.web.limits.clone();
                 let control = Arc::clone(&control);
+                let extra = cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance));
                 tokio::spawn(async move {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    if let Err(error) = admin::serve(listen, control, &limits, shutdown).await {
+                    if let Err(error) =
+                        admin::serve(listen, control, extra, &limits, shutdown).await
+                    {
                         tracing::error!(error = %error, "Cannot serve the control endpoints; pause, resume and reset are unavailable.");
                     }
                 });
                 axum::Router::new()
             }
-            None => admin::routes(Arc::clone(&control)),
+            None => admin::routes(Arc::clone(&control)).merge(cluster::admin::routes(
+                Arc::clone(&control),
+                Arc::clone(&maintenance),
+            )),
         };
         let app = router_with(state, &security, state_changing);
         let shutdown = async move {
@@ -239,5 +255,81 @@ async fn reload_on_sighup(security: Security, control: Arc<Control>) {
         );
         security.reload();
         control.reload();
+    }
+}
+
+/// This node's name in maintenance records: the host's short hostname.
+fn node_name(paths: &ocfs2_watchdog::host::HostPaths) -> String {
+    std::fs::read_to_string(paths.root("/etc/hostname"))
+        .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))
+        .ok()
+        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `ocfs2-watchdog maintenance on|off|status`: asks the local daemon's
+/// admin endpoint with the admin token; prints its answer. Exit 0 on
+/// success, 1 when the daemon refused or could not be reached.
+fn maintenance_command(
+    action: &MaintenanceAction,
+    config: &ocfs2_watchdog::config::Config,
+) -> ExitCode {
+    use ocfs2_watchdog::cluster::client::{encode, request};
+    let address = match config.web.admin_listen() {
+        Some(ocfs2_watchdog::config::AdminListen::Unix(path)) => format!("unix:{}", path.display()),
+        Some(ocfs2_watchdog::config::AdminListen::Loopback(address)) => address.to_string(),
+        None => config
+            .web
+            .listen_address
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]"),
+    };
+    let token = config
+        .web
+        .admin_token_file
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|t| t.trim().to_string());
+    if token.is_none() {
+        eprintln!(
+            "ocfs2-watchdog: no admin token: set [web] admin_token_file (readable by this user)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let (method, path) = match action {
+        MaintenanceAction::On { reason, duration } => {
+            let mut path = format!("/maintenance/on?reason={}", encode(reason));
+            if let Some(duration) = duration {
+                path.push_str(&format!("&for={}", encode(duration)));
+            }
+            ("POST", path)
+        }
+        MaintenanceAction::Off => ("POST", "/maintenance/off".to_string()),
+        MaintenanceAction::Status => ("GET", "/maintenance".to_string()),
+    };
+    match request(
+        &address,
+        method,
+        &path,
+        token.as_deref(),
+        Duration::from_secs(10),
+    ) {
+        Ok(answer) if answer.status == 200 => {
+            println!("{}", answer.body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!(
+                "ocfs2-watchdog: {address} answered {}: {}",
+                answer.status,
+                answer.body.trim_end()
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("ocfs2-watchdog: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

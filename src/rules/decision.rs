@@ -31,8 +31,15 @@ impl Engine {
                 pause.reason.unwrap_or_default(),
             ));
         }
-        if let Some(why) = self.maintenance.iter().find_map(|flag| flag.active()) {
-            return Some((AuditOutcome::SkippedPaused, format!("maintenance: {why}")));
+        if let Some(why) = self
+            .maintenance
+            .iter()
+            .find_map(|flag| flag.active_for(plan))
+        {
+            return Some((
+                AuditOutcome::SkippedMaintenance,
+                format!("maintenance: {why}"),
+            ));
         }
         let fresh = self.freshest(snapshot);
         let snapshot = fresh.as_deref().unwrap_or(snapshot);

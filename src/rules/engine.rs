@@ -81,6 +81,8 @@ pub struct Engine {
     pub(super) locks: VolumeLocks,
     pub(super) grace: StartupGrace,
     pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
+    /// The cluster maintenance record, for the report.
+    pub(super) cluster_maintenance: Option<Arc<crate::cluster::Maintenance>>,
     pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
     pub(super) disruptive_taken: bool,
     /// Hold-down and release of the storm brake across ticks.
@@ -127,6 +129,7 @@ impl Engine {
             locks: VolumeLocks::default(),
             grace,
             maintenance: Vec::new(),
+            cluster_maintenance: None,
             latest: None,
             disruptive_taken: false,
             brake: super::storm::Brake::default(),
@@ -171,6 +174,22 @@ impl Engine {
     /// Hook for a cluster-wide maintenance flag, checked before each action.
     pub fn add_maintenance_flag(&mut self, flag: Box<dyn MaintenanceFlag>) {
         self.maintenance.push(flag);
+    }
+
+    /// Cluster maintenance holds every action while on, and a running
+    /// OCFS2 tool the actions on its volume; both are in the report.
+    pub fn set_cluster_maintenance(
+        &mut self,
+        maintenance: Arc<crate::cluster::Maintenance>,
+        paths: crate::host::HostPaths,
+    ) {
+        self.maintenance
+            .push(Box::new(crate::cluster::maintenance::MaintenanceGate(
+                Arc::clone(&maintenance),
+            )));
+        self.maintenance
+            .push(Box::new(crate::cluster::tools::ToolGate { paths }));
+        self.cluster_maintenance = Some(maintenance);
     }
 
     pub(super) fn audit_lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {

@@ -2,7 +2,7 @@
 //! `/metrics` (the self-metrics of the contract and the engine's own) and
 //! `/status`, built from the engine's state by `build`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -54,6 +54,8 @@ pub struct Report {
     pub storm_hold_down_seconds: f64,
     /// Nodes this node sees with a disruptive problem (itself included).
     pub unhealthy_nodes: u32,
+    /// Cluster maintenance in force now (`cluster::maintenance`).
+    pub maintenance: Option<crate::cluster::MaintenanceRecord>,
     /// Seconds of startup grace left (0 once over).
     pub startup_grace_seconds: f64,
     pub budget_per_hour: u32,
@@ -127,6 +129,11 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         })
         .collect();
     let brake = engine.brake_view(snapshot, now);
+    let maintenance = engine
+        .cluster_maintenance
+        .as_ref()
+        .and_then(|m| m.record())
+        .filter(|r| r.in_force(SystemTime::now()));
     let pause = engine.control.pause_state();
     let wall_now = engine.clock.wall(now);
     let audit = engine.audit_lock();
@@ -145,6 +152,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         storm_brake_reasons: brake.reasons,
         storm_hold_down_seconds: brake.hold_down_seconds,
         unhealthy_nodes: brake.unhealthy_nodes,
+        maintenance,
         startup_grace_seconds: engine
             .grace
             .remaining(now)
@@ -237,6 +245,12 @@ impl Report {
             .with(&[], bool_value(self.storm_brake.is_some())),
             super::storm::reason_family(&self.storm_brake_reasons),
             Family::gauge(
+                "ocfs2_watchdog_maintenance",
+                "1 while cluster maintenance holds every action (ocfs2-watchdog maintenance on, here or on a peer).",
+            )
+            .with(&[], bool_value(self.maintenance.is_some())),
+            maintenance_info(self.maintenance.as_ref()),
+            Family::gauge(
                 "ocfs2_watchdog_storm_hold_down_seconds",
                 "Seconds the storm brake keeps holding destructive actions after the last storm evidence (0 when none).",
             )
@@ -269,4 +283,29 @@ impl Report {
             .with(&[], self.state_errors as f64),
         ]
     }
+}
+
+/// `ocfs2_watchdog_maintenance_info{reason,node,set_by,expires}`: 1 while
+/// maintenance is in force, no series otherwise.
+fn maintenance_info(record: Option<&crate::cluster::MaintenanceRecord>) -> Family {
+    let mut family = Family::gauge(
+        "ocfs2_watchdog_maintenance_info",
+        "Cluster maintenance in force: why, the node it was set on, who set it and when it expires (RFC 3339).",
+    );
+    if let Some(r) = record {
+        let expires = humantime::format_rfc3339_seconds(
+            UNIX_EPOCH + Duration::from_secs_f64(r.expires_at.max(0.0)),
+        )
+        .to_string();
+        family.push(
+            &[
+                ("reason", r.reason.as_str()),
+                ("node", r.node.as_str()),
+                ("set_by", r.caller.as_str()),
+                ("expires", expires.as_str()),
+            ],
+            1.0,
+        );
+    }
+    family
 }

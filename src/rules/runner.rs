@@ -27,6 +27,7 @@ pub fn spawn(
     control: Arc<Control>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     stop: Arc<AtomicBool>,
+    maintenance: Option<Arc<crate::cluster::Maintenance>>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
     let boot = super::guard::boot_time(paths);
@@ -41,6 +42,9 @@ pub fn spawn(
     let mut engine = Engine::new(config, executor, control);
     engine.set_boot_time(boot);
     engine.follow_snapshots(snapshots.clone());
+    if let Some(maintenance) = maintenance {
+        engine.set_cluster_maintenance(maintenance, paths.clone());
+    }
     let handle = std::thread::Builder::new()
         .name("rule-engine".into())
         .spawn(move || {
