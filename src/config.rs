@@ -44,6 +44,7 @@ pub struct Config {
     pub kernel_log: KernelLogConfig,
     pub fs_state: FsStateConfig,
     pub remediation: crate::rules::config::RemediationConfig,
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 /// A path with the daemon's default state directory as its default.

@@ -11,6 +11,7 @@ use clap::Parser;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
 use ocfs2_watchdog::cli::{init_logging, Args, Command, MaintenanceAction};
+use ocfs2_watchdog::cluster::peers::Peers;
 use ocfs2_watchdog::cluster::{self, Maintenance};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::http::{admin, router_with, AppState, Security};
@@ -131,6 +132,24 @@ fn run(
         &node_name(&args.host_paths()),
         control.audit(),
     ));
+    let peers = Arc::new(Peers::new(
+        &config.cluster,
+        args.host_paths(),
+        Arc::clone(&maintenance),
+    ));
+    let peers_thread = if peers.enabled() {
+        // Before the engine starts: a daemon restarted during a cluster
+        // maintenance learns it from the peers first.
+        peers.poll_once();
+        Some(
+            Arc::clone(&peers)
+                .spawn(Arc::clone(&stop))
+                .context("starting the peer protocol thread")?,
+        )
+    } else {
+        tracing::warn!("No [cluster] token_file: no peer protocol; maintenance stays on this node and what needs the peers stays alert only.");
+        None
+    };
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
@@ -138,7 +157,7 @@ fn run(
         Arc::clone(&control),
         snapshots.clone(),
         Arc::clone(&stop),
-        Some(Arc::clone(&maintenance)),
+        Some((Arc::clone(&maintenance), Arc::clone(&peers))),
     )
     .context("starting the rule engine thread")?;
     sampler.attach_remediation(reports);
@@ -178,6 +197,29 @@ fn run(
         });
         tokio::spawn(reload_on_sighup(security.clone(), Arc::clone(&control)));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
+        if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
+            let mut stopped = stopped.clone();
+            let router = cluster::peers::routes(Arc::clone(&peers));
+            tokio::spawn(async move {
+                match tokio::net::TcpListener::bind(&listen).await {
+                    Ok(listener) => {
+                        tracing::info!(address = %listen, "Peer protocol listening.");
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        if let Err(error) = axum::serve(listener, router)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                        {
+                            tracing::error!(error = %error, "The peer protocol stopped.");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(address = %listen, error = %error, "Cannot serve the peer protocol; peers cannot see this node.");
+                    }
+                }
+            });
+        }
         // With [web] admin_listen the scrape port has no state-changing route.
         let state_changing = match config.web.admin_listen() {
             Some(listen) => {
@@ -213,6 +255,9 @@ fn run(
             .context("serving HTTP")
     })?;
     stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = peers_thread {
+        let _ = thread.join();
+    }
     let _ = sampler_thread.join();
     let _ = engine_thread.join();
     tracing::info!("Stopped.");

@@ -148,7 +148,10 @@ fn cli(config: &Path, args: &[&str]) -> (bool, String) {
 
 fn wait_metric(address: &str, line: &str) {
     let started = Instant::now();
-    while !http_get(address, "/metrics").is_ok_and(|(_, _, body)| body.contains(line)) {
+    while !http_get(address, "/metrics").is_ok_and(|(_, _, body)| {
+        body.lines()
+            .any(|l| l.starts_with(line) || (!l.starts_with('#') && l.contains(line)))
+    }) {
         assert!(started.elapsed() < Duration::from_secs(10), "no {line}");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -83,6 +83,8 @@ pub struct Engine {
     pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
     /// The cluster maintenance record, for the report.
     pub(super) cluster_maintenance: Option<Arc<crate::cluster::Maintenance>>,
+    /// The peer protocol, for the report (`ocfs2_watchdog_cluster_peer_up`).
+    pub(super) peers: Option<Arc<crate::cluster::peers::Peers>>,
     pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
     pub(super) disruptive_taken: bool,
     /// Hold-down and release of the storm brake across ticks.
@@ -130,6 +132,7 @@ impl Engine {
             grace,
             maintenance: Vec::new(),
             cluster_maintenance: None,
+            peers: None,
             latest: None,
             disruptive_taken: false,
             brake: super::storm::Brake::default(),
@@ -190,6 +193,10 @@ impl Engine {
         self.maintenance
             .push(Box::new(crate::cluster::tools::ToolGate { paths }));
         self.cluster_maintenance = Some(maintenance);
+    }
+
+    pub fn set_peers(&mut self, peers: Arc<crate::cluster::peers::Peers>) {
+        self.peers = Some(peers);
     }
 
     pub(super) fn audit_lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {

@@ -54,6 +54,8 @@ pub struct Report {
     pub storm_hold_down_seconds: f64,
     /// Nodes this node sees with a disruptive problem (itself included).
     pub unhealthy_nodes: u32,
+    /// The peers as last asked; `None` without a cluster token.
+    pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
     /// Cluster maintenance in force now (`cluster::maintenance`).
     pub maintenance: Option<crate::cluster::MaintenanceRecord>,
     /// Seconds of startup grace left (0 once over).
@@ -153,6 +155,11 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         storm_hold_down_seconds: brake.hold_down_seconds,
         unhealthy_nodes: brake.unhealthy_nodes,
         maintenance,
+        peers: engine
+            .peers
+            .as_ref()
+            .filter(|p| p.enabled())
+            .map(|p| p.views()),
         startup_grace_seconds: engine
             .grace
             .remaining(now)
@@ -251,6 +258,25 @@ impl Report {
             .with(&[], bool_value(self.maintenance.is_some())),
             maintenance_info(self.maintenance.as_ref()),
             Family::gauge(
+                "ocfs2_watchdog_cluster_peers_enabled",
+                "1 when the peer protocol runs ([cluster] token_file read); 0: what needs the peers fails closed.",
+            )
+            .with(&[], bool_value(self.peers.is_some())),
+            Family::gauge(
+                "ocfs2_watchdog_cluster_peers_unreachable",
+                "Peers that did not answer the last peer-protocol request (see ocfs2_watchdog_cluster_peer_up).",
+            )
+            .with(
+                &[],
+                self.peers
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|p| !p.up)
+                    .count() as f64,
+            ),
+            peer_family(self.peers.as_deref().unwrap_or_default()),
+            Family::gauge(
                 "ocfs2_watchdog_storm_hold_down_seconds",
                 "Seconds the storm brake keeps holding destructive actions after the last storm evidence (0 when none).",
             )
@@ -305,6 +331,25 @@ fn maintenance_info(record: Option<&crate::cluster::MaintenanceRecord>) -> Famil
                 ("expires", expires.as_str()),
             ],
             1.0,
+        );
+    }
+    family
+}
+
+/// `ocfs2_watchdog_cluster_peer_up{peer,address}`: 1 when the peer answered
+/// its last request.
+fn peer_family(peers: &[crate::cluster::peers::PeerView]) -> Family {
+    let mut family = Family::gauge(
+        "ocfs2_watchdog_cluster_peer_up",
+        "1 when the peer's watchdog answered the last peer-protocol request with the cluster token.",
+    );
+    for peer in peers {
+        family.push(
+            &[
+                ("peer", peer.node.as_str()),
+                ("address", peer.address.as_str()),
+            ],
+            bool_value(peer.up),
         );
     }
     family
