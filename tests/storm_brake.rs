@@ -77,12 +77,10 @@ fn a_failed_or_stale_collector_brakes_destructive_actions_until_it_reads_again()
                 .all(|d| d.starts_with("missing_evidence: ") && d.contains(collector)),
             "{why:?}"
         );
-        // Evidence back: no hold-down for missing evidence, but the
-        // condition must hold its `for` again on fresh evidence.
+        // Evidence back: no hold-down for missing evidence and no fresh
+        // `for` (a collector slow now and then must not starve the rules).
         let report = f.engine.tick(&f.snapshot(), at(t0, 11));
         assert_eq!(report.storm_brake, None);
-        assert_eq!(f.calls(), 0, "{collector}: `for` restarts on release");
-        f.engine.tick(&f.snapshot(), at(t0, 21));
         assert_eq!(f.calls(), 3, "{collector}");
     }
 }

@@ -146,9 +146,11 @@ impl Brake {
     }
 
     /// Notes this tick's cluster-wide evidence; true on the tick the brake
-    /// releases (the evidence cleared and the hold-down passed). Only storm,
-    /// partition and unhealthy-nodes evidence start a hold-down: missing
-    /// evidence brakes for as long as it is missing.
+    /// releases after storm evidence (it cleared and the hold-down passed).
+    /// Only storm, partition and unhealthy-nodes evidence start a hold-down
+    /// and restart the targets' `for` on release: missing evidence brakes
+    /// for as long as it is missing, and a collector that is slow now and
+    /// then must not keep every target pending forever.
     pub fn observe(&mut self, engaged: &[Engaged], hold_down: Duration, now: Instant) -> bool {
         if let Some(storm) = engaged.iter().find(|e| {
             matches!(
@@ -159,7 +161,10 @@ impl Brake {
             self.last_evidence = Some(now);
             self.last_reason = Some(storm.clone());
         }
-        let holding = !engaged.is_empty() || self.hold_down_left(hold_down, now).is_some();
+        let holding = self.hold_down_left(hold_down, now).is_some()
+            || engaged
+                .iter()
+                .any(|e| e.reason != BrakeReason::MissingEvidence);
         let released = self.engaged && !holding;
         self.engaged = holding;
         released
