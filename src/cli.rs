@@ -25,6 +25,9 @@ pub enum LogFormat {
     about = "Prometheus exporter and self-healing watchdog for OCFS2 clusters"
 )]
 pub struct Args {
+    /// A subcommand instead of the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file; every key is optional.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -75,8 +78,6 @@ pub struct Args {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Option<Command>,
 }
 
 /// Without a subcommand the daemon runs.
@@ -104,6 +105,12 @@ pub enum Command {
         /// Take a snapshot here instead of asking the daemon.
         #[arg(long)]
         local: bool,
+    },
+    /// Cluster-wide maintenance mode (docs/rules.md): no node acts while on.
+    /// Talks to the local daemon's admin endpoint with the admin token.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
     },
 }
 
@@ -140,6 +147,8 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
             local: *local,
             in_process: false,
         },
+        // Handled in main: it needs the daemon's admin endpoint, not a view.
+        Command::Maintenance { .. } => return 3,
     };
     let config = match args.effective_config() {
         Ok(config) => config,
@@ -148,6 +157,7 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
     match command {
         Command::Status { .. } => command::status(&config, args.host_paths(), &options),
         Command::Check { .. } => command::check(&config, args.host_paths(), &options),
+        Command::Maintenance { .. } => 3,
     }
 }
 
@@ -258,4 +268,21 @@ pub fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MaintenanceAction {
+    /// Turn maintenance on (every node stops acting).
+    On {
+        /// Why, shown in /status, metrics and the audit log.
+        #[arg(long)]
+        reason: String,
+        /// How long before it ends by itself (default 2h).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Turn maintenance off everywhere.
+    Off,
+    /// Show the maintenance state as JSON.
+    Status,
 }

@@ -51,6 +51,8 @@ pub struct Config {
     pub check: crate::status::thresholds::CheckConfig,
     /// Which collectors run (`--collector.<name>` and friends).
     pub collectors: CollectorsConfig,
+    /// Peers over the interconnect: the cluster token, port, polling.
+    pub cluster: crate::cluster::config::ClusterConfig,
 }
 
 /// A path with the daemon's default state directory as its default.

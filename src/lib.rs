@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod cluster;
 pub mod collector;
 pub mod config;
 pub mod durable;

@@ -4,13 +4,15 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ocfs2_watchdog::actions::audit::StepLog;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
-use ocfs2_watchdog::cli::{init_logging, Args};
+use ocfs2_watchdog::cli::{init_logging, Args, Command, MaintenanceAction};
+use ocfs2_watchdog::cluster::peers::Peers;
+use ocfs2_watchdog::cluster::{self, Maintenance};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::http::{admin, router_with, AppState, Security};
 use ocfs2_watchdog::rules::config::Mode;
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
         return run_helper();
     }
     let args = Args::parse_command_line();
-    if let Some(command) = &args.command {
+    if let Some(command @ (Command::Status { .. } | Command::Check { .. })) = &args.command {
         return ExitCode::from(ocfs2_watchdog::cli::run_status_command(&args, command));
     }
     init_logging(&args.log_level, args.log_format);
@@ -41,6 +43,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Maintenance { action }) = &args.command {
+        return maintenance_command(action, &config);
+    }
     // Certificate and token files are read now, so a bad path is a
     // configuration error (exit 2) here and under --check-config.
     let security = match Security::from_config(&config.web) {
@@ -129,6 +134,29 @@ fn run(
         .context(
             "remediation.mode is enforce but actions cannot run in the host's mount namespace",
         )?;
+    let maintenance = Arc::new(Maintenance::open(
+        &config.state_dir.0,
+        &node_name(&args.host_paths()),
+        control.audit(),
+    ));
+    let peers = Arc::new(Peers::new(
+        &config.cluster,
+        args.host_paths(),
+        Arc::clone(&maintenance),
+    ));
+    let peers_thread = if peers.enabled() {
+        // Before the engine starts: a daemon restarted during a cluster
+        // maintenance learns it from the peers first.
+        peers.poll_once();
+        Some(
+            Arc::clone(&peers)
+                .spawn(Arc::clone(&stop))
+                .context("starting the peer protocol thread")?,
+        )
+    } else {
+        tracing::warn!("No [cluster] token_file: no peer protocol; maintenance stays on this node and what needs the peers stays alert only.");
+        None
+    };
     let (engine_thread, reports) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
@@ -136,6 +164,7 @@ fn run(
         Arc::clone(&control),
         snapshots.clone(),
         Arc::clone(&stop),
+        Some((Arc::clone(&maintenance), Arc::clone(&peers))),
     )
     .context("starting the rule engine thread")?;
     sampler.attach_remediation(reports);
@@ -176,23 +205,52 @@ fn run(
         });
         tokio::spawn(reload_on_sighup(security.clone(), Arc::clone(&control)));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
+        if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
+            let mut stopped = stopped.clone();
+            let router = cluster::peers::routes(Arc::clone(&peers));
+            tokio::spawn(async move {
+                match tokio::net::TcpListener::bind(&listen).await {
+                    Ok(listener) => {
+                        tracing::info!(address = %listen, "Peer protocol listening.");
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        if let Err(error) = axum::serve(listener, router)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                        {
+                            tracing::error!(error = %error, "The peer protocol stopped.");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(address = %listen, error = %error, "Cannot serve the peer protocol; peers cannot see this node.");
+                    }
+                }
+            });
+        }
         // With [web] admin_listen the scrape port has no state-changing route.
         let state_changing = match config.web.admin_listen() {
             Some(listen) => {
                 let mut stopped = stopped.clone();
                 let limits = config.web.limits.clone();
                 let control = Arc::clone(&control);
+                let extra = cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance));
                 tokio::spawn(async move {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    if let Err(error) = admin::serve(listen, control, &limits, shutdown).await {
+                    if let Err(error) =
+                        admin::serve(listen, control, extra, &limits, shutdown).await
+                    {
                         tracing::error!(error = %error, "Cannot serve the control endpoints; pause, resume and reset are unavailable.");
                     }
                 });
                 axum::Router::new()
             }
-            None => admin::routes(Arc::clone(&control)),
+            None => admin::routes(Arc::clone(&control)).merge(cluster::admin::routes(
+                Arc::clone(&control),
+                Arc::clone(&maintenance),
+            )),
         };
         let app = router_with(state, &security, state_changing);
         let shutdown = async move {
@@ -205,6 +263,9 @@ fn run(
             .context("serving HTTP")
     })?;
     stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = peers_thread {
+        let _ = thread.join();
+    }
     let _ = sampler_thread.join();
     let _ = engine_thread.join();
     tracing::info!("Stopped.");
@@ -247,5 +308,81 @@ async fn reload_on_sighup(security: Security, control: Arc<Control>) {
         );
         security.reload();
         control.reload();
+    }
+}
+
+/// This node's name in maintenance records: the host's short hostname.
+fn node_name(paths: &ocfs2_watchdog::host::HostPaths) -> String {
+    std::fs::read_to_string(paths.root("/etc/hostname"))
+        .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))
+        .ok()
+        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `ocfs2-watchdog maintenance on|off|status`: asks the local daemon's
+/// admin endpoint with the admin token; prints its answer. Exit 0 on
+/// success, 1 when the daemon refused or could not be reached.
+fn maintenance_command(
+    action: &MaintenanceAction,
+    config: &ocfs2_watchdog::config::Config,
+) -> ExitCode {
+    use ocfs2_watchdog::cluster::client::{encode, request};
+    let address = match config.web.admin_listen() {
+        Some(ocfs2_watchdog::config::AdminListen::Unix(path)) => format!("unix:{}", path.display()),
+        Some(ocfs2_watchdog::config::AdminListen::Loopback(address)) => address.to_string(),
+        None => config
+            .web
+            .listen_address
+            .replace("0.0.0.0", "127.0.0.1")
+            .replace("[::]", "[::1]"),
+    };
+    let token = config
+        .web
+        .admin_token_file
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|t| t.trim().to_string());
+    if token.is_none() {
+        eprintln!(
+            "ocfs2-watchdog: no admin token: set [web] admin_token_file (readable by this user)"
+        );
+        return ExitCode::FAILURE;
+    }
+    let (method, path) = match action {
+        MaintenanceAction::On { reason, duration } => {
+            let mut path = format!("/maintenance/on?reason={}", encode(reason));
+            if let Some(duration) = duration {
+                path.push_str(&format!("&for={}", encode(duration)));
+            }
+            ("POST", path)
+        }
+        MaintenanceAction::Off => ("POST", "/maintenance/off".to_string()),
+        MaintenanceAction::Status => ("GET", "/maintenance".to_string()),
+    };
+    match request(
+        &address,
+        method,
+        &path,
+        token.as_deref(),
+        Duration::from_secs(10),
+    ) {
+        Ok(answer) if answer.status == 200 => {
+            println!("{}", answer.body.trim_end());
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!(
+                "ocfs2-watchdog: {address} answered {}: {}",
+                answer.status,
+                answer.body.trim_end()
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("ocfs2-watchdog: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

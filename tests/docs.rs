@@ -16,6 +16,19 @@ const NO_FIXTURE_CAN_SHOW: &[(&str, &str)] = &[
         "ocfs2_multipath_map_queueing",
         "src/collector/storage/tests.rs",
     ),
+    // Only while maintenance is on, which a fixture's dry-run never sets.
+    ("ocfs2_watchdog_maintenance_info", "tests/maintenance.rs"),
+    // Per peer: a fixture has no peer daemons to reach.
+    ("ocfs2_watchdog_cluster_peer_up", "tests/cluster_peers.rs"),
+    // The HTTP server's own counters: a fixture's `--once` serves nothing.
+    (
+        "ocfs2_watchdog_http_requests",
+        "tests/exporter_conventions.rs",
+    ),
+    (
+        "ocfs2_watchdog_http_scrapes_refused",
+        "tests/exporter_conventions.rs",
+    ),
 ];
 
 fn base(name: &str) -> &str {

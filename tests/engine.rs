@@ -265,6 +265,14 @@ fn the_storm_brake_holds_on_hung_heartbeat_or_dead_sessions() {
         Facts::KernelLog(Arc::new(hung_at(86_400.0))),
     );
     let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(13));
+    assert_eq!(
+        report.storm_brake_reasons,
+        ["hold_down"],
+        "the brake holds on after the last evidence: {:?}",
+        report.storm_brake
+    );
+    // Default hold-down: 2 × the heartbeat timeout, 2 min when unknown.
+    let report = f.engine.tick(&snapshot, t0 + Duration::from_secs(12 + 121));
     assert_eq!(report.storm_brake, None);
 }
 

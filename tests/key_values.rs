@@ -683,6 +683,21 @@ fn rows(scenario: &str) -> Option<Vec<Row>> {
                 Some(1.0),
             ),
         ],
+        // README: the o2cb-not-back host, o2cb_down gave up after one
+        // precondition_changed; the rule still fires.
+        "o2cb-gave-up" => vec![
+            ("ocfs2_o2cb_cluster_online", &[LABCLU], Some(0.0)),
+            (
+                "ocfs2_watchdog_remediation_gave_up",
+                &[("rule", "o2cb_down"), ("target", "labclu")],
+                Some(1.0),
+            ),
+            (
+                "ocfs2_watchdog_rule_firing",
+                &[("rule", "o2cb_down"), ("target", "labclu")],
+                Some(1.0),
+            ),
+        ],
         // n1-03a-after-resume-state.txt: livenodes `1 2`, connected `2`,
         // Domain Map: 1 (n2 missing).
         "zombie-n1" => vec![

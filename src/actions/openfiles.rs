@@ -296,18 +296,27 @@ fn namespace_holders(
             continue;
         }
         for entry in entries.iter().filter(on_volume) {
-            // An unmount propagates to the mount's shared peers and to its
-            // slaves, in any namespace: those copies go with the plan.
-            let propagated = entry
-                .optional
-                .iter()
-                .filter_map(|t| {
-                    t.strip_prefix("master:")
-                        .or_else(|| t.strip_prefix("shared:"))?
-                        .parse()
-                        .ok()
-                })
-                .any(|group: u32| host_groups.contains(&group));
+            // An unmount propagates along the parent's propagation: to the
+            // copy at the same place under every peer or slave of the parent.
+            // A slave copy of a planned mount (another namespace) is such a
+            // copy; a shared peer is one only at the planned path itself or
+            // under a copy of the root (a pod's `/host/<path>`), not a bind
+            // of it somewhere else, which the unmount leaves in place.
+            let in_group = |prefix: &str| {
+                entry
+                    .optional
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(prefix)?.parse().ok())
+                    .any(|group: u32| host_groups.contains(&group))
+            };
+            let at_a_planned_place = query.planned_mounts.iter().any(|planned| {
+                entry.mount_point == *planned
+                    || entry
+                        .mount_point
+                        .strip_suffix(planned.as_str())
+                        .is_some_and(|root| !root.is_empty() && !root.ends_with('/'))
+            });
+            let propagated = in_group("master:") || (in_group("shared:") && at_a_planned_place);
             let released =
                 propagated || (is_host && query.planned_mounts.contains(&entry.mount_point));
             if !released {

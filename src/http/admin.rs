@@ -54,7 +54,7 @@ impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Caller {
     }
 }
 
-fn caller(extensions: &Extensions) -> String {
+pub(crate) fn caller(extensions: &Extensions) -> String {
     extensions
         .get::<ConnectInfo<Caller>>()
         .map_or_else(|| "unknown".to_string(), |info| info.0 .0.clone())
@@ -70,7 +70,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(control: Arc<Control>) -> Router
 }
 
 /// `Some(refusal)` unless the request carries the configured token.
-fn authorize(control: &Control, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn authorize(control: &Control, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -158,14 +158,17 @@ async fn reset(
     }
 }
 
-/// Serves the control routes alone on `listen` until `shutdown`.
+/// Serves the control routes (and `extra`, the cluster maintenance
+/// routes) alone on `listen` until `shutdown`.
 pub async fn serve(
     listen: AdminListen,
     control: Arc<Control>,
+    extra: Router,
     limits: &WebLimitsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router: Router = routes(control)
+        .merge(extra)
         .layer(RequestBodyLimitLayer::new(limits.max_request_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

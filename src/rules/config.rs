@@ -54,6 +54,20 @@ pub struct RemediationConfig {
     /// this window means the whole cluster's heartbeat writes hang.
     #[serde(with = "humantime_serde")]
     pub storm_window: Duration,
+    /// Storm brake: how long it keeps holding destructive actions after the
+    /// last storm, partition or unhealthy-nodes evidence. Unset: 2 × the
+    /// heartbeat timeout (2 min when the timeout is unknown).
+    #[serde(default, with = "humantime_serde")]
+    pub storm_hold_down: Option<Duration>,
+    /// Storm brake: when it releases, every target's `for` starts again plus
+    /// up to this much, a fixed share per node (by node number), so the
+    /// nodes do not all act on the tick the SAN comes back.
+    #[serde(with = "humantime_serde")]
+    pub storm_release_jitter: Duration,
+    /// Storm brake: more unhealthy nodes than this (this node with a firing
+    /// destructive finding, peers dead on the heartbeat or in DLM recovery)
+    /// and no node acts. Unset: half the configured nodes, at least 1.
+    pub max_unhealthy_nodes: Option<u32>,
     /// Deadline of one action (external commands are killed past it).
     #[serde(with = "humantime_serde")]
     pub action_timeout: Duration,
@@ -76,6 +90,9 @@ impl Default for RemediationConfig {
             startup_grace: Duration::from_secs(120),
             storm_heartbeat_ratio: 0.5,
             storm_window: Duration::from_secs(120),
+            storm_hold_down: None,
+            storm_release_jitter: Duration::from_secs(30),
+            max_unhealthy_nodes: None,
             action_timeout: Duration::from_secs(60),
             recent_audit_lines: 50,
             command_prefix: Vec::new(),

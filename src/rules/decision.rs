@@ -8,18 +8,22 @@
 //! action's thread; one disruptive action per tick. A skip is audited and
 //! counted once per reason, not once per tick.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::engine::{is_disruptive, Engine};
 use super::guard::{HoldReason, VolumeClaim};
 use super::state::{Key, Wait};
+use super::storm::{self, Brake};
 use super::RuleSettings;
 use crate::actions::audit::{AuditOutcome, Phase};
+use crate::actions::Plan;
 use crate::snapshot::Snapshot;
 
 impl Engine {
-    /// Why the action must wait, read afresh: pause, maintenance, storm.
-    fn hold(&self, snapshot: &Snapshot) -> Option<HoldReason> {
+    /// Why the action must wait, read afresh: pause, maintenance, the
+    /// storm brake.
+    fn hold(&self, snapshot: &Snapshot, plan: &Plan, now: Instant) -> Option<HoldReason> {
         let pause = self.control.pause_state();
         if pause.paused {
             return Some((
@@ -27,25 +31,113 @@ impl Engine {
                 pause.reason.unwrap_or_default(),
             ));
         }
-        if let Some(why) = self.maintenance.iter().find_map(|flag| flag.active()) {
-            return Some((AuditOutcome::SkippedPaused, format!("maintenance: {why}")));
+        if let Some(why) = self
+            .maintenance
+            .iter()
+            .find_map(|flag| flag.active_for(plan))
+        {
+            return Some((
+                AuditOutcome::SkippedMaintenance,
+                format!("maintenance: {why}"),
+            ));
         }
-        self.storm(snapshot)
-            .map(|why| (AuditOutcome::SkippedStorm, why))
+        let fresh = self.freshest(snapshot);
+        let snapshot = fresh.as_deref().unwrap_or(snapshot);
+        let config = &self.config.remediation;
+        let engaged = storm::cluster_wide(snapshot, config, storm::is_destructive(plan));
+        let hold_down = Brake::hold_down(snapshot, config);
+        self.brake
+            .hold(&engaged, plan, snapshot, hold_down, now)
+            .map(|why| (AuditOutcome::SkippedStorm, why.describe()))
     }
 
-    /// The storm brake on the newest published snapshot (the sampler may
-    /// have published one since this tick's), else on `snapshot`.
-    pub(super) fn storm(&self, snapshot: &Snapshot) -> Option<String> {
-        let fresh = self
-            .latest
+    /// The newest published snapshot when the sampler has published one
+    /// since this tick's.
+    fn freshest(&self, snapshot: &Snapshot) -> Option<Arc<Snapshot>> {
+        self.latest
             .as_ref()
             .map(|latest| latest.borrow().clone())
-            .filter(|latest| latest.is_ready() && latest.sequence > snapshot.sequence);
-        super::storm::evaluate(
-            fresh.as_deref().unwrap_or(snapshot),
-            &self.config.remediation,
-        )
+            .filter(|latest| latest.is_ready() && latest.sequence > snapshot.sequence)
+    }
+
+    /// The brake as the report shows it, on the freshest snapshot.
+    pub(super) fn brake_view(&self, snapshot: &Snapshot, now: Instant) -> storm::BrakeView {
+        let fresh = self.freshest(snapshot);
+        let snapshot = fresh.as_deref().unwrap_or(snapshot);
+        let config = &self.config.remediation;
+        let trouble = self.local_trouble(now);
+        let engaged = storm::cluster_wide(snapshot, config, trouble);
+        let left = self
+            .brake
+            .hold_down_left(Brake::hold_down(snapshot, config), now);
+        let mut reasons: Vec<&'static str> = engaged.iter().map(|e| e.reason.as_str()).collect();
+        if left.is_some() && engaged.is_empty() {
+            reasons.push(storm::BrakeReason::HoldDown.as_str());
+        }
+        reasons.dedup();
+        let summary = engaged.first().map(storm::Engaged::describe).or_else(|| {
+            left.map(|l| {
+                format!(
+                    "hold_down: {} left",
+                    humantime::format_duration(Duration::from_secs(l.as_secs()))
+                )
+            })
+        });
+        storm::BrakeView {
+            summary,
+            reasons,
+            hold_down_seconds: left.map_or(0.0, |l| l.as_secs_f64()),
+            unhealthy_nodes: storm::unhealthy_nodes(snapshot, trouble).len() as u32,
+        }
+    }
+
+    /// Whether this node has a firing target that would act destructively.
+    fn local_trouble(&self, now: Instant) -> bool {
+        self.targets.iter().any(|(key, state)| {
+            let settings = &self.settings[key.0];
+            !settings.alert_only
+                && now.duration_since(state.since) >= settings.r#for
+                && state
+                    .finding
+                    .plan
+                    .as_ref()
+                    .is_some_and(storm::is_destructive)
+        })
+    }
+
+    /// Notes this tick's cluster-wide brake evidence for the hold-down and
+    /// the report; when the brake releases, every target's `for` starts
+    /// again, plus this node's share of `storm_release_jitter`.
+    pub(super) fn observe_brake(&mut self, snapshot: &Snapshot, now: Instant) {
+        let config = &self.config.remediation;
+        let engaged = storm::cluster_wide(snapshot, config, self.local_trouble(now));
+        let hold_down = Brake::hold_down(snapshot, config);
+        let was_engaged = !self.brake_engaged.is_empty() || self.brake_holding;
+        let released = self.brake.observe(&engaged, hold_down, now);
+        self.brake_holding = self.brake.hold_down_left(hold_down, now).is_some();
+        if !engaged.is_empty() && !was_engaged {
+            let reasons: Vec<String> = engaged.iter().map(|e| e.describe()).collect();
+            tracing::warn!(reasons = %reasons.join("; "), "The storm brake is engaged; destructive actions wait.");
+        }
+        self.brake_engaged = engaged;
+        if released {
+            let local = snapshot
+                .o2cb()
+                .and_then(|o| o.cluster.as_ref())
+                .and_then(|c| c.local_node());
+            let fraction = storm::jitter_fraction(
+                local.and_then(|n| n.num),
+                local.map_or("", |n| n.name.as_str()),
+            );
+            let jitter = config.storm_release_jitter.mul_f64(fraction);
+            for state in self.targets.values_mut() {
+                state.since = now + jitter;
+            }
+            tracing::info!(
+                jitter_seconds = jitter.as_secs_f64(),
+                "The storm brake released; every target waits its `for` again."
+            );
+        }
     }
 
     pub(super) fn decide(
@@ -70,7 +162,7 @@ impl Engine {
             self.skip(key, AuditOutcome::GaveUp, Some(why), true, now);
             return;
         }
-        if let Some((outcome, why)) = self.hold(snapshot) {
+        if let Some((outcome, why)) = self.hold(snapshot, &plan, now) {
             self.skip(key, outcome, Some(why), true, now);
             return;
         }

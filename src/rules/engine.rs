@@ -81,8 +81,18 @@ pub struct Engine {
     pub(super) locks: VolumeLocks,
     pub(super) grace: StartupGrace,
     pub(super) maintenance: Vec<Box<dyn MaintenanceFlag>>,
+    /// The cluster maintenance record, for the report.
+    pub(super) cluster_maintenance: Option<Arc<crate::cluster::Maintenance>>,
+    /// The peer protocol, for the report (`ocfs2_watchdog_cluster_peer_up`).
+    pub(super) peers: Option<Arc<crate::cluster::peers::Peers>>,
     pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
     pub(super) disruptive_taken: bool,
+    /// Hold-down and release of the storm brake across ticks.
+    pub(super) brake: super::storm::Brake,
+    /// This tick's cluster-wide brake evidence, for the report.
+    pub(super) brake_engaged: Vec<super::storm::Engaged>,
+    /// The hold-down still runs after the evidence cleared.
+    pub(super) brake_holding: bool,
     /// When the current tick began on the real clock: audit times add the
     /// time an action took to the tick's `now`.
     pub(super) tick_started: Instant,
@@ -121,8 +131,13 @@ impl Engine {
             locks: VolumeLocks::default(),
             grace,
             maintenance: Vec::new(),
+            cluster_maintenance: None,
+            peers: None,
             latest: None,
             disruptive_taken: false,
+            brake: super::storm::Brake::default(),
+            brake_engaged: Vec::new(),
+            brake_holding: false,
             tick_started: now,
             config,
         };
@@ -162,6 +177,26 @@ impl Engine {
     /// Hook for a cluster-wide maintenance flag, checked before each action.
     pub fn add_maintenance_flag(&mut self, flag: Box<dyn MaintenanceFlag>) {
         self.maintenance.push(flag);
+    }
+
+    /// Cluster maintenance holds every action while on, and a running
+    /// OCFS2 tool the actions on its volume; both are in the report.
+    pub fn set_cluster_maintenance(
+        &mut self,
+        maintenance: Arc<crate::cluster::Maintenance>,
+        paths: crate::host::HostPaths,
+    ) {
+        self.maintenance
+            .push(Box::new(crate::cluster::maintenance::MaintenanceGate(
+                Arc::clone(&maintenance),
+            )));
+        self.maintenance
+            .push(Box::new(crate::cluster::tools::ToolGate { paths }));
+        self.cluster_maintenance = Some(maintenance);
+    }
+
+    pub fn set_peers(&mut self, peers: Arc<crate::cluster::peers::Peers>) {
+        self.peers = Some(peers);
     }
 
     pub(super) fn audit_lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
@@ -237,6 +272,7 @@ impl Engine {
             history.decay(now, window);
             self.ledger_dirty |= history.attempts.len() != before;
         }
+        self.observe_brake(snapshot, now);
         for rule in RULES {
             let name = rule.name();
             let settings = self.settings[name].clone();

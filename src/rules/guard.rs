@@ -20,10 +20,15 @@ use crate::actions::restore::RestoreHow;
 use crate::actions::Plan;
 use crate::host::HostPaths;
 
-/// A source that can hold every action (a future cluster maintenance flag).
+/// A source that can hold actions: cluster maintenance
+/// (`cluster::maintenance`), a running OCFS2 tool (`cluster::tools`).
 pub trait MaintenanceFlag: Send {
-    /// `Some(why)` while actions must wait.
+    /// `Some(why)` while every action must wait.
     fn active(&self) -> Option<String>;
+    /// `Some(why)` while this action must wait (default: `active`).
+    fn active_for(&self, _plan: &Plan) -> Option<String> {
+        self.active()
+    }
 }
 
 /// The volumes (and the stack) one action works on.

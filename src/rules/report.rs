@@ -2,7 +2,7 @@
 //! `/metrics` (the self-metrics of the contract and the engine's own) and
 //! `/status`, built from the engine's state by `build`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -48,6 +48,16 @@ pub struct Report {
     pub pause_reason: Option<String>,
     /// Why the storm brake is engaged, when it is.
     pub storm_brake: Option<String>,
+    /// Every reason engaged now (`storm::BrakeReason::as_str`).
+    pub storm_brake_reasons: Vec<&'static str>,
+    /// Seconds of hold-down left after the last storm evidence.
+    pub storm_hold_down_seconds: f64,
+    /// Nodes this node sees with a disruptive problem (itself included).
+    pub unhealthy_nodes: u32,
+    /// The peers as last asked; `None` without a cluster token.
+    pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
+    /// Cluster maintenance in force now (`cluster::maintenance`).
+    pub maintenance: Option<crate::cluster::MaintenanceRecord>,
     /// Seconds of startup grace left (0 once over).
     pub startup_grace_seconds: f64,
     pub budget_per_hour: u32,
@@ -120,6 +130,12 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             )
         })
         .collect();
+    let brake = engine.brake_view(snapshot, now);
+    let maintenance = engine
+        .cluster_maintenance
+        .as_ref()
+        .and_then(|m| m.record())
+        .filter(|r| r.in_force(SystemTime::now()));
     let pause = engine.control.pause_state();
     let wall_now = engine.clock.wall(now);
     let audit = engine.audit_lock();
@@ -134,7 +150,16 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             .map_or(0.0, |age| age.as_secs_f64()),
         paused_since: pause.since.filter(|_| pause.paused).map(unix),
         pause_reason: pause.reason.filter(|_| pause.paused),
-        storm_brake: engine.storm(snapshot),
+        storm_brake: brake.summary,
+        storm_brake_reasons: brake.reasons,
+        storm_hold_down_seconds: brake.hold_down_seconds,
+        unhealthy_nodes: brake.unhealthy_nodes,
+        maintenance,
+        peers: engine
+            .peers
+            .as_ref()
+            .filter(|p| p.enabled())
+            .map(|p| p.views()),
         startup_grace_seconds: engine
             .grace
             .remaining(now)
@@ -222,9 +247,45 @@ impl Report {
             .with(&[], self.paused_since.unwrap_or(0.0)),
             Family::gauge(
                 "ocfs2_watchdog_storm_brake",
-                "1 while the storm brake holds every action (SAN- or cluster-wide failure).",
+                "1 while the storm brake holds actions (SAN- or cluster-wide failure, missing evidence, partition, too many unhealthy nodes, hold-down).",
             )
             .with(&[], bool_value(self.storm_brake.is_some())),
+            super::storm::reason_family(&self.storm_brake_reasons),
+            Family::gauge(
+                "ocfs2_watchdog_maintenance",
+                "1 while cluster maintenance holds every action (ocfs2-watchdog maintenance on, here or on a peer).",
+            )
+            .with(&[], bool_value(self.maintenance.is_some())),
+            maintenance_info(self.maintenance.as_ref()),
+            Family::gauge(
+                "ocfs2_watchdog_cluster_peers_enabled",
+                "1 when the peer protocol runs ([cluster] token_file read); 0: what needs the peers fails closed.",
+            )
+            .with(&[], bool_value(self.peers.is_some())),
+            Family::gauge(
+                "ocfs2_watchdog_cluster_peers_unreachable",
+                "Peers that did not answer the last peer-protocol request (see ocfs2_watchdog_cluster_peer_up).",
+            )
+            .with(
+                &[],
+                self.peers
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|p| !p.up)
+                    .count() as f64,
+            ),
+            peer_family(self.peers.as_deref().unwrap_or_default()),
+            Family::gauge(
+                "ocfs2_watchdog_storm_hold_down_seconds",
+                "Seconds the storm brake keeps holding destructive actions after the last storm evidence (0 when none).",
+            )
+            .with(&[], self.storm_hold_down_seconds),
+            Family::gauge(
+                "ocfs2_watchdog_unhealthy_nodes",
+                "Nodes this node sees with a disruptive problem (itself with a firing destructive finding, peers dead on the heartbeat or in DLM recovery).",
+            )
+            .with(&[], f64::from(self.unhealthy_nodes)),
             Family::gauge(
                 "ocfs2_watchdog_startup_grace_seconds",
                 "Seconds left of the startup grace during which no action changes the host (0 once over).",
@@ -248,4 +309,48 @@ impl Report {
             .with(&[], self.state_errors as f64),
         ]
     }
+}
+
+/// `ocfs2_watchdog_maintenance_info{reason,node,set_by,expires}`: 1 while
+/// maintenance is in force, no series otherwise.
+fn maintenance_info(record: Option<&crate::cluster::MaintenanceRecord>) -> Family {
+    let mut family = Family::gauge(
+        "ocfs2_watchdog_maintenance_info",
+        "Cluster maintenance in force: why, the node it was set on, who set it and when it expires (RFC 3339).",
+    );
+    if let Some(r) = record {
+        let expires = humantime::format_rfc3339_seconds(
+            UNIX_EPOCH + Duration::from_secs_f64(r.expires_at.max(0.0)),
+        )
+        .to_string();
+        family.push(
+            &[
+                ("reason", r.reason.as_str()),
+                ("node", r.node.as_str()),
+                ("set_by", r.caller.as_str()),
+                ("expires", expires.as_str()),
+            ],
+            1.0,
+        );
+    }
+    family
+}
+
+/// `ocfs2_watchdog_cluster_peer_up{peer,address}`: 1 when the peer answered
+/// its last request.
+fn peer_family(peers: &[crate::cluster::peers::PeerView]) -> Family {
+    let mut family = Family::gauge(
+        "ocfs2_watchdog_cluster_peer_up",
+        "1 when the peer's watchdog answered the last peer-protocol request with the cluster token.",
+    );
+    for peer in peers {
+        family.push(
+            &[
+                ("peer", peer.node.as_str()),
+                ("address", peer.address.as_str()),
+            ],
+            bool_value(peer.up),
+        );
+    }
+    family
 }

@@ -27,6 +27,10 @@ pub fn spawn(
     control: Arc<Control>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     stop: Arc<AtomicBool>,
+    cluster: Option<(
+        Arc<crate::cluster::Maintenance>,
+        Arc<crate::cluster::peers::Peers>,
+    )>,
 ) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
     let (publish, reports) = watch::channel(None);
     let boot = super::guard::boot_time(paths);
@@ -41,6 +45,10 @@ pub fn spawn(
     let mut engine = Engine::new(config, executor, control);
     engine.set_boot_time(boot);
     engine.follow_snapshots(snapshots.clone());
+    if let Some((maintenance, peers)) = cluster {
+        engine.set_cluster_maintenance(maintenance, paths.clone());
+        engine.set_peers(peers);
+    }
     let handle = std::thread::Builder::new()
         .name("rule-engine".into())
         .spawn(move || {

@@ -47,12 +47,18 @@ pub enum AuditOutcome {
     SkippedVolumeBusy,
     /// A disruptive action already ran on this tick.
     SkippedTickLimit,
+    /// Cluster maintenance is on, or an OCFS2 tool runs on the volume.
+    SkippedMaintenance,
     GaveUp,
     AlertOnly,
     Resolved,
     Paused,
     Resumed,
     Reset,
+    /// Cluster maintenance turned on (here or by a peer).
+    MaintenanceOn,
+    /// Cluster maintenance turned off, or expired.
+    MaintenanceOff,
 }
 
 impl AuditOutcome {
@@ -72,12 +78,15 @@ impl AuditOutcome {
             Self::SkippedStartupGrace => "skipped_startup_grace",
             Self::SkippedVolumeBusy => "skipped_volume_busy",
             Self::SkippedTickLimit => "skipped_tick_limit",
+            Self::SkippedMaintenance => "skipped_maintenance",
             Self::GaveUp => "gave_up",
             Self::AlertOnly => "alert_only",
             Self::Resolved => "resolved",
             Self::Paused => "paused",
             Self::Resumed => "resumed",
             Self::Reset => "reset",
+            Self::MaintenanceOn => "maintenance_on",
+            Self::MaintenanceOff => "maintenance_off",
         }
     }
 }

@@ -1,6 +1,5 @@
-//! The storm brake: when the evidence says the SAN or the whole cluster is
-//! failing, no single node's remediation helps, and unmounting or restarting
-//! during it makes the day worse. Engaged when any of:
+//! Storm evidence proper: the SAN or the whole cluster is failing. Engaged
+//! when any of:
 //! - every heartbeat region's elapsed time is at least
 //!   `storm_heartbeat_ratio` of the self-fence timeout (all hung or timing out);
 //! - every iSCSI session is out of LOGGED_IN;

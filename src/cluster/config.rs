@@ -1,0 +1,37 @@
+//! `[cluster]`: how the watchdogs of one o2cb cluster reach each other.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// File holding the shared cluster token (same on every node). Unset:
+    /// no peer protocol; whatever needs the peers fails closed.
+    pub token_file: Option<PathBuf>,
+    /// TCP port of the peer protocol on every node's interconnect address
+    /// (cluster.conf `ip_address`).
+    pub port: u16,
+    /// `host:port` to listen on; unset: this node's interconnect address
+    /// from cluster.conf with `port`.
+    pub listen: Option<String>,
+    /// How often each peer is asked (and the timeout of one request).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            token_file: None,
+            port: 9786,
+            listen: None,
+            poll_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
+        }
+    }
+}

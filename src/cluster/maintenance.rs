@@ -1,0 +1,348 @@
+//! Cluster-wide maintenance mode: while it is on, no node acts.
+//!
+//! One record, `<state_dir>/maintenance.json`, written atomically: on or
+//! off, why, which node and who set it, when it changed and when it
+//! expires (default 2 h: a forgotten maintenance ends by itself). Records
+//! from other nodes are merged by `changed_at` (the newer wins; on a tie
+//! "on" wins, failing closed), so `off` on any node ends it everywhere and
+//! a restarted daemon picks up the cluster's state. Every change, local or
+//! from a peer, and the expiry are audited (phase `control`). A record that
+//! cannot be read counts as maintenance and says why.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::actions::audit::{AuditLog, AuditOutcome, AuditRecord, Phase};
+use crate::rules::guard::MaintenanceFlag;
+
+pub const MAINTENANCE_FILE: &str = "maintenance.json";
+/// How long `maintenance on` lasts without `--for`.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(2 * 3600);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceRecord {
+    pub active: bool,
+    pub reason: String,
+    /// The node where it was turned on or off.
+    pub node: String,
+    /// Who: the admin caller (peer address or `unix:pid=,uid=`).
+    pub caller: String,
+    /// Unix seconds of the change: the merge order between nodes.
+    pub changed_at: f64,
+    /// Unix seconds it ends by itself (0 when off).
+    pub expires_at: f64,
+}
+
+impl MaintenanceRecord {
+    pub fn in_force(&self, now: SystemTime) -> bool {
+        self.active && unix(now) < self.expires_at
+    }
+
+    /// Whether `self` replaces `other` in the merge.
+    pub fn supersedes(&self, other: &Self) -> bool {
+        self.changed_at > other.changed_at
+            || (self.changed_at == other.changed_at && self.active && !other.active)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the reason must not be empty")]
+    NoReason,
+}
+
+pub fn unix(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+struct Inner {
+    record: Option<MaintenanceRecord>,
+    /// The file exists but cannot be read or parsed: fail closed.
+    unreadable: Option<String>,
+    /// Expiry already audited for this record.
+    expiry_audited: bool,
+}
+
+pub struct Maintenance {
+    path: PathBuf,
+    node: String,
+    inner: Mutex<Inner>,
+    audit: Arc<Mutex<AuditLog>>,
+}
+
+impl Maintenance {
+    /// Loads `<state_dir>/maintenance.json`; `node` names this node in
+    /// records and audit lines.
+    pub fn open(state_dir: &Path, node: &str, audit: Arc<Mutex<AuditLog>>) -> Self {
+        let path = state_dir.join(MAINTENANCE_FILE);
+        let (record, unreadable) = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<MaintenanceRecord>(&bytes) {
+                Ok(record) => (Some(record), None),
+                Err(e) => (
+                    None,
+                    Some(format!("{} is not a record: {e}", path.display())),
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+            Err(e) => (None, Some(format!("cannot read {}: {e}", path.display()))),
+        };
+        if let Some(why) = &unreadable {
+            tracing::error!(error = %why, "The maintenance record cannot be read; remediation holds until it is set again.");
+        }
+        Self {
+            path,
+            node: node.to_string(),
+            inner: Mutex::new(Inner {
+                record,
+                unreadable,
+                expiry_audited: false,
+            }),
+            audit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The record as it stands (expired or not).
+    pub fn record(&self) -> Option<MaintenanceRecord> {
+        self.lock().record.clone()
+    }
+
+    /// Turns maintenance on for `duration` (default 2 h).
+    pub fn set_on(
+        &self,
+        reason: &str,
+        duration: Option<Duration>,
+        caller: &str,
+        now: SystemTime,
+    ) -> Result<MaintenanceRecord, MaintenanceError> {
+        if reason.trim().is_empty() {
+            return Err(MaintenanceError::NoReason);
+        }
+        let record = MaintenanceRecord {
+            active: true,
+            reason: reason.trim().to_string(),
+            node: self.node.clone(),
+            caller: caller.to_string(),
+            changed_at: unix(now),
+            expires_at: unix(now + duration.unwrap_or(DEFAULT_DURATION)),
+        };
+        self.store(record, caller, AuditOutcome::MaintenanceOn)
+    }
+
+    pub fn set_off(
+        &self,
+        caller: &str,
+        now: SystemTime,
+    ) -> Result<MaintenanceRecord, MaintenanceError> {
+        let record = MaintenanceRecord {
+            active: false,
+            reason: String::new(),
+            node: self.node.clone(),
+            caller: caller.to_string(),
+            changed_at: unix(now),
+            expires_at: 0.0,
+        };
+        self.store(record, caller, AuditOutcome::MaintenanceOff)
+    }
+
+    /// Adopts a peer's record when it supersedes ours; true when adopted.
+    pub fn merge(&self, remote: MaintenanceRecord, peer: &str) -> Result<bool, MaintenanceError> {
+        let newer = self
+            .lock()
+            .record
+            .as_ref()
+            .map_or(true, |local| remote.supersedes(local));
+        if !newer {
+            return Ok(false);
+        }
+        let outcome = if remote.active {
+            AuditOutcome::MaintenanceOn
+        } else {
+            AuditOutcome::MaintenanceOff
+        };
+        let caller = format!("peer {peer} (set on {} by {})", remote.node, remote.caller);
+        self.store(remote, &caller, outcome).map(|_| true)
+    }
+
+    fn store(
+        &self,
+        record: MaintenanceRecord,
+        caller: &str,
+        outcome: AuditOutcome,
+    ) -> Result<MaintenanceRecord, MaintenanceError> {
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        crate::durable::write_atomically(&self.path, &bytes).map_err(|source| {
+            MaintenanceError::Write {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        {
+            let mut inner = self.lock();
+            inner.record = Some(record.clone());
+            inner.unreadable = None;
+            inner.expiry_audited = false;
+        }
+        let detail = if record.active {
+            format!(
+                "{} (on {}, until {})",
+                record.reason,
+                record.node,
+                humantime::format_rfc3339_seconds(
+                    UNIX_EPOCH + Duration::from_secs_f64(record.expires_at)
+                )
+            )
+        } else {
+            format!("off (on {})", record.node)
+        };
+        tracing::warn!(caller = %caller, detail = %detail, "Cluster maintenance changed.");
+        self.audit_line(outcome, caller, detail);
+        Ok(record)
+    }
+
+    fn audit_line(&self, outcome: AuditOutcome, caller: &str, detail: String) {
+        let record = AuditRecord {
+            time: AuditRecord::now(),
+            rule: String::new(),
+            target: "maintenance".into(),
+            action: String::new(),
+            mode: String::new(),
+            phase: Phase::Control,
+            outcome,
+            evidence: String::new(),
+            detail: Some(detail),
+            error: None,
+            caller: Some(format!("node={},{caller}", self.node)),
+        };
+        self.audit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&record);
+    }
+
+    /// `Some(why)` while maintenance holds every action; audits the expiry
+    /// once when it passes.
+    pub fn holding(&self, now: SystemTime) -> Option<String> {
+        let mut inner = self.lock();
+        if let Some(why) = &inner.unreadable {
+            return Some(format!("maintenance record unreadable: {why}"));
+        }
+        let record = inner.record.clone()?;
+        if record.in_force(now) {
+            let left = Duration::from_secs_f64((record.expires_at - unix(now)).max(0.0));
+            return Some(format!(
+                "{} (set on {} by {}, {} left)",
+                record.reason,
+                record.node,
+                record.caller,
+                humantime::format_duration(Duration::from_secs(left.as_secs()))
+            ));
+        }
+        if record.active && !inner.expiry_audited {
+            inner.expiry_audited = true;
+            drop(inner);
+            tracing::warn!(reason = %record.reason, node = %record.node, "Cluster maintenance expired; remediation may act again.");
+            self.audit_line(
+                AuditOutcome::MaintenanceOff,
+                "expiry",
+                format!("expired: {} (on {})", record.reason, record.node),
+            );
+        }
+        None
+    }
+}
+
+/// The engine's view: maintenance holds every action.
+pub struct MaintenanceGate(pub Arc<Maintenance>);
+
+impl MaintenanceFlag for MaintenanceGate {
+    fn active(&self) -> Option<String> {
+        self.0.holding(SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Maintenance {
+        Maintenance::open(dir, "n1", Arc::new(Mutex::new(AuditLog::new(dir, 10))))
+    }
+
+    #[test]
+    fn set_survives_a_restart_expires_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let m = store(dir.path());
+        assert_eq!(m.holding(now), None);
+        assert!(matches!(
+            m.set_on(" ", None, "op", now),
+            Err(MaintenanceError::NoReason)
+        ));
+        m.set_on("resize", Some(Duration::from_secs(60)), "op", now)
+            .unwrap();
+        let m = store(dir.path());
+        let why = m.holding(now + Duration::from_secs(10)).unwrap();
+        assert!(why.contains("resize") && why.contains("n1"), "{why}");
+        assert_eq!(m.holding(now + Duration::from_secs(61)), None, "expired");
+        m.set_on("again", None, "op", now).unwrap();
+        assert!(
+            m.holding(now + Duration::from_secs(7199)).is_some(),
+            "2 h default"
+        );
+        m.set_off("op", now + Duration::from_secs(5)).unwrap();
+        assert_eq!(m.holding(now + Duration::from_secs(6)), None);
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        for outcome in ["maintenance_on", "maintenance_off", "expired: resize"] {
+            assert!(audit.contains(outcome), "{outcome}: {audit}");
+        }
+    }
+
+    #[test]
+    fn the_newer_record_wins_and_on_wins_a_tie() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let m = store(dir.path());
+        m.set_on("fsck", None, "op", now).unwrap();
+        let mut older_off = m.record().unwrap();
+        older_off.active = false;
+        older_off.changed_at -= 1.0;
+        assert!(!m.merge(older_off, "127.0.0.2").unwrap());
+        assert!(m.holding(now).is_some());
+        let mut tie_off = m.record().unwrap();
+        tie_off.active = false;
+        assert!(!m.merge(tie_off, "127.0.0.2").unwrap(), "on wins a tie");
+        let mut newer_off = m.record().unwrap();
+        newer_off.active = false;
+        newer_off.node = "n2".into();
+        newer_off.changed_at += 1.0;
+        assert!(m.merge(newer_off, "127.0.0.2").unwrap());
+        assert_eq!(m.holding(now), None);
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(audit.contains("peer 127.0.0.2 (set on n2"), "{audit}");
+    }
+
+    #[test]
+    fn an_unreadable_record_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MAINTENANCE_FILE), "{garbage").unwrap();
+        let m = store(dir.path());
+        assert!(m.holding(SystemTime::now()).unwrap().contains("unreadable"));
+    }
+}

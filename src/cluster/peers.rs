@@ -1,0 +1,214 @@
+//! The peer protocol: each daemon serves its maintenance record to the
+//! other nodes of its o2cb cluster and asks theirs every `poll_interval`.
+//!
+//! Peers are the nodes of this node's cluster in `/etc/ocfs2/cluster.conf`
+//! (read under the root each round, so an edited file is followed), at
+//! their interconnect `ip_address` and `[cluster] port`; this node is the
+//! one named like its hostname. Requests carry `Authorization: Bearer
+//! <cluster token>` from `[cluster] token_file`; without a token nothing
+//! is served or asked (anything that needs the peers fails closed). Pull
+//! only: a record set or cleared on any node reaches every other node on
+//! its next round (`Maintenance::merge`: the newer change wins), and a
+//! daemon that starts asks every peer before its first tick has long
+//! passed. Each peer's reachability is kept for `/metrics`
+//! (`ocfs2_watchdog_cluster_peer_up`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::client::request;
+use super::config::ClusterConfig;
+use super::maintenance::{Maintenance, MaintenanceRecord};
+use crate::collector::o2cb::cluster_conf::parse_cluster_conf;
+use crate::host::HostPaths;
+
+pub const MAINTENANCE_PATH: &str = "/cluster/v1/maintenance";
+
+/// One peer as last asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerView {
+    pub node: String,
+    pub address: String,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+/// This node's listen address and its peers (name, `ip:port`), from
+/// cluster.conf: the nodes of the cluster this node is in.
+pub fn cluster_nodes(
+    paths: &HostPaths,
+    node: &str,
+    port: u16,
+) -> (Option<String>, Vec<(String, String)>) {
+    let Ok(text) = std::fs::read_to_string(paths.root("/etc/ocfs2/cluster.conf")) else {
+        return (None, Vec::new());
+    };
+    let conf = parse_cluster_conf(&text);
+    let Some(local) = conf.nodes.iter().find(|n| n.name == node) else {
+        return (None, Vec::new());
+    };
+    let address = |ip: &str| format!("{ip}:{port}");
+    let peers = conf
+        .nodes_of(&local.cluster)
+        .filter(|n| n.name != local.name)
+        .filter_map(|n| Some((n.name.clone(), address(n.ip_address.as_deref()?))))
+        .collect();
+    (local.ip_address.as_deref().map(address), peers)
+}
+
+pub struct Peers {
+    config: ClusterConfig,
+    paths: HostPaths,
+    token: Option<String>,
+    maintenance: Arc<Maintenance>,
+    views: Mutex<Vec<PeerView>>,
+}
+
+fn read_token(path: &Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) => Some(token.trim().to_string()).filter(|t| !t.is_empty()),
+        Err(error) => {
+            tracing::error!(file = %path.display(), error = %error, "Cannot read the cluster token; no peer protocol, and what needs the peers stays alert only.");
+            None
+        }
+    }
+}
+
+impl Peers {
+    pub fn new(config: &ClusterConfig, paths: HostPaths, maintenance: Arc<Maintenance>) -> Self {
+        let token = config.token_file.as_deref().and_then(read_token);
+        Self {
+            config: config.clone(),
+            paths,
+            token,
+            maintenance,
+            views: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Where to serve: `[cluster] listen`, else this node's interconnect
+    /// address from cluster.conf.
+    pub fn listen_address(&self) -> Option<String> {
+        self.config
+            .listen
+            .clone()
+            .or_else(|| cluster_nodes(&self.paths, self.maintenance.node(), self.config.port).0)
+    }
+
+    pub fn views(&self) -> Vec<PeerView> {
+        self.views.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks every peer for its record once and merges what is newer.
+    pub fn poll_once(&self) {
+        let Some(token) = self.token.as_deref() else {
+            return;
+        };
+        let (_, peers) = cluster_nodes(&self.paths, self.maintenance.node(), self.config.port);
+        let views = peers
+            .into_iter()
+            .map(|(node, address)| {
+                let answer = request(
+                    &address,
+                    "GET",
+                    MAINTENANCE_PATH,
+                    Some(token),
+                    self.config.request_timeout,
+                );
+                let error = match answer {
+                    Ok(answer) if answer.status == 200 => {
+                        match serde_json::from_str::<Option<MaintenanceRecord>>(&answer.body) {
+                            Ok(Some(record)) => self
+                                .maintenance
+                                .merge(record, &format!("{node} {address}"))
+                                .err()
+                                .map(|e| e.to_string()),
+                            Ok(None) => None,
+                            Err(e) => Some(format!("not a maintenance record: {e}")),
+                        }
+                    }
+                    Ok(answer) => Some(format!("answered {}", answer.status)),
+                    Err(e) => Some(e.to_string()),
+                };
+                PeerView {
+                    node,
+                    address,
+                    up: error.is_none(),
+                    error,
+                }
+            })
+            .collect::<Vec<_>>();
+        for view in views.iter().filter(|v| !v.up) {
+            tracing::debug!(peer = %view.node, address = %view.address, error = view.error.as_deref().unwrap_or(""), "Peer unreachable.");
+        }
+        *self.views.lock().unwrap_or_else(|e| e.into_inner()) = views;
+    }
+
+    /// Polls every `poll_interval` on its own thread until `stop`; the
+    /// first round runs at once, so a restarted daemon learns the
+    /// cluster's maintenance before its engine acts.
+    pub fn spawn(
+        self: Arc<Self>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("cluster-peers".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    self.poll_once();
+                    let mut waited = Duration::ZERO;
+                    while waited < self.config.poll_interval && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        waited += Duration::from_millis(100);
+                    }
+                }
+            })
+    }
+
+    /// `Some(refusal)` unless the request carries the cluster token.
+    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let Some(token) = self.token.as_deref() else {
+            return Some((StatusCode::FORBIDDEN, "no cluster token configured\n").into_response());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let same = given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        (!same)
+            .then(|| (StatusCode::UNAUTHORIZED, "missing or wrong cluster token\n").into_response())
+    }
+}
+
+/// The routes peers call.
+pub fn routes(peers: Arc<Peers>) -> Router {
+    Router::new()
+        .route(MAINTENANCE_PATH, get(maintenance))
+        .with_state(peers)
+}
+
+async fn maintenance(State(peers): State<Arc<Peers>>, headers: HeaderMap) -> Response {
+    if let Some(denied) = peers.refusal(&headers) {
+        return denied;
+    }
+    Json(peers.maintenance.record()).into_response()
+}
