@@ -20,4 +20,5 @@ pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod snapshot;
+pub mod startup;
 pub mod status;

@@ -120,6 +120,7 @@ fn run(
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::from_config(&config));
+    ocfs2_watchdog::startup::log_start(args.config.as_deref(), &config, &control.pause_state());
     // Before any thread that could act: enforce from a container that cannot
     // reach the host's mount namespace must not start at all.
     let executor = executor_for_host(&args.host_paths(), &config.remediation).context(
@@ -167,6 +168,7 @@ fn run(
         tokio::spawn(async move {
             if let Ok(snapshot) = first_snapshot.wait_for(|s| s.is_ready()).await {
                 service::ready(&snapshot);
+                ocfs2_watchdog::startup::log_collector_sources(&snapshot);
                 tracing::info!("Ready.");
             }
         });

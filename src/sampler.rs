@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::collector::failure_log::FailureLog;
 use crate::collector::{CollectError, Collector, Context, ErrorKind, COLLECTORS};
 use crate::probe::{ProbeState, Prober};
 use crate::snapshot::{CollectorReport, Section, Snapshot};
@@ -32,6 +33,8 @@ pub struct Sampler {
     sequence: u64,
     /// The rule engine's reports, shown in the next snapshot.
     remediation: Option<crate::rules::runner::ReportReceiver>,
+    /// Which collectors are failing, so each failure is logged on its edges.
+    failures: FailureLog,
 }
 
 impl Sampler {
@@ -52,6 +55,7 @@ impl Sampler {
             good: BTreeMap::new(),
             sequence: 0,
             remediation: None,
+            failures: FailureLog::default(),
         }
     }
 
@@ -116,6 +120,7 @@ impl Sampler {
                 value: Ok(section),
                 elapsed,
             } => {
+                self.failures.succeeded(name);
                 let section = Arc::new(section);
                 self.good.insert(name, Arc::clone(&section));
                 let report = CollectorReport {
@@ -132,7 +137,8 @@ impl Sampler {
                 value: Err(error),
                 elapsed,
             } => {
-                tracing::warn!(collector = name, error = %error, "Collector failed.");
+                self.failures
+                    .failed(name, error.kind, &error.to_string(), Some(&error.path));
                 failed(error.kind, error.to_string(), elapsed.as_secs_f64())
             }
             ProbeState::Pending { .. } | ProbeState::Idle => match self.last.get(name) {
@@ -148,25 +154,26 @@ impl Sampler {
                 ),
             },
             ProbeState::Stuck { elapsed } => {
-                tracing::warn!(collector = name, elapsed = ?elapsed, "Collector is past its deadline.");
-                failed(
-                    ErrorKind::Timeout,
-                    format!(
-                        "still running after {}",
-                        humantime::format_duration(round_ms(elapsed))
-                    ),
-                    elapsed.as_secs_f64(),
-                )
+                let message = format!(
+                    "still running after {}",
+                    humantime::format_duration(round_ms(elapsed))
+                );
+                self.failures
+                    .failed(name, ErrorKind::Timeout, &message, None);
+                failed(ErrorKind::Timeout, message, elapsed.as_secs_f64())
             }
             ProbeState::Panicked => {
-                tracing::error!(collector = name, "Collector panicked.");
-                failed(ErrorKind::Panicked, "collector panicked".into(), 0.0)
+                let message = "collector panicked".to_string();
+                self.failures
+                    .failed(name, ErrorKind::Panicked, &message, None);
+                failed(ErrorKind::Panicked, message, 0.0)
             }
-            ProbeState::NoCapacity => failed(
-                ErrorKind::NoCapacity,
-                "probe thread pool is full of blocked threads".into(),
-                0.0,
-            ),
+            ProbeState::NoCapacity => {
+                let message = "probe thread pool is full of blocked threads".to_string();
+                self.failures
+                    .failed(name, ErrorKind::NoCapacity, &message, None);
+                failed(ErrorKind::NoCapacity, message, 0.0)
+            }
         }
     }
 }
