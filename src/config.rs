@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod parse_error;
 mod web;
 pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig};
 
@@ -290,7 +291,7 @@ impl Config {
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: parse_error::describe(text, &e),
         })?;
         config.validate()?;
         Ok(config)

@@ -50,8 +50,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match service::check_watchdog_interval(config.sampler.interval) {
+        service::WatchdogFit::Fits => {}
+        service::WatchdogFit::Warning(message) => {
+            eprintln!("ocfs2-watchdog: warning: {message}.");
+        }
+        service::WatchdogFit::Error(message) => {
+            eprintln!("ocfs2-watchdog: configuration error: {message}.");
+            return ExitCode::from(2);
+        }
+    }
     if args.check_config {
         print!("{}", config.to_toml());
+        print!("{}", rules::effective::render(&config.remediation));
         return check_action_namespace(&args, &config);
     }
     match run(args, config, security) {
@@ -115,7 +126,6 @@ fn run(
     ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
     let mut sampler = Sampler::new(ctx);
 
-    service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -136,6 +136,27 @@ pub enum SecurityError {
     Tls(#[from] tls::TlsError),
     #[error("cannot set up TLS: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("cannot read web.admin_token_file {path}: {source} (create it: openssl rand -hex 32 > {path}; chmod 0600 {path})")]
+    AdminTokenRead {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("web.admin_token_file {0} is empty")]
+    AdminTokenEmpty(std::path::PathBuf),
+}
+
+/// The admin token must be readable and non-empty at start, as the scrape
+/// token must: a missing file would leave pause, resume and reset closed
+/// with nobody noticing until the night they are needed.
+fn check_admin_token(path: &std::path::Path) -> Result<(), SecurityError> {
+    let token = std::fs::read_to_string(path).map_err(|source| SecurityError::AdminTokenRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if token.trim().is_empty() {
+        return Err(SecurityError::AdminTokenEmpty(path.to_path_buf()));
+    }
+    Ok(())
 }
 
 /// The `[web]` settings in force: credentials, certificate, limits.
@@ -149,6 +170,9 @@ pub struct Security {
 impl Security {
     /// Reads the token and certificate files; `--check-config` runs it too.
     pub fn from_config(web: &WebConfig) -> Result<Self, SecurityError> {
+        if let Some(path) = &web.admin_token_file {
+            check_admin_token(path)?;
+        }
         let tls = web.tls.as_ref().map(CertStore::load).transpose()?;
         if let Some(store) = &tls {
             store.server_config()?;
