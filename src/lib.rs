@@ -7,6 +7,7 @@
 //! people (the `status` and `check` subcommands, the `/` page).
 
 pub mod actions;
+pub mod assets;
 pub mod cli;
 pub mod collector;
 pub mod config;

@@ -29,6 +29,27 @@ fn main() -> ExitCode {
         init_logging("warn", ocfs2_watchdog::cli::LogFormat::Text);
         return run_helper();
     }
+    // The man page and completions for the Debian package (src/assets.rs).
+    let mut raw = std::env::args_os().skip(1);
+    if raw
+        .next()
+        .is_some_and(|a| a == ocfs2_watchdog::assets::GENERATE_ASSETS)
+    {
+        let Some(dir) = raw.next() else {
+            eprintln!(
+                "ocfs2-watchdog: {} needs a directory",
+                ocfs2_watchdog::assets::GENERATE_ASSETS
+            );
+            return ExitCode::from(2);
+        };
+        return match ocfs2_watchdog::assets::write(std::path::Path::new(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ocfs2-watchdog: cannot write the man page and completions: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse();
     if let Some(command) = &args.command {
         return ExitCode::from(ocfs2_watchdog::cli::run_status_command(&args, command));
