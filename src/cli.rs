@@ -261,8 +261,13 @@ fn collector_switches(matches: &ArgMatches) -> Vec<(String, bool)> {
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = colour_wanted(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -285,4 +290,24 @@ pub enum MaintenanceAction {
     Off,
     /// Show the maintenance state as JSON.
     Status,
+}
+
+/// Colour escapes only for a person at a terminal: journald and log files
+/// get plain text, and `NO_COLOR` (any non-empty value, no-color.org) turns
+/// colour off even there.
+pub fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && !matches!(no_color, Some(value) if !value.is_empty())
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_at_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".into())));
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
+    }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod collectors;
+mod parse_error;
 mod web;
 pub mod web_file;
 pub use collectors::{collector_names, CollectorsConfig};
@@ -321,7 +322,7 @@ impl Config {
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: parse_error::describe(text, &e),
         })?;
         config.validate()?;
         Ok(config)

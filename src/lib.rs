@@ -7,6 +7,7 @@
 //! people (the `status` and `check` subcommands, the `/` page).
 
 pub mod actions;
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod collector;
@@ -22,6 +23,7 @@ pub mod rules;
 pub mod sampler;
 pub mod service;
 pub mod snapshot;
+pub mod startup;
 pub mod status;
 
 /// The tests' one CI detection, shared with tests/support.

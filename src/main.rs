@@ -31,6 +31,27 @@ fn main() -> ExitCode {
         init_logging("warn", ocfs2_watchdog::cli::LogFormat::Text);
         return run_helper();
     }
+    // The man page and completions for the Debian package (src/assets.rs).
+    let mut raw = std::env::args_os().skip(1);
+    if raw
+        .next()
+        .is_some_and(|a| a == ocfs2_watchdog::assets::GENERATE_ASSETS)
+    {
+        let Some(dir) = raw.next() else {
+            eprintln!(
+                "ocfs2-watchdog: {} needs a directory",
+                ocfs2_watchdog::assets::GENERATE_ASSETS
+            );
+            return ExitCode::from(2);
+        };
+        return match ocfs2_watchdog::assets::write(std::path::Path::new(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ocfs2-watchdog: cannot write the man page and completions: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = Args::parse_command_line();
     if let Some(command @ (Command::Status { .. } | Command::Check { .. })) = &args.command {
         return ExitCode::from(ocfs2_watchdog::cli::run_status_command(&args, command));
@@ -55,8 +76,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match service::check_watchdog_interval(config.sampler.interval) {
+        service::WatchdogFit::Fits => {}
+        service::WatchdogFit::Warning(message) => {
+            eprintln!("ocfs2-watchdog: warning: {message}.");
+        }
+        service::WatchdogFit::Error(message) => {
+            eprintln!("ocfs2-watchdog: configuration error: {message}.");
+            return ExitCode::from(2);
+        }
+    }
     if args.check_config {
         print!("{}", config.to_toml());
+        print!("{}", rules::effective::render(&config.remediation));
         return check_action_namespace(&args, &config);
     }
     match run(args, config, security) {
@@ -121,11 +153,11 @@ fn run(
     ocfs2_watchdog::kernel_log::source::ensure_started(&ctx.kernel_log, &ctx.paths, &config);
     let mut sampler = Sampler::new(ctx);
 
-    service::check_watchdog_interval(config.sampler.interval);
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::from_config(&config));
+    ocfs2_watchdog::startup::log_start(args.config.as_deref(), &config, &control.pause_state());
     // Before any thread that could act: enforce from a container that cannot
     // reach the host's mount namespace must not start at all.
     // The o2cb restart audits each undo step on its own line.
@@ -200,6 +232,7 @@ fn run(
         tokio::spawn(async move {
             if let Ok(snapshot) = first_snapshot.wait_for(|s| s.is_ready()).await {
                 service::ready(&snapshot);
+                ocfs2_watchdog::startup::log_collector_sources(&snapshot);
                 tracing::info!("Ready.");
             }
         });

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::collector::failure_log::FailureLog;
 use crate::collector::{CollectError, Collector, Context, ErrorKind, COLLECTORS};
 use crate::probe::{ProbeState, Prober};
 use crate::snapshot::{CollectorReport, Section, Snapshot};
@@ -51,6 +52,8 @@ pub struct Sampler {
     taken_at: SystemTime,
     /// The rule engine's reports, shown in the next snapshot.
     remediation: Option<crate::rules::runner::ReportReceiver>,
+    /// Which collectors are failing, so each failure is logged on its edges.
+    failures: FailureLog,
 }
 
 impl Sampler {
@@ -77,6 +80,7 @@ impl Sampler {
             sequence: 0,
             taken_at: SystemTime::UNIX_EPOCH,
             remediation: None,
+            failures: FailureLog::default(),
         }
     }
 
@@ -164,6 +168,7 @@ impl Sampler {
                 value: Ok(section),
                 elapsed,
             } => {
+                self.failures.succeeded(name);
                 let section = Arc::new(section);
                 self.good.insert(name, Arc::clone(&section));
                 let report = CollectorReport {
@@ -180,7 +185,8 @@ impl Sampler {
                 value: Err(error),
                 elapsed,
             } => {
-                tracing::warn!(collector = name, error = %error, "Collector failed.");
+                self.failures
+                    .failed(name, error.kind, &error.to_string(), Some(&error.path));
                 failed(error.kind, error.to_string(), elapsed.as_secs_f64())
             }
             ProbeState::Pending { .. } | ProbeState::Idle => match self.last.get(name) {
@@ -196,25 +202,26 @@ impl Sampler {
                 ),
             },
             ProbeState::Stuck { elapsed } => {
-                tracing::warn!(collector = name, elapsed = ?elapsed, "Collector is past its deadline.");
-                failed(
-                    ErrorKind::Timeout,
-                    format!(
-                        "still running after {}",
-                        humantime::format_duration(round_ms(elapsed))
-                    ),
-                    elapsed.as_secs_f64(),
-                )
+                let message = format!(
+                    "still running after {}",
+                    humantime::format_duration(round_ms(elapsed))
+                );
+                self.failures
+                    .failed(name, ErrorKind::Timeout, &message, None);
+                failed(ErrorKind::Timeout, message, elapsed.as_secs_f64())
             }
             ProbeState::Panicked => {
-                tracing::error!(collector = name, "Collector panicked.");
-                failed(ErrorKind::Panicked, "collector panicked".into(), 0.0)
+                let message = "collector panicked".to_string();
+                self.failures
+                    .failed(name, ErrorKind::Panicked, &message, None);
+                failed(ErrorKind::Panicked, message, 0.0)
             }
-            ProbeState::NoCapacity => failed(
-                ErrorKind::NoCapacity,
-                "probe thread pool is full of blocked threads".into(),
-                0.0,
-            ),
+            ProbeState::NoCapacity => {
+                let message = "probe thread pool is full of blocked threads".to_string();
+                self.failures
+                    .failed(name, ErrorKind::NoCapacity, &message, None);
+                failed(ErrorKind::NoCapacity, message, 0.0)
+            }
         }
     }
 }

@@ -30,8 +30,43 @@ fn watchdog() -> Command {
 
 /// Runs the binary with `args` plus `--check-config`; panics with its stderr.
 fn check_config(args: &[String]) -> String {
+    // The configurations name the admin token where the install creates it
+    // (/etc/ocfs2-watchdog/..., a Kubernetes Secret); a scratch token stands in.
+    let scratch = tempfile::tempdir().unwrap();
+    let token = scratch.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    let rewrite = |path: &str| {
+        let text: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with("admin_token_file") {
+                    format!("admin_token_file = \"{}\"\n", token.display())
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let copy = scratch.path().join("config.toml");
+        std::fs::write(&copy, text).unwrap();
+        copy.display().to_string()
+    };
+    let mut rewritten: Vec<String> = Vec::new();
+    for arg in args {
+        if let Some(path) = arg.strip_prefix("--config=") {
+            rewritten.push(format!("--config={}", rewrite(path)));
+        } else if rewritten
+            .last()
+            .is_some_and(|previous| previous == "--config")
+        {
+            rewritten.push(rewrite(arg));
+        } else {
+            rewritten.push(arg.clone());
+        }
+    }
+    let args = rewritten;
     let output = watchdog()
-        .args(args)
+        .args(&args)
         .arg("--check-config")
         .output()
         .unwrap();
@@ -409,7 +444,8 @@ fn assert_probes_answer_without_credentials(
     let token = dir.path().join("token");
     std::fs::write(&token, "t").unwrap();
     let mut web = config.web.clone();
-    web.auth.bearer_token_file = Some(token);
+    web.auth.bearer_token_file = Some(token.clone());
+    web.admin_token_file = web.admin_token_file.as_ref().map(|_| token);
     let security = Security::from_config(&web).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -26,6 +26,7 @@ use crate::snapshot::Section;
 
 pub mod configfs;
 pub mod dlm;
+pub mod failure_log;
 pub mod fs_state;
 pub mod heartbeat;
 pub mod heartbeat_disk;

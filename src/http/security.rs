@@ -27,6 +27,27 @@ pub enum SecurityError {
     Tls(#[from] tls::TlsError),
     #[error("web config file: {0}")]
     File(#[from] ConfigError),
+    #[error("cannot read web.admin_token_file {path}: {source} (create it: openssl rand -hex 32 > {path}; chmod 0600 {path})")]
+    AdminTokenRead {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("web.admin_token_file {0} is empty")]
+    AdminTokenEmpty(std::path::PathBuf),
+}
+
+/// The admin token must be readable and non-empty at start, as the scrape
+/// token must: a missing file would leave pause, resume and reset closed
+/// with nobody noticing until the night they are needed.
+fn check_admin_token(path: &std::path::Path) -> Result<(), SecurityError> {
+    let token = std::fs::read_to_string(path).map_err(|source| SecurityError::AdminTokenRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if token.trim().is_empty() {
+        return Err(SecurityError::AdminTokenEmpty(path.to_path_buf()));
+    }
+    Ok(())
 }
 
 /// Everything about serving HTTP that the configuration decides.
@@ -62,6 +83,9 @@ impl Security {
     /// Reads the token, certificate and web config files; `--check-config`
     /// runs it too.
     pub fn from_config(web: &WebConfig) -> Result<Self, SecurityError> {
+        if let Some(path) = &web.admin_token_file {
+            check_admin_token(path)?;
+        }
         let mut security = Self {
             limits: web.limits.clone(),
             telemetry_path: web.telemetry_path.clone(),

@@ -213,7 +213,14 @@ impl RemediationConfig {
             if !crate::rules::RULES.iter().any(|r| r.name() == name) {
                 return invalid(
                     "remediation.rules",
-                    format!("unknown rule {name:?} (see docs/rules.md)"),
+                    format!(
+                        "unknown rule {name:?}; the rules are: {} (see docs/rules.md)",
+                        crate::rules::RULES
+                            .iter()
+                            .map(|r| r.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 );
             }
             if rule.max_precondition_changed == Some(0) {

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod control;
 mod decision;
+pub mod effective;
 pub mod engine;
 pub mod guard;
 mod recovery;
