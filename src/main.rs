@@ -171,6 +171,7 @@ fn run(
         &node_name(&args.host_paths()),
         control.audit(),
     ));
+    ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
     let peers = Arc::new(Peers::new(
         &config.cluster,
         args.host_paths(),

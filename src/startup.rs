@@ -2,7 +2,8 @@
 //! to know what this daemon is and what it can see.
 //!
 //! `main` logs `log_start` before the first tick (version, configuration
-//! file, state directory, remediation mode and pause) and
+//! file, state directory, remediation mode and pause), `log_maintenance`
+//! (cluster maintenance from the persisted record) and
 //! `log_collector_sources` once the first snapshot is taken (each collector's
 //! source found, absent and why, or failing and the usual cause), so nobody
 //! has to read `/metrics` to learn that debugfs is not mounted.
@@ -27,6 +28,24 @@ pub fn log_start(config_path: Option<&Path>, config: &Config, pause: &PauseState
         paused = pause.paused,
         "Starting."
     );
+}
+
+/// Logs the cluster maintenance this node starts under (its persisted
+/// record; the peers may still add one), next to `log_start`'s mode: a
+/// daemon that will not act says so at start.
+pub fn log_maintenance(record: Option<&crate::cluster::maintenance::MaintenanceRecord>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    match record {
+        Some(r) if r.active && r.expires_at > now => tracing::warn!(
+            reason = %r.reason,
+            node = %r.node,
+            expires_in_seconds = (r.expires_at - now).round(),
+            "Starting in cluster maintenance: no action runs until it ends."
+        ),
+        _ => tracing::info!("Not in cluster maintenance."),
+    }
 }
 
 /// One collector's source at the first snapshot.

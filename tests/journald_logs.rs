@@ -95,6 +95,11 @@ fn a_failing_collector_logs_its_edges_in_plain_text() {
     ] {
         assert!(start.contains(&field), "{field} missing from: {start}");
     }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Not in cluster maintenance.")),
+        "the maintenance state at start:\n{log}"
+    );
     let sources: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("Collector source."))
