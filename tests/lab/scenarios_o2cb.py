@@ -14,7 +14,7 @@ from scenario_kit import EXPECTED, audit, daemon_config, expect, find, scenario,
 def restart_first(missing_mount_for: str) -> str:
     """Enforcing; o2cb_down acts within seconds, missing_mount only after
     `missing_mount_for`, so the restart (and its undo) run first."""
-    return ("\n[remediation]\nmode = \"enforce\"\n"
+    return ("\n[remediation]\nmode = \"enforce\"\nstartup_grace = \"0s\"\n"
             f"[remediation.rules.missing_mount]\nfor = \"{missing_mount_for}\"\n"
             "[remediation.rules.o2cb_down]\nfor = \"2s\"\n")
 
