@@ -60,11 +60,23 @@ COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a,
 
 
 def alert_expr(alert: str) -> str:
-    """The `expr` of `alert` in the project's alert rules (one-line form)."""
+    """The `expr` of `alert` in the project's alert rules. A block (`expr: |`)
+    whose first line is `(selector OP number)` and whose rest only joins
+    labels on (`* on (...) group_left (...) ... or ... unless on (...)`, which
+    keeps every series of the comparison) is reduced to that comparison."""
     text = RULES.read_text()
-    match = re.search(rf"- alert: {alert}\n\s+expr: (.+)\n", text)
+    match = re.search(rf"- alert: {alert}\n\s+expr: (.+)\n(\s+)(.*)\n", text)
     expect(match is not None, f"alert {alert} not found in {RULES}")
-    return match.group(1).strip()
+    expr = match.group(1).strip()
+    if expr == "|":
+        first = match.group(3).strip()
+        rest = text[match.end():].split("\n        for:", 1)[0]
+        joins_only = all(line.strip().startswith(("*", "group by", "or", "unless", "(" + first[1:]))
+                         or line.strip() == first for line in rest.splitlines() if line.strip())
+        expect(first.startswith("(") and first.endswith(")") and joins_only,
+               f"alert {alert}: its expression is more than a comparison with label joins")
+        expr = first[1:-1]
+    return expr
 
 
 def alert_firing(alert: str, m: dict[str, float]) -> list[str]:
