@@ -1,10 +1,11 @@
-//! The QEMU lab (tests/lab/README.md) inside the test command: eight
-//! scenarios with real faults on a real OCFS2 kernel, driven by
+//! The QEMU lab (tests/lab/README.md) inside the test command: every
+//! scenario with real faults on a real OCFS2 kernel, driven by
 //! tests/lab/lab.py against the daemon binary this build produced. Needs root
 //! (apt for the package cache, the shared share and QEMU's files); skipped
-//! with a reason when run unprivileged by hand, a failure under CI=true. About
-//! eight minutes: `cargo test --all-targets -- --skip lab_scenarios` leaves it
-//! out locally.
+//! with a reason when run unprivileged by hand, a failure under CI=true.
+//! About 17 minutes on two idle cores, 22 when they are busy (README's
+//! table): `cargo test --all-targets -- --skip lab_scenarios` leaves it out
+//! locally.
 
 mod support;
 
