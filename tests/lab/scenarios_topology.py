@@ -260,6 +260,14 @@ def scenario_three_node_quorum(lab: Lab) -> None:
         return wait_for(f"{guest.name} to evict n1", 120, probe)
 
     survivors = {g.name: evicted(g) for g in (n2, n3)}
+
+    def replayed():
+        # Recovery (and the replay) follows the eviction: wait for it.
+        now = {g.name: g.metrics() for g in (n2, n3)}
+        return now if sum(events(m, "journal_replay") for m in now.values()) >= 1 else None
+    wait_for("a survivor to replay n1's journal", 90, replayed)
+    time.sleep(5)  # a second replay, were there one, would be logged by now
+    survivors = {g.name: g.metrics() for g in (n2, n3)}
     replays = 0.0
     for name, m in survivors.items():
         # Both survivors agree: n2 and n3 live, connected, in the domain; n1 none of these.
