@@ -2,9 +2,10 @@
 //! scenario with real faults on a real OCFS2 kernel, driven by
 //! tests/lab/lab.py against the daemon binary this build produced. Needs root
 //! (apt for the package cache, the shared share and QEMU's files); skipped
-//! with a reason when run unprivileged by hand, a failure under CI=true. About
-//! twenty minutes: `cargo test --lib --bins --tests -- --skip lab_scenarios`
-//! leaves it out locally.
+//! with a reason when run unprivileged by hand, a failure under CI=true.
+//! About 17 minutes on two idle cores (tests/lab/README.md's table):
+//! `cargo test --lib --bins --tests -- --skip lab_scenarios` leaves it out
+//! locally.
 
 mod support;
 
