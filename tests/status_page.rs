@@ -339,8 +339,11 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
         std::fs::write(
             &path,
             format!(
-                "state_dir = \"state-{name}\"\n[kernel_log]\nenabled = false\n\
-                 [web]\nlisten_address = \"{address}\"\n{tls}[web.auth]\n{auth}\n{extra}"
+                "state_dir = \"{state}\"\n[kernel_log]\nenabled = false\n\
+                 [web]\nlisten_address = \"{address}\"\n{tls}[web.auth]\n{auth}\n{extra}",
+                // Absolute: a relative state_dir is the working directory's,
+                // which for cargo test is the checkout.
+                state = dir.path().join(format!("state-{name}")).display()
             ),
         )
         .unwrap();
