@@ -128,6 +128,25 @@ impl Snapshot {
         self.sequence > 0
     }
 
+    /// Records `facts` as the named collector's successful run, with no
+    /// families: how rule tests and fixtures build a snapshot from facts.
+    pub fn insert_facts(&mut self, collector: &'static str, facts: Facts) {
+        let report = CollectorReport {
+            success: true,
+            duration_seconds: 0.0,
+            error_kind: None,
+            error: None,
+            absent: None,
+            stale: false,
+        };
+        let section = Section {
+            facts,
+            ..Section::default()
+        };
+        self.collectors
+            .insert(collector, (report, Arc::new(section)));
+    }
+
     /// The facts the named collector produced on its last run.
     pub fn facts(&self, collector: &str) -> Option<&Facts> {
         self.collectors

@@ -20,7 +20,7 @@ use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::o2cb_region::{classify, RegionLoss};
 use ocfs2_watchdog::rules::{Engine, Finding, RULES};
-use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
+use ocfs2_watchdog::snapshot::{Facts, Snapshot};
 
 const REGIONS: [&str; 3] = [
     "60DCA4CC1C5B4048B42B793197783EF8",
@@ -163,21 +163,7 @@ fn snapshot(heartbeat: HeartbeatFacts, o2cb: O2cbFacts, mounts: MountFacts) -> S
         ("o2cb", Facts::O2cb(Arc::new(o2cb))),
         ("mounts", Facts::Mounts(Arc::new(mounts))),
     ] {
-        let report = CollectorReport {
-            success: true,
-            duration_seconds: 0.0,
-            error_kind: None,
-            error: None,
-            absent: None,
-            stale: false,
-        };
-        let section = Section {
-            facts,
-            ..Section::default()
-        };
-        snapshot
-            .collectors
-            .insert(name, (report, Arc::new(section)));
+        snapshot.insert_facts(name, facts);
     }
     snapshot
 }

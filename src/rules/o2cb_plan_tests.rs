@@ -170,26 +170,10 @@ fn evaluate(mounts: Vec<MountPoint>) -> Vec<crate::rules::Finding> {
     use crate::collector::mounts::MountFacts;
     use crate::collector::o2cb::{O2cbFacts, StackTimeouts};
     use crate::rules::Rule;
-    use crate::snapshot::{CollectorReport, Facts, Section, Snapshot};
+    use crate::snapshot::{Facts, Snapshot};
 
     let mut snapshot = Snapshot::empty();
-    let mut add = |name: &'static str, facts: Facts| {
-        let report = CollectorReport {
-            success: true,
-            duration_seconds: 0.0,
-            error_kind: None,
-            error: None,
-            absent: None,
-            stale: false,
-        };
-        let section = Section {
-            facts,
-            ..Section::default()
-        };
-        snapshot
-            .collectors
-            .insert(name, (report, Arc::new(section)));
-    };
+    let mut add = |name: &'static str, facts: Facts| snapshot.insert_facts(name, facts);
     add(
         "o2cb",
         Facts::O2cb(Arc::new(O2cbFacts {

@@ -19,7 +19,7 @@ use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::{Engine, Report};
 use ocfs2_watchdog::sampler::Sampler;
-use ocfs2_watchdog::snapshot::{CollectorReport, Facts, Section, Snapshot};
+use ocfs2_watchdog::snapshot::{Facts, Snapshot};
 
 pub type Hook = Arc<dyn Fn(&Plan) + Send + Sync>;
 
@@ -164,21 +164,7 @@ impl Fixture {
 }
 
 pub fn with_section(snapshot: &mut Snapshot, name: &'static str, facts: Facts) {
-    let report = CollectorReport {
-        success: true,
-        duration_seconds: 0.0,
-        error_kind: None,
-        error: None,
-        absent: None,
-        stale: false,
-    };
-    let section = Section {
-        facts,
-        ..Section::default()
-    };
-    snapshot
-        .collectors
-        .insert(name, (report, Arc::new(section)));
+    snapshot.insert_facts(name, facts);
 }
 
 pub fn count(report: &Report, outcome: &str) -> u64 {
