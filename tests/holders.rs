@@ -114,6 +114,25 @@ fn holders_are_found_in_every_namespace_and_in_the_kernel() {
         assert_eq!(found_now, Vec::new());
     }
 
+    // 2b. In such a slave namespace, a bind of the volume at another path
+    // (a pod's hostPath volume): a slave of the same group, but the unmount
+    // does not reach it, so it holds the volume.
+    {
+        let _pod = spawn(&format!(
+            "exec unshare --mount --propagation slave sh -c \
+             'mount --bind {v} {i} && exec sleep 30'"
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+        let found_now = scan(&volume, &[&volume]);
+        assert!(
+            found(
+                &found_now,
+                &["mount", "container-view", "in namespace mnt:["]
+            ),
+            "{found_now:?}"
+        );
+    }
+
     // 3. A bind of a subdirectory elsewhere, and a process working in it:
     // the bind is a mount the plan does not know, the cwd is on the volume.
     sh(&format!("mount --bind {v}/sub {}", elsewhere.display()));

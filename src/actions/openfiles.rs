@@ -298,10 +298,10 @@ fn namespace_holders(
         for entry in entries.iter().filter(on_volume) {
             // An unmount propagates along the parent's propagation: to the
             // copy at the same place under every peer or slave of the parent.
-            // A slave copy of a planned mount (another namespace) is such a
-            // copy; a shared peer is one only at the planned path itself or
-            // under a copy of the root (a pod's `/host/<path>`), not a bind
-            // of it somewhere else, which the unmount leaves in place.
+            // A slave or shared copy of a planned mount is such a copy only
+            // at the planned path itself or under a copy of the root (a pod's
+            // `/host/<path>`), not a bind of it somewhere else (a pod's
+            // hostPath volume at `/data`), which the unmount leaves in place.
             let in_group = |prefix: &str| {
                 entry
                     .optional
@@ -316,7 +316,7 @@ fn namespace_holders(
                         .strip_suffix(planned.as_str())
                         .is_some_and(|root| !root.is_empty() && !root.ends_with('/'))
             });
-            let propagated = in_group("master:") || (in_group("shared:") && at_a_planned_place);
+            let propagated = (in_group("master:") || in_group("shared:")) && at_a_planned_place;
             let released =
                 propagated || (is_host && query.planned_mounts.contains(&entry.mount_point));
             if !released {
