@@ -3,7 +3,8 @@
 //! The sampler builds a `Snapshot` per tick and publishes it as an `Arc`
 //! through a watch channel; `/metrics`, `/status` and the rule engine read
 //! only the latest one and never touch the host. Each collector contributes a
-//! `Section` (its metric families and typed facts for the rules) plus a
+//! `Section` (its metric families and typed facts for the rules, defined with
+//! the collectors in `collector::section`, the layer below) plus a
 //! `CollectorReport` saying whether its sources could be read.
 
 use std::collections::BTreeMap;
@@ -20,35 +21,8 @@ use crate::collector::mounts::MountFacts;
 use crate::collector::net::NetFacts;
 use crate::collector::o2cb::O2cbFacts;
 use crate::collector::storage::{IscsiFacts, StorageFacts};
-use crate::collector::ErrorKind;
+use crate::collector::{ErrorKind, Facts, Section};
 use crate::metrics::{bool_value, Family};
-
-/// Typed facts a collector hands to the rules and `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Facts {
-    #[default]
-    None,
-    Mounts(Arc<MountFacts>),
-    Iscsi(Arc<IscsiFacts>),
-    Storage(Arc<StorageFacts>),
-    O2cb(Arc<O2cbFacts>),
-    Heartbeat(Arc<HeartbeatFacts>),
-    Net(Arc<NetFacts>),
-    Dlm(Arc<DlmFacts>),
-    FsState(Arc<FsStateFacts>),
-    KernelLog(Arc<KernelLogFacts>),
-}
-
-/// What one collector produced on its last completed run.
-#[derive(Debug, Clone, Default)]
-pub struct Section {
-    pub families: Vec<Family>,
-    pub facts: Facts,
-    /// Set when the collector's source does not exist on this host (no OCFS2,
-    /// no iSCSI): success stays 1 and this says why nothing is reported.
-    pub absent: Option<String>,
-}
 
 /// How the collector's last run went.
 #[derive(Debug, Clone, Serialize)]

@@ -27,8 +27,8 @@ use super::net::read_parsed;
 use super::nodemap::{parse_node_list, parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{list_dirs, CollectError, Collector, Context, ErrorKind};
+use crate::collector::{Facts, Section};
 use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
 
 pub struct Dlm;
 

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
 
 pub struct FsState;
 

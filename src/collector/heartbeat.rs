@@ -27,8 +27,8 @@ use super::heartbeat_disk::{self, observe_region, TrackerState};
 use super::nodemap::{parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
 
 pub struct Heartbeat;
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::kernel_log::classify::Event;
 use crate::kernel_log::source::ensure_started;
 use crate::kernel_log::state::{Counters, RecentEvent};
 use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
 
 pub struct KernelLog;
 

@@ -22,7 +22,6 @@ use crate::config::Config;
 use crate::host::HostPaths;
 use crate::kernel_log::state::KernelLogState;
 use crate::probe::{ProbePool, Prober};
-use crate::snapshot::Section;
 
 pub mod configfs;
 pub mod dlm;
@@ -36,7 +35,10 @@ pub mod net;
 pub mod nodemap;
 pub mod o2cb;
 pub mod parse_error;
+pub mod section;
 pub mod storage;
+
+pub use section::{Facts, Section};
 
 /// Everything a collector may use: where host files are, the configuration,
 /// and the shared probers for calls that can hang.

@@ -24,8 +24,8 @@ use super::configfs::{self, ClusterConfig};
 use super::nodemap::{parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
 
 pub struct Net;
 
