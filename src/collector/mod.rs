@@ -10,8 +10,10 @@
 //! bounded. State that must survive a tick (counters) is carried in the
 //! collector's previous `Section`, which the sampler passes back in.
 //!
-//! Adding a collector: one file, one entry in `COLLECTORS`, one fixture
-//! scenario, one golden diff, one row per family in `docs/metrics.md`.
+//! Adding a collector: one file, one entry in `COLLECTORS`, one
+//! `family_table!` declaring its families (`crate::metrics`), a `Facts`
+//! variant in `section.rs` if the rules read it, one fixture scenario, one
+//! golden diff, one row per family in `docs/metrics.md`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
