@@ -51,6 +51,18 @@ pub fn wait_for(what: &str, limit: Duration, check: impl FnMut() -> bool) {
     wait_for_every(what, limit, Duration::from_millis(20), check);
 }
 
+/// `wait_for_every` for waits that share one deadline: `limit` counted from
+/// `start`, so a slow first wait leaves less time to the later ones.
+pub fn wait_until(
+    what: &str,
+    start: Instant,
+    limit: Duration,
+    every: Duration,
+    check: impl FnMut() -> bool,
+) {
+    wait_for_every(what, limit.saturating_sub(start.elapsed()), every, check);
+}
+
 /// `wait_for` with its own poll period, for checks that cost a request.
 pub fn wait_for_every(
     what: &str,
