@@ -296,11 +296,7 @@ fn get(address: &str, path: &str, headers: &str) -> (u16, String) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n{headers}\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = support::status_code(&response);
     let body = response
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)

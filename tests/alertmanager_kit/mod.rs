@@ -184,9 +184,5 @@ pub fn post_json(address: &str, path: &str, body: &str) -> u16 {
     .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    support::status_code(&response)
 }
