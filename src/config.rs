@@ -13,25 +13,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod collectors;
+pub mod error;
 mod parse_error;
 mod web;
 pub mod web_file;
 pub use collectors::{collector_names, CollectorsConfig};
+pub use error::ConfigError;
 pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig};
-
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid value for `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -15,6 +15,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+mod table;
+pub(crate) use table::{family_kind, family_table};
+pub use table::{Declaration, Families, FamilyTable};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Gauge,

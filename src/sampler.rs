@@ -24,9 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::collector::failure_log::FailureLog;
-use crate::collector::{CollectError, Collector, Context, ErrorKind, COLLECTORS};
+use crate::collector::{CollectError, Collector, Context, ErrorKind, Section, COLLECTORS};
 use crate::probe::{ProbeState, Prober};
-use crate::snapshot::{CollectorReport, Section, Snapshot};
+use crate::snapshot::{CollectorReport, Snapshot};
 
 type Run = Result<Section, CollectError>;
 

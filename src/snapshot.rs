@@ -3,7 +3,8 @@
 //! The sampler builds a `Snapshot` per tick and publishes it as an `Arc`
 //! through a watch channel; `/metrics`, `/status` and the rule engine read
 //! only the latest one and never touch the host. Each collector contributes a
-//! `Section` (its metric families and typed facts for the rules) plus a
+//! `Section` (its metric families and typed facts for the rules, defined with
+//! the collectors in `collector::section`, the layer below) plus a
 //! `CollectorReport` saying whether its sources could be read.
 
 use std::collections::BTreeMap;
@@ -20,34 +21,46 @@ use crate::collector::mounts::MountFacts;
 use crate::collector::net::NetFacts;
 use crate::collector::o2cb::O2cbFacts;
 use crate::collector::storage::{IscsiFacts, StorageFacts};
-use crate::collector::ErrorKind;
-use crate::metrics::{bool_value, Family};
+use crate::collector::{ErrorKind, Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
-/// Typed facts a collector hands to the rules and `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Facts {
-    #[default]
-    None,
-    Mounts(Arc<MountFacts>),
-    Iscsi(Arc<IscsiFacts>),
-    Storage(Arc<StorageFacts>),
-    O2cb(Arc<O2cbFacts>),
-    Heartbeat(Arc<HeartbeatFacts>),
-    Net(Arc<NetFacts>),
-    Dlm(Arc<DlmFacts>),
-    FsState(Arc<FsStateFacts>),
-    KernelLog(Arc<KernelLogFacts>),
-}
-
-/// What one collector produced on its last completed run.
-#[derive(Debug, Clone, Default)]
-pub struct Section {
-    pub families: Vec<Family>,
-    pub facts: Facts,
-    /// Set when the collector's source does not exist on this host (no OCFS2,
-    /// no iSCSI): success stays 1 and this says why nothing is reported.
-    pub absent: Option<String>,
+family_table! {
+    /// The daemon's own families, served with every snapshot.
+    enum SelfFamily {
+        BuildInfo = gauge("ocfs2_watchdog_build_info", "Build information; always 1."),
+        CollectorSuccess = gauge(
+            "ocfs2_watchdog_collector_success",
+            "1 when the collector's last run read its sources without error.",
+        ),
+        CollectorDuration = gauge(
+            "ocfs2_watchdog_collector_duration_seconds",
+            "How long the collector's last completed run took.",
+        ),
+        CollectorError = gauge(
+            "ocfs2_watchdog_collector_error",
+            "1 for the reason the collector's last run failed (fixed set of reasons).",
+        ),
+        CollectorSourceAbsent = gauge(
+            "ocfs2_watchdog_collector_source_absent",
+            "1 when the collector's source does not exist on this host (nothing to report, not an error).",
+        ),
+        SnapshotTimestamp = gauge(
+            "ocfs2_watchdog_snapshot_timestamp_seconds",
+            "Unix time the served snapshot was taken.",
+        ),
+        ProbeStuck = gauge(
+            "ocfs2_watchdog_probe_stuck",
+            "Probe threads currently blocked past their deadline.",
+        ),
+        ProbeThreads = gauge(
+            "ocfs2_watchdog_probe_threads",
+            "Probe threads alive (running or blocked).",
+        ),
+        Enforcing = gauge(
+            "ocfs2_watchdog_enforcing",
+            "1 when remediation acts, 0 in dry-run.",
+        ),
+    }
 }
 
 /// How the collector's last run went.
@@ -166,69 +179,35 @@ impl Snapshot {
     }
 
     fn self_families(&self) -> Vec<Family> {
-        let mut success = Family::gauge(
-            "ocfs2_watchdog_collector_success",
-            "1 when the collector's last run read its sources without error.",
-        );
-        let mut duration = Family::gauge(
-            "ocfs2_watchdog_collector_duration_seconds",
-            "How long the collector's last completed run took.",
-        );
-        let mut errors = Family::gauge(
-            "ocfs2_watchdog_collector_error",
-            "1 for the reason the collector's last run failed (fixed set of reasons).",
-        );
-        let mut absent = Family::gauge(
-            "ocfs2_watchdog_collector_source_absent",
-            "1 when the collector's source does not exist on this host (nothing to report, not an error).",
+        use SelfFamily as F;
+        let mut f = Families::<SelfFamily>::new();
+        f[F::BuildInfo].push(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", env!("OCFS2_WATCHDOG_REVISION")),
+                ("rustc_version", env!("OCFS2_WATCHDOG_RUSTC_VERSION")),
+            ],
+            1.0,
         );
         for (name, (report, _)) in &self.collectors {
-            success.push(&[("collector", name)], bool_value(report.success));
-            duration.push(&[("collector", name)], report.duration_seconds);
+            let collector = [("collector", *name)];
+            f[F::CollectorSuccess].push(&collector, bool_value(report.success));
+            f[F::CollectorDuration].push(&collector, report.duration_seconds);
             if let Some(kind) = report.error_kind {
-                errors.push(&[("collector", name), ("reason", kind.as_str())], 1.0);
+                f[F::CollectorError].push(&[collector[0], ("reason", kind.as_str())], 1.0);
             }
-            absent.push(&[("collector", name)], bool_value(report.absent.is_some()));
+            f[F::CollectorSourceAbsent].push(&collector, bool_value(report.absent.is_some()));
         }
         let timestamp = self
             .taken_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs_f64();
-        vec![
-            Family::gauge("ocfs2_watchdog_build_info", "Build information; always 1.").with(
-                &[
-                    ("version", env!("CARGO_PKG_VERSION")),
-                    ("revision", env!("OCFS2_WATCHDOG_REVISION")),
-                    ("rustc_version", env!("OCFS2_WATCHDOG_RUSTC_VERSION")),
-                ],
-                1.0,
-            ),
-            success,
-            duration,
-            errors,
-            absent,
-            Family::gauge(
-                "ocfs2_watchdog_snapshot_timestamp_seconds",
-                "Unix time the served snapshot was taken.",
-            )
-            .with(&[], timestamp),
-            Family::gauge(
-                "ocfs2_watchdog_probe_stuck",
-                "Probe threads currently blocked past their deadline.",
-            )
-            .with(&[], self.probes_stuck as f64),
-            Family::gauge(
-                "ocfs2_watchdog_probe_threads",
-                "Probe threads alive (running or blocked).",
-            )
-            .with(&[], self.probes_running as f64),
-            Family::gauge(
-                "ocfs2_watchdog_enforcing",
-                "1 when remediation acts, 0 in dry-run.",
-            )
-            .with(&[], bool_value(self.enforcing)),
-        ]
+        f[F::SnapshotTimestamp].push(&[], timestamp);
+        f[F::ProbeStuck].push(&[], self.probes_stuck as f64);
+        f[F::ProbeThreads].push(&[], self.probes_running as f64);
+        f[F::Enforcing].push(&[], bool_value(self.enforcing));
+        f.into_vec()
     }
 
     /// The OpenMetrics text of this snapshot, rendered once.

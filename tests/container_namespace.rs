@@ -26,10 +26,10 @@ use ocfs2_watchdog::actions::restore::{RestoreHow, RestoreMount};
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::rules::config::{Mode, RemediationConfig};
-use support::{enter_private_namespace, free_port, http_get};
+use support::{enter_private_namespace, free_port, http_get, wait_for};
 use topology::{
     assert_container_only_mirrors, config_from_configmap, counts, daemon_log, layers, prepare_host,
-    start_container, table, wait_for, Layout, Propagation,
+    start_container, table, Layout, Propagation,
 };
 
 /// Set in the copy of this test binary started inside the container

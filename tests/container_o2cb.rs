@@ -17,9 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use ocfs2_watchdog::actions::audit::{AuditRecord, Phase};
-use support::{enter_private_namespace, free_port, http_get, mount_tmpfs, ScratchDir};
+use support::{enter_private_namespace, free_port, http_get, mount_tmpfs, wait_for, ScratchDir};
 use topology::{
-    config_from_configmap, daemon_log, executable, prepare_host, start_container, wait_for, Layout,
+    config_from_configmap, daemon_log, executable, prepare_host, start_container, Layout,
     Propagation,
 };
 

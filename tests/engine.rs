@@ -14,13 +14,13 @@ use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
 use ocfs2_watchdog::collector::kernel_log::KernelLogFacts;
 use ocfs2_watchdog::collector::storage::IscsiFacts;
+use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::StateDir;
 use ocfs2_watchdog::kernel_log::classify::Event;
 use ocfs2_watchdog::kernel_log::state::RecentEvent;
 use ocfs2_watchdog::rules::config::Mode;
 use ocfs2_watchdog::rules::control::PAUSE_FILE;
 use ocfs2_watchdog::rules::Engine;
-use ocfs2_watchdog::snapshot::Facts;
 
 #[test]
 fn pending_until_for_then_cooldown_then_give_up() {

@@ -16,10 +16,10 @@ use ocfs2_watchdog::actions::audit::{AuditOutcome, AuditRecord, Phase};
 use ocfs2_watchdog::actions::{Outcome, Plan};
 use ocfs2_watchdog::collector::storage::iscsi::{Connection, Session};
 use ocfs2_watchdog::collector::storage::IscsiFacts;
+use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::Config;
 use ocfs2_watchdog::rules::config::RuleConfig;
 use ocfs2_watchdog::rules::control::PAUSE_FILE;
-use ocfs2_watchdog::snapshot::Facts;
 
 fn rule(config: &mut Config) -> &mut RuleConfig {
     config

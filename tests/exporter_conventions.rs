@@ -229,20 +229,18 @@ fn build_info_names_the_revision_and_compiler() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("ocfs2_watchdog_build_info{"))
+    let build_info = support::samples::parse(&text)
+        .into_iter()
+        .find(|s| s.name == "ocfs2_watchdog_build_info")
         .unwrap();
+    let label = |name: &str| build_info.labels.get(name).cloned().unwrap_or_default();
     let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .arg("--version")
         .output()
         .unwrap();
     let rustc = String::from_utf8_lossy(&rustc.stdout);
     let rustc_version = rustc.split_whitespace().nth(1).unwrap();
-    assert!(
-        line.contains(&format!("rustc_version=\"{rustc_version}\"")),
-        "{line}"
-    );
+    assert_eq!(label("rustc_version"), rustc_version, "{build_info:?}");
     let git = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -251,7 +249,7 @@ fn build_info_names_the_revision_and_compiler() {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
         _ => "unknown".to_string(),
     };
-    assert!(line.contains(&format!("revision=\"{expected}\"")), "{line}");
+    assert_eq!(label("revision"), expected, "{build_info:?}");
 }
 
 /// Family names and `collector` label values in a rendering.

@@ -18,13 +18,7 @@ fn a_failing_collector_logs_its_edges_in_plain_text() {
     let rootfs = scratch.path().join("rootfs");
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/heartbeat-debugfs-garbage/rootfs");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(&rootfs)
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    support::copy_tree(&fixture, &rootfs);
     let config = scratch.path().join("config.toml");
     std::fs::write(
         &config,

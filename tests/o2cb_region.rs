@@ -15,12 +15,13 @@ use ocfs2_watchdog::collector::heartbeat_disk::{NodeView, TrackerState};
 use ocfs2_watchdog::collector::mounts::mountinfo::MountEntry;
 use ocfs2_watchdog::collector::mounts::{Expected, ExpectedOrigin, MountFacts, MountPoint};
 use ocfs2_watchdog::collector::o2cb::O2cbFacts;
+use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::{Config, StateDir};
 use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::o2cb_region::{classify, RegionLoss};
 use ocfs2_watchdog::rules::{Engine, Finding, RULES};
-use ocfs2_watchdog::snapshot::{Facts, Snapshot};
+use ocfs2_watchdog::snapshot::Snapshot;
 
 const REGIONS: [&str; 3] = [
     "60DCA4CC1C5B4048B42B793197783EF8",

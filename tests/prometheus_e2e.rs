@@ -85,8 +85,7 @@ fn query(address: &str, expr: &str) -> Result<Value, String> {
 
 /// Every wait shares one deadline counted from `start`.
 fn wait_for(what: &str, start: Instant, done: impl FnMut() -> bool) {
-    let left = DEADLINE.saturating_sub(start.elapsed());
-    support::wait_for_every(what, left, Duration::from_millis(250), done);
+    support::wait_until(what, start, DEADLINE, Duration::from_millis(250), done);
 }
 
 /// The healthy fixture copied with its o2net socket timers moved an hour
@@ -95,13 +94,7 @@ fn wait_for(what: &str, start: Instant, done: impl FnMut() -> bool) {
 /// clamped at 0) would otherwise grow without bound.
 fn healthy_root(dir: &Path) -> PathBuf {
     let root = dir.join("healthy");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(fixtures().join("cluster-mounted-n1/rootfs"))
-        .arg(&root)
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    support::copy_tree(&fixtures().join("cluster-mounted-n1/rootfs"), &root);
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
     let ahead_us = now.tv_sec() * 1_000_000 + now.tv_nsec() / 1_000 + 3_600_000_000;
     let path = root.join("sys/kernel/debug/o2net/sock_containers");

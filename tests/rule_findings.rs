@@ -4,6 +4,8 @@
 //! per UUID), `iscsi_session_failed`, `missing_mount` (kernel names alert
 //! only) and `duplicate_mount_layers` (the ignore list).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +27,7 @@ fn fixture(name: &str) -> PathBuf {
 /// A writable copy of a fixture's rootfs.
 fn copy_rootfs(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture(name).join("rootfs"))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::copy_tree(&fixture(name).join("rootfs"), &dir.path().join("rootfs"));
     dir
 }
 
@@ -80,13 +76,7 @@ fn leaked_heartbeat_is_decided_per_uuid() {
         "sys/kernel/config/cluster/labclu/heartbeat",
         "sys/kernel/debug/o2hb",
     ] {
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(root.join(dir).join(MOUNTED))
-            .arg(root.join(dir).join(OTHER))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        support::copy_tree(&root.join(dir).join(MOUNTED), &root.join(dir).join(OTHER));
     }
     let heartbeat = root.join("sys/kernel/config/cluster/labclu/heartbeat");
     std::fs::write(heartbeat.join(OTHER).join("dev"), "vdb\n").unwrap();

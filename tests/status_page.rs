@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hung_fuse::{wait_for, KillOnDrop};
-use support::{enter_private_namespace, free_port, have_command, http_get, require};
+use hung_fuse::KillOnDrop;
+use support::{enter_private_namespace, free_port, have_command, http_get, require, wait_for};
 
 #[test]
 #[ignore = "helper process started by status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node"]
@@ -142,13 +142,7 @@ fn status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node() {
     }
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(fixture("heartbeat-node-dead").join("rootfs"))
-        .arg(&rootfs)
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    support::copy_tree(&fixture("heartbeat-node-dead").join("rootfs"), &rootfs);
     let mountpoint = rootfs.join("mnt/ocfs2");
     std::fs::create_dir_all(&mountpoint).unwrap();
     // Declared first, dropped last: the daemon can only die once the FUSE
@@ -302,11 +296,7 @@ fn get(address: &str, path: &str, headers: &str) -> (u16, String) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n{headers}\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = support::status_code(&response);
     let body = response
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)

@@ -19,8 +19,9 @@ use ocfs2_watchdog::collector::mounts::MountFacts;
 use ocfs2_watchdog::collector::net::NetFacts;
 use ocfs2_watchdog::collector::o2cb::O2cbFacts;
 use ocfs2_watchdog::collector::ErrorKind;
+use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::rules::storm::jitter_fraction;
-use ocfs2_watchdog::snapshot::{Facts, Snapshot};
+use ocfs2_watchdog::snapshot::Snapshot;
 
 fn at(t0: Instant, seconds: u64) -> Instant {
     t0 + Duration::from_secs(seconds)

@@ -27,8 +27,8 @@ use super::net::read_parsed;
 use super::nodemap::{parse_node_list, parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{list_dirs, CollectError, Collector, Context, ErrorKind};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 pub struct Dlm;
 
@@ -215,64 +215,76 @@ fn node_value(node: Option<u8>) -> f64 {
     node.map_or(-1.0, f64::from)
 }
 
+family_table! {
+    /// The dlm collector's families.
+    enum DlmFamily {
+        DomainMember = gauge(
+            "ocfs2_dlm_domain_member",
+            "1 when the node is in this DLM domain's map, as this node sees it (every configured node).",
+        ),
+        DomainState = gauge(
+            "ocfs2_dlm_domain_state",
+            "1 for the domain's current state (NEW, JOINED, SHUTDOWN, LEAVING).",
+        ),
+        RecoveryActive = gauge(
+            "ocfs2_dlm_recovery_active",
+            "1 while DLM recovery runs in the domain (Recovery State ACTIVE).",
+        ),
+        RecoveryMaster = gauge(
+            "ocfs2_dlm_recovery_master",
+            "Node number of the recovery master; -1 when none.",
+        ),
+        DeadNode = gauge(
+            "ocfs2_dlm_dead_node",
+            "Node number the domain is recovering from; -1 when none.",
+        ),
+        RecoveryMapNodes = gauge(
+            "ocfs2_dlm_recovery_map_nodes",
+            "Nodes in the domain's recovery map (waiting to be recovered).",
+        ),
+        LockResources = gauge(
+            "ocfs2_dlm_lock_resources",
+            "Lock resources currently in the domain.",
+        ),
+        MembershipMismatch = gauge(
+            "ocfs2_dlm_membership_mismatch",
+            "1 when a peer is live in heartbeat and connected but not in the domain map (missing_from_domain), or in the map but not heartbeating (not_heartbeating).",
+        ),
+        Domains = gauge(
+            "ocfs2_dlm_domains",
+            "DLM domains (mounted volumes) on this node.",
+        ),
+    }
+}
+
 fn families(cluster: &ClusterConfig, facts: &DlmFacts) -> Vec<Family> {
-    let mut member = Family::gauge(
-        "ocfs2_dlm_domain_member",
-        "1 when the node is in this DLM domain's map, as this node sees it (every configured node).",
-    );
-    let mut state = Family::gauge(
-        "ocfs2_dlm_domain_state",
-        "1 for the domain's current state (NEW, JOINED, SHUTDOWN, LEAVING).",
-    );
-    let mut recovery = Family::gauge(
-        "ocfs2_dlm_recovery_active",
-        "1 while DLM recovery runs in the domain (Recovery State ACTIVE).",
-    );
-    let mut master = Family::gauge(
-        "ocfs2_dlm_recovery_master",
-        "Node number of the recovery master; -1 when none.",
-    );
-    let mut dead = Family::gauge(
-        "ocfs2_dlm_dead_node",
-        "Node number the domain is recovering from; -1 when none.",
-    );
-    let mut pending = Family::gauge(
-        "ocfs2_dlm_recovery_map_nodes",
-        "Nodes in the domain's recovery map (waiting to be recovered).",
-    );
-    let mut locks = Family::gauge(
-        "ocfs2_dlm_lock_resources",
-        "Lock resources currently in the domain.",
-    );
-    let mut mismatch = Family::gauge(
-        "ocfs2_dlm_membership_mismatch",
-        "1 when a peer is live in heartbeat and connected but not in the domain map (missing_from_domain), or in the map but not heartbeating (not_heartbeating).",
-    );
+    use DlmFamily as F;
+    let mut f = Families::<DlmFamily>::new();
     let configured: NodeSet = cluster.numbered_nodes().iter().map(|(n, _)| *n).collect();
     for view in &facts.domains {
         let s = &view.state;
         let uuid = s.domain.as_str();
         for node in configured.union(&s.domain_map) {
             let num = node.to_string();
-            member.push(
+            f[F::DomainMember].push(
                 &[("uuid", uuid), ("node_num", num.as_str())],
                 bool_value(s.domain_map.contains(node)),
             );
         }
         for name in DOMAIN_STATES {
-            state.push(
+            f[F::DomainState].push(
                 &[("uuid", uuid), ("state", name)],
                 bool_value(s.state == name),
             );
         }
         if !DOMAIN_STATES.contains(&s.state.as_str()) {
-            state.push(&[("uuid", uuid), ("state", "unknown")], 1.0);
+            f[F::DomainState].push(&[("uuid", uuid), ("state", "unknown")], 1.0);
         }
-        recovery.push(&[("uuid", uuid)], bool_value(s.recovery_state == "ACTIVE"));
-        master.push(&[("uuid", uuid)], node_value(s.recovery_master));
-        dead.push(&[("uuid", uuid)], node_value(s.dead_node));
-        pending.push(&[("uuid", uuid)], s.recovery_map.len() as f64);
-        locks.push(&[("uuid", uuid)], s.lock_resources as f64);
+        f[F::RecoveryActive].push(&[("uuid", uuid)], bool_value(s.recovery_state == "ACTIVE"));
+        f[F::RecoveryMaster].push(&[("uuid", uuid)], node_value(s.recovery_master));
+        f[F::DeadNode].push(&[("uuid", uuid)], node_value(s.dead_node));
+        f[F::RecoveryMapNodes].push(&[("uuid", uuid)], s.recovery_map.len() as f64);
+        f[F::LockResources].push(&[("uuid", uuid)], s.lock_resources as f64);
         let peers = configured.iter().filter(|n| **n != s.node);
         for node in peers.filter(|_| view.cross_checked) {
             let num = node.to_string();
@@ -280,21 +292,15 @@ fn families(cluster: &ClusterConfig, facts: &DlmFacts) -> Vec<Family> {
                 ("missing_from_domain", &view.missing_from_domain),
                 ("not_heartbeating", &view.not_heartbeating),
             ] {
-                mismatch.push(
+                f[F::MembershipMismatch].push(
                     &[("uuid", uuid), ("node_num", num.as_str()), ("kind", kind)],
                     bool_value(set.contains(node)),
                 );
             }
         }
     }
-    let domains = Family::gauge(
-        "ocfs2_dlm_domains",
-        "DLM domains (mounted volumes) on this node.",
-    )
-    .with(&[], facts.domains.len() as f64);
-    vec![
-        member, state, recovery, master, dead, pending, locks, mismatch, domains,
-    ]
+    f[F::Domains].push(&[], facts.domains.len() as f64);
+    f.into_vec()
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 pub struct FsState;
 
@@ -136,30 +136,38 @@ impl Collector for FsState {
     }
 }
 
+family_table! {
+    /// The fs_state collector's families.
+    enum FsStateFamily {
+        RecoveryRunning = gauge(
+            "ocfs2_fs_recovery_running",
+            "1 while this node runs OCFS2 recovery for the volume (fs_state Recovery Pid set).",
+        ),
+        RecoveryNodes = gauge(
+            "ocfs2_fs_recovery_nodes",
+            "Nodes this node is recovering on the volume (fs_state Recovery Nodes).",
+        ),
+        Slots = gauge(
+            "ocfs2_fs_slots",
+            "Node slots of the volume (fs_state slot table).",
+        ),
+        OwnSlot = gauge("ocfs2_fs_own_slot", "This node's slot on the volume."),
+    }
+}
+
 fn families(facts: &FsStateFacts) -> Vec<Family> {
-    let mut running = Family::gauge(
-        "ocfs2_fs_recovery_running",
-        "1 while this node runs OCFS2 recovery for the volume (fs_state Recovery Pid set).",
-    );
-    let mut nodes = Family::gauge(
-        "ocfs2_fs_recovery_nodes",
-        "Nodes this node is recovering on the volume (fs_state Recovery Nodes).",
-    );
-    let mut slots = Family::gauge(
-        "ocfs2_fs_slots",
-        "Node slots of the volume (fs_state slot table).",
-    );
-    let mut own = Family::gauge("ocfs2_fs_own_slot", "This node's slot on the volume.");
+    use FsStateFamily as F;
+    let mut f = Families::<FsStateFamily>::new();
     for volume in &facts.volumes {
         let uuid = [("uuid", volume.uuid.as_str())];
-        running.push(&uuid, bool_value(volume.recovery_pid >= 0));
-        nodes.push(&uuid, volume.recovery_nodes.len() as f64);
-        slots.push(&uuid, f64::from(volume.slots));
+        f[F::RecoveryRunning].push(&uuid, bool_value(volume.recovery_pid >= 0));
+        f[F::RecoveryNodes].push(&uuid, volume.recovery_nodes.len() as f64);
+        f[F::Slots].push(&uuid, f64::from(volume.slots));
         if let Some(slot) = volume.own_slot {
-            own.push(&uuid, f64::from(slot));
+            f[F::OwnSlot].push(&uuid, f64::from(slot));
         }
     }
-    vec![running, nodes, slots, own]
+    f.into_vec()
 }
 
 #[cfg(test)]

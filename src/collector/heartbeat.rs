@@ -27,8 +27,8 @@ use super::heartbeat_disk::{self, observe_region, TrackerState};
 use super::nodemap::{parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{CollectError, Collector, Context};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 pub struct Heartbeat;
 
@@ -218,64 +218,77 @@ pub fn parse_number(text: &str) -> Result<u32, ParseError> {
     parse_elapsed_ms(text).and_then(|v| u32::try_from(v).map_err(|_| ParseError::OutOfRange(v)))
 }
 
+family_table! {
+    /// The heartbeat collector's families (the on-disk view: `DiskFamily`).
+    enum HeartbeatFamily {
+        Elapsed = gauge(
+            "ocfs2_heartbeat_elapsed_seconds",
+            "Time since this node's last successful heartbeat write (o2hb elapsed_time_in_ms); 0 until heartbeat is steady.",
+        ),
+        Ratio = gauge(
+            "ocfs2_heartbeat_timeout_ratio",
+            "Elapsed / self-fence timeout; at 1.0 the node fences itself.",
+        ),
+        RatioMax = gauge(
+            "ocfs2_heartbeat_timeout_ratio_max",
+            "Largest timeout ratio sampled within heartbeat.ratio_max_window, so spikes between scrapes show.",
+        ),
+        SlowSamples = counter(
+            "ocfs2_heartbeat_slow_samples",
+            "Samples whose timeout ratio was at or over heartbeat.warn_ratio.",
+        ),
+        Samples = counter(
+            "ocfs2_heartbeat_samples",
+            "Heartbeat samples taken of the region.",
+        ),
+        Pinned = gauge(
+            "ocfs2_heartbeat_region_pinned",
+            "1 when the region is pinned (o2hb debugfs pinned).",
+        ),
+        NodeLive = gauge(
+            "ocfs2_heartbeat_node_live",
+            "One per configured node: 1 when live in this region's heartbeat.",
+        ),
+        UnknownLiveNodes = gauge(
+            "ocfs2_heartbeat_unknown_live_nodes",
+            "Nodes live in this region's heartbeat that configfs does not know.",
+        ),
+        GlobalRegionState = gauge(
+            "ocfs2_heartbeat_global_region_state",
+            "Global heartbeat mode only: 1 when the region is live / a quorum region / failed (write timeout fired).",
+        ),
+        LiveNodes = gauge(
+            "ocfs2_heartbeat_live_nodes",
+            "Nodes live in any heartbeat region (o2hb livenodes), this node included.",
+        ),
+    }
+}
+
 fn families(facts: &HeartbeatFacts) -> Vec<Family> {
-    let mut elapsed = Family::gauge(
-        "ocfs2_heartbeat_elapsed_seconds",
-        "Time since this node's last successful heartbeat write (o2hb elapsed_time_in_ms); 0 until heartbeat is steady.",
-    );
-    let mut ratio = Family::gauge(
-        "ocfs2_heartbeat_timeout_ratio",
-        "Elapsed / self-fence timeout; at 1.0 the node fences itself.",
-    );
-    let mut ratio_max = Family::gauge(
-        "ocfs2_heartbeat_timeout_ratio_max",
-        "Largest timeout ratio sampled within heartbeat.ratio_max_window, so spikes between scrapes show.",
-    );
-    let mut slow = Family::counter(
-        "ocfs2_heartbeat_slow_samples",
-        "Samples whose timeout ratio was at or over heartbeat.warn_ratio.",
-    );
-    let mut samples = Family::counter(
-        "ocfs2_heartbeat_samples",
-        "Heartbeat samples taken of the region.",
-    );
-    let mut pinned = Family::gauge(
-        "ocfs2_heartbeat_region_pinned",
-        "1 when the region is pinned (o2hb debugfs pinned).",
-    );
-    let mut node_live = Family::gauge(
-        "ocfs2_heartbeat_node_live",
-        "One per configured node: 1 when live in this region's heartbeat.",
-    );
-    let mut unknown = Family::gauge(
-        "ocfs2_heartbeat_unknown_live_nodes",
-        "Nodes live in this region's heartbeat that configfs does not know.",
-    );
-    let mut region_state = Family::gauge(
-        "ocfs2_heartbeat_global_region_state",
-        "Global heartbeat mode only: 1 when the region is live / a quorum region / failed (write timeout fired).",
-    );
+    use HeartbeatFamily as F;
+    let mut f = Families::<HeartbeatFamily>::new();
+    let mut disk = Families::<heartbeat_disk::DiskFamily>::new();
     for region in &facts.regions {
         let r = region.uuid.as_str();
         let with_device = [("hb_region", r), ("device", region.device.as_str())];
-        elapsed.push(&with_device, region.elapsed_ms as f64 / 1000.0);
+        f[F::Elapsed].push(&with_device, region.elapsed_ms as f64 / 1000.0);
         if let Some(value) = region.ratio {
-            ratio.push(&with_device, value);
+            f[F::Ratio].push(&with_device, value);
         }
         if let Some(value) = region.ratio_max {
-            ratio_max.push(&with_device, value);
+            f[F::RatioMax].push(&with_device, value);
         }
-        slow.push(&[("hb_region", r)], region.slow_samples as f64);
-        samples.push(&[("hb_region", r)], region.samples as f64);
-        pinned.push(&[("hb_region", r)], bool_value(region.pinned));
+        f[F::SlowSamples].push(&[("hb_region", r)], region.slow_samples as f64);
+        f[F::Samples].push(&[("hb_region", r)], region.samples as f64);
+        f[F::Pinned].push(&[("hb_region", r)], bool_value(region.pinned));
         for node in &facts.configured {
             let num = node.to_string();
-            node_live.push(
+            f[F::NodeLive].push(
                 &[("hb_region", r), ("node_num", num.as_str())],
                 bool_value(region.live.contains(node)),
             );
         }
-        unknown.push(
+        f[F::UnknownLiveNodes].push(
             &[("hb_region", r)],
             region.live.difference(&facts.configured).count() as f64,
         );
@@ -286,42 +299,19 @@ fn families(facts: &HeartbeatFacts) -> Vec<Family> {
                 ("quorum", &facts.quorum_regions),
                 ("failed", &facts.failed_regions),
             ] {
-                region_state.push(
+                f[F::GlobalRegionState].push(
                     &[("hb_region", r), ("state", state)],
                     bool_value(set.contains(&num)),
                 );
             }
         }
-    }
-    let live_nodes = Family::gauge(
-        "ocfs2_heartbeat_live_nodes",
-        "Nodes live in any heartbeat region (o2hb livenodes), this node included.",
-    )
-    .with(&[], facts.live_any.len() as f64);
-    let mut all = vec![
-        elapsed,
-        ratio,
-        ratio_max,
-        slow,
-        samples,
-        pinned,
-        node_live,
-        unknown,
-        region_state,
-        live_nodes,
-    ];
-    let mut disk: Vec<Family> = Vec::new();
-    for region in &facts.regions {
-        let Some(state) = &region.disk else { continue };
-        for family in heartbeat_disk::families(state, &region.uuid) {
-            // Several regions: one family per name, samples merged.
-            match disk.iter_mut().find(|f| f.name == family.name) {
-                Some(existing) => existing.samples.extend(family.samples),
-                None => disk.push(family),
-            }
+        if let Some(state) = &region.disk {
+            heartbeat_disk::push_families(state, r, &mut disk);
         }
     }
-    all.extend(disk);
+    f[F::LiveNodes].push(&[], facts.live_any.len() as f64);
+    let mut all = f.into_vec();
+    all.extend(disk.into_vec());
     all
 }
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::kernel_log::classify::Event;
 use crate::kernel_log::source::ensure_started;
 use crate::kernel_log::state::{Counters, RecentEvent};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 pub struct KernelLog;
 
@@ -59,59 +59,60 @@ impl Collector for KernelLog {
     }
 }
 
-/// The families of one view of the counters (also used by tests).
-pub fn families(counters: &Counters) -> Vec<Family> {
-    let mut events = Family::counter(
-        "ocfs2_kernel_events",
-        "Classified kernel messages since the daemon started following the log (one occurrence counts once).",
-    );
-    let mut last = Family::gauge(
-        "ocfs2_kernel_event_last_timestamp_seconds",
-        "Unix time of the last kernel message of this event (boot time plus kernel time).",
-    );
-    for event in Event::ALL {
-        let index = event.index();
-        events.push(&[("event", event.as_str())], counters.events[index] as f64);
-        if let Some(t) = counters.last_timestamp_seconds[index] {
-            last.push(&[("event", event.as_str())], t);
-        }
-    }
-    let mut families = vec![
-        events,
-        last,
-        Family::counter(
+family_table! {
+    /// The kernel_log collector's families.
+    enum KernelLogFamily {
+        Events = counter(
+            "ocfs2_kernel_events",
+            "Classified kernel messages since the daemon started following the log (one occurrence counts once).",
+        ),
+        LastTimestamp = gauge(
+            "ocfs2_kernel_event_last_timestamp_seconds",
+            "Unix time of the last kernel message of this event (boot time plus kernel time).",
+        ),
+        RecordsLost = counter(
             "ocfs2_kernel_log_records_lost",
             "Kernel log records overwritten in the ring buffer before the daemon read them.",
-        )
-        .with(&[], counters.records_lost as f64),
-        Family::counter(
+        ),
+        RecordsRead = counter(
             "ocfs2_watchdog_kernel_log_records",
             "Kernel log records read (classified or not).",
-        )
-        .with(&[], counters.records_read as f64),
-        Family::counter(
+        ),
+        StateWriteErrors = counter(
             "ocfs2_watchdog_state_write_errors",
             "Failed writes of the persisted state (the kernel log position may be counted twice after a restart).",
-        )
-        .with(&[], counters.state_write_errors as f64),
-    ];
+        ),
+        FencePreviousBoot = gauge(
+            "ocfs2_fence_previous_boot",
+            "1 when the previous boot ended in an OCFS2 self-fence (pstore, journal or syslog).",
+        ),
+        Fences = counter(
+            "ocfs2_fences",
+            "Self-fences of this node recorded so far, kept across reboots (one per boot).",
+        ),
+    }
+}
+
+/// The families of one view of the counters (also used by tests).
+pub fn families(counters: &Counters) -> Vec<Family> {
+    use KernelLogFamily as F;
+    let mut f = Families::<KernelLogFamily>::new();
+    for event in Event::ALL {
+        let index = event.index();
+        let labels = [("event", event.as_str())];
+        f[F::Events].push(&labels, counters.events[index] as f64);
+        if let Some(t) = counters.last_timestamp_seconds[index] {
+            f[F::LastTimestamp].push(&labels, t);
+        }
+    }
+    f[F::RecordsLost].push(&[], counters.records_lost as f64);
+    f[F::RecordsRead].push(&[], counters.records_read as f64);
+    f[F::StateWriteErrors].push(&[], counters.state_write_errors as f64);
     if let Some(fenced) = counters.fence_previous_boot {
-        families.push(
-            Family::gauge(
-                "ocfs2_fence_previous_boot",
-                "1 when the previous boot ended in an OCFS2 self-fence (pstore, journal or syslog).",
-            )
-            .with(&[], bool_value(fenced)),
-        );
+        f[F::FencePreviousBoot].push(&[], bool_value(fenced));
     }
     if let Some(total) = counters.fences_total {
-        families.push(
-            Family::counter(
-                "ocfs2_fences",
-                "Self-fences of this node recorded so far, kept across reboots (one per boot).",
-            )
-            .with(&[], total as f64),
-        );
+        f[F::Fences].push(&[], total as f64);
     }
-    families
+    f.into_vec()
 }

@@ -10,8 +10,10 @@
 //! bounded. State that must survive a tick (counters) is carried in the
 //! collector's previous `Section`, which the sampler passes back in.
 //!
-//! Adding a collector: one file, one entry in `COLLECTORS`, one fixture
-//! scenario, one golden diff, one row per family in `docs/metrics.md`.
+//! Adding a collector: one file, one entry in `COLLECTORS`, one
+//! `family_table!` declaring its families (`crate::metrics`), a `Facts`
+//! variant in `section.rs` if the rules read it, one fixture scenario, one
+//! golden diff, one row per family in `docs/metrics.md`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +24,6 @@ use crate::config::Config;
 use crate::host::HostPaths;
 use crate::kernel_log::state::KernelLogState;
 use crate::probe::{ProbePool, Prober};
-use crate::snapshot::Section;
 
 pub mod configfs;
 pub mod dlm;
@@ -36,7 +37,10 @@ pub mod net;
 pub mod nodemap;
 pub mod o2cb;
 pub mod parse_error;
+pub mod section;
 pub mod storage;
+
+pub use section::{Facts, Section};
 
 /// Everything a collector may use: where host files are, the configuration,
 /// and the shared probers for calls that can hang.

@@ -24,8 +24,8 @@ use super::configfs::{self, ClusterConfig};
 use super::nodemap::{parse_node_map_file, NodeSet};
 use super::parse_error::ParseError;
 use super::{read_host_file, CollectError, Collector, Context};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 pub struct Net;
 
@@ -156,15 +156,27 @@ pub fn parse_sock_containers(text: &str) -> Result<Vec<SockContainer>, ParseErro
     Ok(containers)
 }
 
+family_table! {
+    /// The net collector's families.
+    enum NetFamily {
+        Connected = gauge(
+            "ocfs2_net_connected",
+            "1 when o2net has a handshaken connection to the configured peer (may stay 1 during a cut link: see docs).",
+        ),
+        IdleSeconds = gauge(
+            "ocfs2_net_idle_seconds",
+            "Seconds since the last message received from the peer (sock_containers timer vs CLOCK_MONOTONIC).",
+        ),
+        UnknownConnectedNodes = gauge(
+            "ocfs2_net_unknown_connected_nodes",
+            "Nodes o2net is connected to that configfs does not list.",
+        ),
+    }
+}
+
 fn families(cluster: &ClusterConfig, facts: &NetFacts) -> Vec<Family> {
-    let mut connected = Family::gauge(
-        "ocfs2_net_connected",
-        "1 when o2net has a handshaken connection to the configured peer (may stay 1 during a cut link: see docs).",
-    );
-    let mut idle = Family::gauge(
-        "ocfs2_net_idle_seconds",
-        "Seconds since the last message received from the peer (sock_containers timer vs CLOCK_MONOTONIC).",
-    );
+    use NetFamily as F;
+    let mut f = Families::<NetFamily>::new();
     let local = cluster.local_node().and_then(|n| n.num);
     let mut configured = NodeSet::new();
     for (num, node) in cluster.numbered_nodes() {
@@ -177,17 +189,13 @@ fn families(cluster: &ClusterConfig, facts: &NetFacts) -> Vec<Family> {
             ("node_num", num_label.as_str()),
             ("node_name", node.name.as_str()),
         ];
-        connected.push(&labels, bool_value(facts.connected.contains(&num)));
+        f[F::Connected].push(&labels, bool_value(facts.connected.contains(&num)));
         if let Some(seconds) = facts.idle_seconds.get(&node.name) {
-            idle.push(&labels, *seconds);
+            f[F::IdleSeconds].push(&labels, *seconds);
         }
     }
-    let unknown = Family::gauge(
-        "ocfs2_net_unknown_connected_nodes",
-        "Nodes o2net is connected to that configfs does not list.",
-    )
-    .with(&[], facts.connected.difference(&configured).count() as f64);
-    vec![connected, idle, unknown]
+    f[F::UnknownConnectedNodes].push(&[], facts.connected.difference(&configured).count() as f64);
+    f.into_vec()
 }
 
 #[cfg(test)]

@@ -169,8 +169,9 @@ fn evaluate(mounts: Vec<MountPoint>) -> Vec<crate::rules::Finding> {
     use crate::collector::heartbeat::HeartbeatFacts;
     use crate::collector::mounts::MountFacts;
     use crate::collector::o2cb::{O2cbFacts, StackTimeouts};
+    use crate::collector::Facts;
     use crate::rules::Rule;
-    use crate::snapshot::{Facts, Snapshot};
+    use crate::snapshot::Snapshot;
 
     let mut snapshot = Snapshot::empty();
     let mut add = |name: &'static str, facts: Facts| snapshot.insert_facts(name, facts);

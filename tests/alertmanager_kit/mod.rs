@@ -18,6 +18,8 @@ use super::{promql, support};
 pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const DEADLINE: Duration = Duration::from_secs(90);
+/// How often a wait asks Prometheus or Alertmanager again.
+const POLL: Duration = Duration::from_millis(250);
 
 pub fn example() -> PathBuf {
     promql::repo().join("alerts/alertmanager.example.yml")
@@ -166,11 +168,9 @@ pub fn get_json(address: &str, path: &str) -> Option<Value> {
         .flatten()
 }
 
-pub fn wait_for(what: &str, start: Instant, mut done: impl FnMut() -> bool) {
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+/// Every wait of a test shares one deadline counted from `start`.
+pub fn wait_for(what: &str, start: Instant, done: impl FnMut() -> bool) {
+    support::wait_until(what, start, DEADLINE, POLL, done);
 }
 
 pub fn post_json(address: &str, path: &str, body: &str) -> u16 {
@@ -184,9 +184,5 @@ pub fn post_json(address: &str, path: &str, body: &str) -> u16 {
     .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    support::status_code(&response)
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde::Deserialize as _;
 
@@ -332,14 +331,6 @@ pub fn start_container(layout: &Layout, propagation: Propagation, config: &Path)
         .stderr(std::fs::File::create(layout.dir.join("daemon.log")).unwrap())
         .spawn()
         .unwrap()
-}
-
-pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 pub fn daemon_log(layout: &Layout) -> String {

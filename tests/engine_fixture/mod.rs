@@ -13,13 +13,14 @@ use std::time::Duration;
 use ocfs2_watchdog::actions::audit::AuditRecord;
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::{Config, StateDir};
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::rules::config::{Mode, RuleConfig};
 use ocfs2_watchdog::rules::control::Control;
 use ocfs2_watchdog::rules::{Engine, Report};
 use ocfs2_watchdog::sampler::Sampler;
-use ocfs2_watchdog::snapshot::{Facts, Snapshot};
+use ocfs2_watchdog::snapshot::Snapshot;
 
 pub type Hook = Arc<dyn Fn(&Plan) + Send + Sync>;
 

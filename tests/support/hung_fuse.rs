@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, INodeNo, MountOption, ReplyAttr,
@@ -78,14 +78,6 @@ pub fn mounted(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == path.to_str())
 }
 
-pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 pub struct KillOnDrop(pub Child);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -104,7 +96,7 @@ pub fn start(helper: &str, mountpoint: &Path) -> KillOnDrop {
         .spawn()
         .expect("starting the FUSE server");
     let server = KillOnDrop(server);
-    wait_for("the FUSE mount", Duration::from_secs(10), || {
+    crate::support::wait_for("the FUSE mount", Duration::from_secs(10), || {
         mounted(mountpoint)
     });
     server

@@ -51,6 +51,18 @@ pub fn wait_for(what: &str, limit: Duration, check: impl FnMut() -> bool) {
     wait_for_every(what, limit, Duration::from_millis(20), check);
 }
 
+/// `wait_for_every` for waits that share one deadline: `limit` counted from
+/// `start`, so a slow first wait leaves less time to the later ones.
+pub fn wait_until(
+    what: &str,
+    start: Instant,
+    limit: Duration,
+    every: Duration,
+    check: impl FnMut() -> bool,
+) {
+    wait_for_every(what, limit.saturating_sub(start.elapsed()), every, check);
+}
+
 /// `wait_for` with its own poll period, for checks that cost a request.
 pub fn wait_for_every(
     what: &str,
@@ -170,6 +182,15 @@ pub fn make_shared(path: &Path) {
     .unwrap_or_else(|e| panic!("make-shared {}: {e}", path.display()));
 }
 
+/// The status code of a raw HTTP response (0 when there is none).
+pub fn status_code(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A plain HTTP/1.0 GET on loopback: (status, content type, body). HTTP/1.0
 /// so no server answers with chunked encoding a test would have to undo.
 pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String, String)> {
@@ -192,11 +213,7 @@ pub fn http_get_accepting(
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = status_code(head);
     let content_type = head
         .lines()
         .find_map(|l| l.strip_prefix("content-type: "))

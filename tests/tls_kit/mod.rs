@@ -17,6 +17,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::support;
+
 /// A test CA and a way to issue leaves from it.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -133,15 +135,7 @@ pub async fn https_get_as(
         read?;
     }
     let response = String::from_utf8_lossy(&response).to_string();
-    Ok((status_of(&response), response, leaf))
-}
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    Ok((support::status_code(&response), response, leaf))
 }
 
 /// A raw HTTP/1.1 exchange on loopback: (status, full response, lossy).
@@ -159,7 +153,10 @@ pub fn raw_bytes(address: &str, request: &str) -> (u16, Vec<u8>) {
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    (status_of(&String::from_utf8_lossy(&response)), response)
+    (
+        support::status_code(&String::from_utf8_lossy(&response)),
+        response,
+    )
 }
 
 pub fn get_with(address: &str, path: &str, authorization: Option<&str>) -> (u16, String) {

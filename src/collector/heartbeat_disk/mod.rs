@@ -18,7 +18,7 @@
 //! let state = probe_slots(&prober, &region, deadline, request);
 //! let tracker = SlotTracker { configured: &configured_nodes };
 //! let now_state = tracker.observe(previous_state, Observation::from_probe(&state), now);
-//! families.extend(heartbeat_disk::families(&now_state, &region));
+//! heartbeat_disk::push_families(&now_state, &region, &mut disk_families);
 //! ```
 
 mod block;
@@ -36,7 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub use block::{compute_crc, encode_block, parse_block, BlockError, DiskHeartbeat, HEADER_BYTES};
 pub(crate) use reader::{open_for_read, read_fully, AlignedBlocks};
 pub use reader::{read_slots, SlotReading, SlotReadings};
-pub use tracker::{families, NodeView, Observation, SlotTracker, TrackerState};
+pub use tracker::{
+    families, push_families, DiskFamily, NodeView, Observation, SlotTracker, TrackerState,
+};
 
 use crate::collector::configfs::RegionConfig;
 use crate::collector::{CollectError, Context};

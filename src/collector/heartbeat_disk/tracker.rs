@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::reader::SlotReading;
-use crate::metrics::{bool_value, Family};
+use crate::metrics::{bool_value, family_table, Families, Family};
 
 /// Dead time assumed for a slot that does not advertise one: the kernel's
 /// default dead_threshold 31 × 2000 ms.
@@ -177,74 +177,78 @@ impl SlotTracker<'_> {
     }
 }
 
-/// The on-disk heartbeat families for one region (`hb_region` = its UUID).
+family_table! {
+    /// The `ocfs2_heartbeat_disk_*` families (part of the heartbeat collector).
+    pub enum DiskFamily {
+        SeqAge = gauge(
+            "ocfs2_heartbeat_disk_seq_age_seconds",
+            "Seconds since this daemon saw the node's on-disk heartbeat sequence change (a lower bound until one change was seen).",
+        ),
+        SeqTimestamp = gauge(
+            "ocfs2_heartbeat_disk_seq_timestamp_seconds",
+            "The node's last on-disk heartbeat sequence: its own wall clock when it wrote the slot.",
+        ),
+        Generation = gauge(
+            "ocfs2_heartbeat_disk_generation",
+            "The node's on-disk heartbeat generation (random per heartbeat start, 0 after a clean stop).",
+        ),
+        Stopped = gauge(
+            "ocfs2_heartbeat_disk_stopped",
+            "1 when the node's slot holds a clean-stop block (generation 0).",
+        ),
+        Active = gauge(
+            "ocfs2_heartbeat_disk_active",
+            "1 when the node's on-disk sequence changed within its advertised dead time and its generation is non-zero.",
+        ),
+        DeadSeconds = gauge(
+            "ocfs2_heartbeat_disk_dead_seconds",
+            "The dead time the node advertises in its slot (dead_threshold x 2 s).",
+        ),
+        ChecksumFailures = counter(
+            "ocfs2_heartbeat_disk_checksum_failures",
+            "Heartbeat slot reads whose block checksum did not match.",
+        ),
+        UnknownNode = gauge(
+            "ocfs2_heartbeat_disk_unknown_node",
+            "1 when a slot outside the configured node list is actively heartbeating.",
+        ),
+        ReadErrors = counter(
+            "ocfs2_heartbeat_disk_read_errors",
+            "Ticks whose read of the heartbeat slots failed, timed out or came back short.",
+        ),
+    }
+}
+
+/// The on-disk heartbeat families of one region alone (`hb_region` = its UUID).
 pub fn families(state: &TrackerState, region: &str) -> Vec<Family> {
-    let mut age = Family::gauge(
-        "ocfs2_heartbeat_disk_seq_age_seconds",
-        "Seconds since this daemon saw the node's on-disk heartbeat sequence change (a lower bound until one change was seen).",
-    );
-    let mut seq = Family::gauge(
-        "ocfs2_heartbeat_disk_seq_timestamp_seconds",
-        "The node's last on-disk heartbeat sequence: its own wall clock when it wrote the slot.",
-    );
-    let mut generation = Family::gauge(
-        "ocfs2_heartbeat_disk_generation",
-        "The node's on-disk heartbeat generation (random per heartbeat start, 0 after a clean stop).",
-    );
-    let mut stopped = Family::gauge(
-        "ocfs2_heartbeat_disk_stopped",
-        "1 when the node's slot holds a clean-stop block (generation 0).",
-    );
-    let mut active = Family::gauge(
-        "ocfs2_heartbeat_disk_active",
-        "1 when the node's on-disk sequence changed within its advertised dead time and its generation is non-zero.",
-    );
-    let mut dead = Family::gauge(
-        "ocfs2_heartbeat_disk_dead_seconds",
-        "The dead time the node advertises in its slot (dead_threshold x 2 s).",
-    );
-    let mut checksum = Family::counter(
-        "ocfs2_heartbeat_disk_checksum_failures",
-        "Heartbeat slot reads whose block checksum did not match.",
-    );
-    let mut unknown = Family::gauge(
-        "ocfs2_heartbeat_disk_unknown_node",
-        "1 when a slot outside the configured node list is actively heartbeating.",
-    );
+    let mut families = Families::new();
+    push_families(state, region, &mut families);
+    families.into_vec()
+}
+
+/// Adds one region's samples to the on-disk heartbeat families, which
+/// gather every region's.
+pub fn push_families(state: &TrackerState, region: &str, f: &mut Families<DiskFamily>) {
+    use DiskFamily as F;
     for (node_num, view) in &state.nodes {
         let node_num = node_num.to_string();
         let labels = [("hb_region", region), ("node_num", node_num.as_str())];
         if view.seq != 0 {
-            age.push(&labels, view.seq_age_seconds);
+            f[F::SeqAge].push(&labels, view.seq_age_seconds);
             // Exact up to 2^53 s, far beyond any wall clock.
-            seq.push(&labels, view.seq as f64);
-            dead.push(&labels, f64::from(view.dead_ms) / 1000.0);
+            f[F::SeqTimestamp].push(&labels, view.seq as f64);
+            f[F::DeadSeconds].push(&labels, f64::from(view.dead_ms) / 1000.0);
         }
         // An identifier: only its changes matter, so f64 rounding is harmless.
-        generation.push(&labels, view.generation as f64);
-        stopped.push(&labels, bool_value(view.stopped()));
-        active.push(&labels, bool_value(view.active));
-        checksum.push(&labels, view.checksum_failures as f64);
+        f[F::Generation].push(&labels, view.generation as f64);
+        f[F::Stopped].push(&labels, bool_value(view.stopped()));
+        f[F::Active].push(&labels, bool_value(view.active));
+        f[F::ChecksumFailures].push(&labels, view.checksum_failures as f64);
         if !view.configured {
-            unknown.push(&labels, bool_value(view.active));
+            f[F::UnknownNode].push(&labels, bool_value(view.active));
         }
     }
-    let read_errors = Family::counter(
-        "ocfs2_heartbeat_disk_read_errors",
-        "Ticks whose read of the heartbeat slots failed, timed out or came back short.",
-    )
-    .with(&[("hb_region", region)], state.read_errors as f64);
-    vec![
-        age,
-        seq,
-        generation,
-        stopped,
-        active,
-        dead,
-        checksum,
-        unknown,
-        read_errors,
-    ]
+    f[F::ReadErrors].push(&[("hb_region", region)], state.read_errors as f64);
 }
 
 #[cfg(test)]

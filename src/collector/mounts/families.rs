@@ -11,71 +11,119 @@
 use std::collections::BTreeMap;
 
 use super::MountFacts;
-use crate::metrics::{bool_value, Family};
+use crate::metrics::{bool_value, family_table, Families, Family};
+
+family_table! {
+    /// The mounts collector's families.
+    enum MountFamily {
+        Info = gauge(
+            "ocfs2_mount_info",
+            "One per mounted watched volume (topmost layer of a watched type).",
+        ),
+        Stacked = gauge(
+            "ocfs2_mount_stacked",
+            "Layers stacked on this mount point (1 is healthy, 0 not mounted).",
+        ),
+        DuplicateLayers = gauge(
+            "ocfs2_mount_duplicate_layers",
+            "Layers identical to the layer below them (same device, root, per-mount flags and propagation type): safe to unstack.",
+        ),
+        Shadowed = gauge(
+            "ocfs2_mount_shadowed",
+            "1 when a different filesystem (or another root) is stacked on this mount point.",
+        ),
+        Readonly = gauge(
+            "ocfs2_mount_readonly",
+            "1 when the superblock is read-only (error remount) or mounted ro.",
+        ),
+        ErrorReadonly = gauge(
+            "ocfs2_mount_error_readonly",
+            "1 when the filesystem went read-only under a read-write mount (OCFS2 errors=remount-ro).",
+        ),
+        Stuck = gauge(
+            "ocfs2_mount_stuck",
+            "1 when the stat/statfs probe missed its deadline and has not returned.",
+        ),
+        Reachable = gauge(
+            "ocfs2_mount_reachable",
+            "1 when the last probe answered and the path shows the mounted filesystem.",
+        ),
+        ProbeSeconds = gauge(
+            "ocfs2_mount_probe_duration_seconds",
+            "How long the last stat/statfs probe took (so far, when stuck).",
+        ),
+        SizeBytes = gauge("ocfs2_mount_size_bytes", "Filesystem size from statfs."),
+        AvailBytes = gauge(
+            "ocfs2_mount_avail_bytes",
+            "Bytes available to unprivileged users from statfs.",
+        ),
+        Expected = gauge(
+            "ocfs2_mount_expected",
+            "1 when the mount point is configured to be mounted (fstab or config).",
+        ),
+        Missing = gauge("ocfs2_mount_missing", "1 when expected but not mounted."),
+        DeviceMissing = gauge(
+            "ocfs2_mount_device_missing",
+            "1 when the mounted source device no longer exists on the host (stale mount).",
+        ),
+        PointDeleted = gauge(
+            "ocfs2_mount_point_deleted",
+            "1 when the mount point directory was deleted under the mount (stale mount).",
+        ),
+        UnstableDeviceName = gauge(
+            "ocfs2_mount_unstable_device_name",
+            "1 when the configured source is a kernel name (/dev/sdX, /dev/dm-N) that can differ between nodes.",
+        ),
+        MountinfoEntries = gauge(
+            "ocfs2_watchdog_mountinfo_entries",
+            "Entries in the host mount table at the last read.",
+        ),
+        MountinfoInvalidLines = gauge(
+            "ocfs2_watchdog_mountinfo_invalid_lines",
+            "Mount table lines that could not be parsed at the last read.",
+        ),
+        MountinfoReadSeconds = gauge(
+            "ocfs2_watchdog_mountinfo_read_seconds",
+            "How long reading and parsing the mount table took.",
+        ),
+        FstabInvalidLines = gauge(
+            "ocfs2_watchdog_fstab_invalid_lines",
+            "fstab lines that could not be parsed at the last read.",
+        ),
+        MountinfoReads = counter(
+            "ocfs2_watchdog_mountinfo_reads",
+            "Reads of the host mount table; it is re-read only when the kernel reports a change (or table_max_age passed).",
+        ),
+        MountinfoChangeDetection = gauge(
+            "ocfs2_watchdog_mountinfo_change_detection",
+            "1 when the mount table is polled for changes, 0 when it is read on every tick (not on procfs).",
+        ),
+        MountPointsExcluded = gauge(
+            "ocfs2_watchdog_mount_points_excluded",
+            "Watched mount points without per-mount-point series (mounts.mount_points_exclude, no problem, not expected).",
+        ),
+        FilesystemMountPoints = gauge(
+            "ocfs2_filesystem_mount_points",
+            "Mount points showing this filesystem (binds included, excluded paths too).",
+        ),
+        FilesystemStacked = gauge(
+            "ocfs2_filesystem_mount_points_stacked",
+            "Mount points of this filesystem with more than one layer.",
+        ),
+        FilesystemStuck = gauge(
+            "ocfs2_filesystem_mount_points_stuck",
+            "Mount points of this filesystem whose stat/statfs probe is stuck.",
+        ),
+    }
+}
 
 pub(super) fn families(facts: &MountFacts) -> Vec<Family> {
-    let mut info = Family::gauge(
-        "ocfs2_mount_info",
-        "One per mounted watched volume (topmost layer of a watched type).",
-    );
-    let mut stacked = Family::gauge(
-        "ocfs2_mount_stacked",
-        "Layers stacked on this mount point (1 is healthy, 0 not mounted).",
-    );
-    let mut duplicates = Family::gauge(
-        "ocfs2_mount_duplicate_layers",
-        "Layers identical to the layer below them (same device, root, per-mount flags and propagation type): safe to unstack.",
-    );
-    let mut shadowed = Family::gauge(
-        "ocfs2_mount_shadowed",
-        "1 when a different filesystem (or another root) is stacked on this mount point.",
-    );
-    let mut readonly = Family::gauge(
-        "ocfs2_mount_readonly",
-        "1 when the superblock is read-only (error remount) or mounted ro.",
-    );
-    let mut error_readonly = Family::gauge(
-        "ocfs2_mount_error_readonly",
-        "1 when the filesystem went read-only under a read-write mount (OCFS2 errors=remount-ro).",
-    );
-    let mut stuck = Family::gauge(
-        "ocfs2_mount_stuck",
-        "1 when the stat/statfs probe missed its deadline and has not returned.",
-    );
-    let mut reachable = Family::gauge(
-        "ocfs2_mount_reachable",
-        "1 when the last probe answered and the path shows the mounted filesystem.",
-    );
-    let mut probe_seconds = Family::gauge(
-        "ocfs2_mount_probe_duration_seconds",
-        "How long the last stat/statfs probe took (so far, when stuck).",
-    );
-    let mut size = Family::gauge("ocfs2_mount_size_bytes", "Filesystem size from statfs.");
-    let mut avail = Family::gauge(
-        "ocfs2_mount_avail_bytes",
-        "Bytes available to unprivileged users from statfs.",
-    );
-    let mut expected = Family::gauge(
-        "ocfs2_mount_expected",
-        "1 when the mount point is configured to be mounted (fstab or config).",
-    );
-    let mut missing = Family::gauge("ocfs2_mount_missing", "1 when expected but not mounted.");
-    let mut device_missing = Family::gauge(
-        "ocfs2_mount_device_missing",
-        "1 when the mounted source device no longer exists on the host (stale mount).",
-    );
-    let mut point_deleted = Family::gauge(
-        "ocfs2_mount_point_deleted",
-        "1 when the mount point directory was deleted under the mount (stale mount).",
-    );
-    let mut unstable = Family::gauge(
-        "ocfs2_mount_unstable_device_name",
-        "1 when the configured source is a kernel name (/dev/sdX, /dev/dm-N) that can differ between nodes.",
-    );
+    use MountFamily as F;
+    let mut f = Families::<MountFamily>::new();
     for mount in facts.mounts.iter().filter(|m| m.detailed) {
         let mp = [("mountpoint", mount.mountpoint.as_str())];
         if let Some(top) = &mount.top {
-            info.push(
+            f[F::Info].push(
                 &[
                     ("mountpoint", &mount.mountpoint),
                     ("device", &top.source),
@@ -84,89 +132,54 @@ pub(super) fn families(facts: &MountFacts) -> Vec<Family> {
                 ],
                 1.0,
             );
-            readonly.push(&mp, bool_value(mount.readonly));
-            error_readonly.push(&mp, bool_value(mount.error_readonly));
-            stuck.push(&mp, bool_value(mount.probe.stuck));
-            reachable.push(&mp, bool_value(mount.probe.reachable));
-            duplicates.push(&mp, mount.duplicate_layers as f64);
-            shadowed.push(&mp, bool_value(mount.shadowed));
-            device_missing.push(&mp, bool_value(mount.device_missing));
-            point_deleted.push(&mp, bool_value(mount.mountpoint_deleted));
+            for (family, flag) in [
+                (F::Readonly, mount.readonly),
+                (F::ErrorReadonly, mount.error_readonly),
+                (F::Stuck, mount.probe.stuck),
+                (F::Reachable, mount.probe.reachable),
+                (F::Shadowed, mount.shadowed),
+                (F::DeviceMissing, mount.device_missing),
+                (F::PointDeleted, mount.mountpoint_deleted),
+            ] {
+                f[family].push(&mp, bool_value(flag));
+            }
+            f[F::DuplicateLayers].push(&mp, mount.duplicate_layers as f64);
             if let Some(seconds) = mount.probe.duration_seconds {
-                probe_seconds.push(&mp, seconds);
+                f[F::ProbeSeconds].push(&mp, seconds);
             }
             if let (Some(s), Some(a)) = (mount.probe.size_bytes, mount.probe.avail_bytes) {
-                size.push(&mp, s);
-                avail.push(&mp, a);
+                f[F::SizeBytes].push(&mp, s);
+                f[F::AvailBytes].push(&mp, a);
             }
         }
-        stacked.push(&mp, mount.stacked as f64);
-        expected.push(&mp, bool_value(mount.expected.is_some()));
-        missing.push(&mp, bool_value(mount.is_missing()));
+        f[F::Stacked].push(&mp, mount.stacked as f64);
+        f[F::Expected].push(&mp, bool_value(mount.expected.is_some()));
+        f[F::Missing].push(&mp, bool_value(mount.is_missing()));
         if let Some(flag) = mount.unstable_device_name {
-            unstable.push(&mp, bool_value(flag));
+            f[F::UnstableDeviceName].push(&mp, bool_value(flag));
         }
     }
-    let mut all = vec![
-        info,
-        stacked,
-        duplicates,
-        shadowed,
-        readonly,
-        error_readonly,
-        stuck,
-        reachable,
-        probe_seconds,
-        size,
-        avail,
-        expected,
-        missing,
-        device_missing,
-        point_deleted,
-        unstable,
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_entries",
-            "Entries in the host mount table at the last read.",
-        )
-        .with(&[], facts.table_entries as f64),
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_invalid_lines",
-            "Mount table lines that could not be parsed at the last read.",
-        )
-        .with(&[], facts.invalid_lines as f64),
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_read_seconds",
-            "How long reading and parsing the mount table took.",
-        )
-        .with(&[], facts.read_seconds),
-        Family::gauge(
-            "ocfs2_watchdog_fstab_invalid_lines",
-            "fstab lines that could not be parsed at the last read.",
-        )
-        .with(&[], facts.fstab_invalid_lines as f64),
-        Family::counter(
-            "ocfs2_watchdog_mountinfo_reads",
-            "Reads of the host mount table; it is re-read only when the kernel reports a change (or table_max_age passed).",
-        )
-        .with(&[], facts.table_reads as f64),
-        Family::gauge(
-            "ocfs2_watchdog_mountinfo_change_detection",
-            "1 when the mount table is polled for changes, 0 when it is read on every tick (not on procfs).",
-        )
-        .with(&[], bool_value(facts.change_detection)),
-        Family::gauge(
-            "ocfs2_watchdog_mount_points_excluded",
-            "Watched mount points without per-mount-point series (mounts.mount_points_exclude, no problem, not expected).",
-        )
-        .with(&[], facts.excluded as f64),
-    ];
-    all.extend(per_filesystem(facts));
-    all
+    for (family, value) in [
+        (F::MountinfoEntries, facts.table_entries as f64),
+        (F::MountinfoInvalidLines, facts.invalid_lines as f64),
+        (F::MountinfoReadSeconds, facts.read_seconds),
+        (F::FstabInvalidLines, facts.fstab_invalid_lines as f64),
+        (F::MountinfoReads, facts.table_reads as f64),
+        (
+            F::MountinfoChangeDetection,
+            bool_value(facts.change_detection),
+        ),
+        (F::MountPointsExcluded, facts.excluded as f64),
+    ] {
+        f[family].push(&[], value);
+    }
+    per_filesystem(facts, &mut f);
+    f.into_vec()
 }
 
 /// One series set per mounted filesystem, whatever the number of paths it
 /// is bound to: what stays bounded on a container host.
-fn per_filesystem(facts: &MountFacts) -> Vec<Family> {
+fn per_filesystem(facts: &MountFacts, f: &mut Families<MountFamily>) {
     #[derive(Default)]
     struct Counts {
         points: usize,
@@ -188,29 +201,16 @@ fn per_filesystem(facts: &MountFacts) -> Vec<Family> {
         counts.stacked += usize::from(mount.stacked > 1);
         counts.stuck += usize::from(mount.probe.stuck);
     }
-    let mut points = Family::gauge(
-        "ocfs2_filesystem_mount_points",
-        "Mount points showing this filesystem (binds included, excluded paths too).",
-    );
-    let mut stacked = Family::gauge(
-        "ocfs2_filesystem_mount_points_stacked",
-        "Mount points of this filesystem with more than one layer.",
-    );
-    let mut stuck = Family::gauge(
-        "ocfs2_filesystem_mount_points_stuck",
-        "Mount points of this filesystem whose stat/statfs probe is stuck.",
-    );
     for ((uuid, device, devno), counts) in &by_fs {
         let labels = [
             ("uuid", *uuid),
             ("device", *device),
             ("devno", devno.as_str()),
         ];
-        points.push(&labels, counts.points as f64);
-        stacked.push(&labels, counts.stacked as f64);
-        stuck.push(&labels, counts.stuck as f64);
+        f[MountFamily::FilesystemMountPoints].push(&labels, counts.points as f64);
+        f[MountFamily::FilesystemStacked].push(&labels, counts.stacked as f64);
+        f[MountFamily::FilesystemStuck].push(&labels, counts.stuck as f64);
     }
-    vec![points, stacked, stuck]
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ pub use devices::{is_unstable_device_name, normalize_uuid};
 use mountinfo::{MountEntry, MountTable};
 
 use super::{CollectError, Collector, Context};
+use crate::collector::{Facts, Section};
 use crate::probe::ProbeState;
-use crate::snapshot::{Facts, Section};
 
 pub struct Mounts;
 

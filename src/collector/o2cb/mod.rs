@@ -13,6 +13,7 @@
 
 pub mod cluster_conf;
 pub mod drift;
+mod families;
 pub mod sysconfig;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::configfs::{self, ClusterConfig};
 use super::mounts::fstab::parse_fstab;
 use super::{read_optional, CollectError, Collector, Context};
-use crate::metrics::{bool_value, Family};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
 use cluster_conf::ClusterConf;
 use drift::{DriftInput, Mismatch};
 use sysconfig::{ParseIssue, Sysconfig};
@@ -147,7 +147,7 @@ impl Collector for O2cb {
         };
         log_changes(&facts, previous_facts(previous));
         Ok(Section {
-            families: families(&facts),
+            families: families::families(&facts),
             facts: Facts::O2cb(Arc::new(facts)),
             absent: None,
         })
@@ -283,163 +283,4 @@ fn log_changes(facts: &O2cbFacts, previous: Option<&O2cbFacts>) {
             tracing::warn!(setting = mismatch.setting, detail = %mismatch.detail, "o2cb configuration differs from the running cluster.");
         }
     }
-}
-
-fn families(facts: &O2cbFacts) -> Vec<Family> {
-    let label = facts.cluster_name.as_str();
-    let cl = [("o2cb_cluster", label)];
-    let mut out = vec![Family::gauge(
-        "ocfs2_o2cb_cluster_online",
-        "1 when the cluster is registered in configfs and heartbeat is usable (as `o2cb cluster-status`).",
-    )
-    .with(&cl, bool_value(facts.online))];
-
-    let mut mismatch = Family::gauge(
-        "ocfs2_o2cb_config_mismatch",
-        "1 when the configured value (sysconfig / cluster.conf / hostname) differs from the running kernel's.",
-    );
-    for m in &facts.mismatches {
-        mismatch.push(
-            &[("o2cb_cluster", label), ("setting", m.setting)],
-            bool_value(m.mismatch),
-        );
-    }
-    out.push(mismatch);
-    let mut parse_errors = Family::gauge(
-        "ocfs2_o2cb_config_parse_errors",
-        "Lines of the o2cb configuration file that could not be used at the last read (0 = unreadable file).",
-    );
-    for (file, issues) in &facts.files {
-        parse_errors.push(
-            &[("file", &file.display().to_string())],
-            issues.len() as f64,
-        );
-    }
-    out.push(parse_errors);
-
-    if let Some(cluster) = &facts.cluster {
-        out.extend(cluster_families(cluster));
-    }
-    out
-}
-
-fn cluster_families(cluster: &ClusterConfig) -> Vec<Family> {
-    let cl = [("o2cb_cluster", cluster.name.as_str())];
-    let mut out = Vec::new();
-    let mut gauge = |name, help, value: Option<f64>| {
-        if let Some(value) = value {
-            out.push(Family::gauge(name, help).with(&cl, value));
-        }
-    };
-    gauge(
-        "ocfs2_o2cb_heartbeat_dead_threshold",
-        "configfs heartbeat/dead_threshold: unchanged 2 s samples before a peer is declared dead.",
-        cluster.dead_threshold.map(f64::from),
-    );
-    gauge(
-        "ocfs2_o2cb_heartbeat_timeout_seconds",
-        "Self-fence write timeout, 2 x (dead_threshold - 1).",
-        cluster.heartbeat_timeout_seconds().map(f64::from),
-    );
-    gauge(
-        "ocfs2_o2cb_idle_timeout_seconds",
-        "configfs idle_timeout_ms / 1000: o2net declares a silent peer connection idle after this.",
-        cluster.idle_timeout_ms.map(|ms| f64::from(ms) / 1000.0),
-    );
-    gauge(
-        "ocfs2_o2cb_keepalive_delay_seconds",
-        "configfs keepalive_delay_ms / 1000.",
-        cluster.keepalive_delay_ms.map(|ms| f64::from(ms) / 1000.0),
-    );
-    gauge(
-        "ocfs2_o2cb_reconnect_delay_seconds",
-        "configfs reconnect_delay_ms / 1000.",
-        cluster.reconnect_delay_ms.map(|ms| f64::from(ms) / 1000.0),
-    );
-    gauge(
-        "ocfs2_o2cb_configfs_unreadable_attributes",
-        "configfs attributes that were missing, unreadable or garbage at the last read.",
-        Some(cluster.degraded.len() as f64),
-    );
-    let mode = cluster.heartbeat_mode.map_or("unknown", |m| m.as_str());
-    let fence = cluster.fence_method.as_deref().unwrap_or("unknown");
-    out.push(
-        Family::gauge(
-            "ocfs2_o2cb_info",
-            "Always 1: the cluster's heartbeat mode and fence method.",
-        )
-        .with(
-            &[
-                ("o2cb_cluster", cluster.name.as_str()),
-                ("heartbeat_mode", mode),
-                ("fence_method", fence),
-            ],
-            1.0,
-        ),
-    );
-    let mut nodes = Family::gauge(
-        "ocfs2_o2cb_node_info",
-        "One per node configured in configfs.",
-    );
-    for node in &cluster.nodes {
-        let num = node.num.map(|n| n.to_string()).unwrap_or_default();
-        let address = match (node.address, node.port) {
-            (Some(a), Some(p)) => format!("{a}:{p}"),
-            (Some(a), None) => a.to_string(),
-            _ => String::new(),
-        };
-        let local = node.local.map_or("", |l| if l { "1" } else { "0" });
-        nodes.push(
-            &[
-                ("o2cb_cluster", cluster.name.as_str()),
-                ("node_name", node.name.as_str()),
-                ("node_num", num.as_str()),
-                ("address", address.as_str()),
-                ("local", local),
-            ],
-            1.0,
-        );
-    }
-    out.push(nodes);
-    out.extend(region_families(cluster));
-    out
-}
-
-fn region_families(cluster: &ClusterConfig) -> Vec<Family> {
-    let mut info = Family::gauge(
-        "ocfs2_o2cb_region_info",
-        "One per heartbeat region in configfs, with its device (empty until heartbeat starts).",
-    );
-    let mut start = Family::gauge(
-        "ocfs2_o2cb_region_start_block",
-        "First heartbeat slot of the region, in block_bytes units.",
-    );
-    let mut block_bytes = Family::gauge(
-        "ocfs2_o2cb_region_block_bytes",
-        "Heartbeat slot size (the device's logical block size).",
-    );
-    let mut blocks = Family::gauge("ocfs2_o2cb_region_blocks", "Heartbeat slots in the region.");
-    let mut running = Family::gauge(
-        "ocfs2_o2cb_region_heartbeat_running",
-        "1 when the region's o2hb kernel thread exists (configfs pid is set).",
-    );
-    for region in &cluster.regions {
-        let device = region.device_path().unwrap_or_default();
-        let labels = [
-            ("o2cb_cluster", cluster.name.as_str()),
-            ("hb_region", region.uuid.as_str()),
-        ];
-        info.push(&[labels[0], labels[1], ("device", device.as_str())], 1.0);
-        if let Some(v) = region.start_block {
-            start.push(&labels, v as f64);
-        }
-        if let Some(v) = region.block_bytes {
-            block_bytes.push(&labels, f64::from(v));
-        }
-        if let Some(v) = region.blocks {
-            blocks.push(&labels, f64::from(v));
-        }
-        running.push(&labels, bool_value(region.pid.is_some()));
-    }
-    vec![info, start, block_bytes, blocks, running]
 }

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::mounts::mountinfo::MountEntry;
 use super::{CollectError, Collector, Context};
-use crate::snapshot::{Facts, Section};
+use crate::collector::{Facts, Section};
 
 pub struct Iscsi;
 
