@@ -15,8 +15,56 @@
 
 use std::path::PathBuf;
 
-use super::{command, identity, ActionError, Checked, HostActions};
+use super::{
+    command, identity, not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim,
+};
 use crate::collector::storage::topology::block_name;
+
+/// Stops `Plan::KillLeakedHeartbeat`'s heartbeat region.
+pub struct KillLeakedHeartbeat;
+
+impl Action for KillLeakedHeartbeat {
+    fn name(&self) -> &'static str {
+        "kill_leaked_heartbeat"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return Err(not_mine(self, plan).to_string());
+        };
+        check_leaked_region(host, uuid)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        kill_heartbeat(host, uuid)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![format!("region:{uuid}")]).on_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
 
 fn region_dirs(host: &HostActions, uuid: &str) -> Vec<PathBuf> {
     let Ok(clusters) = std::fs::read_dir(host.paths.sys("kernel/config/cluster")) else {

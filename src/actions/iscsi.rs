@@ -19,12 +19,58 @@
 
 use std::collections::BTreeSet;
 
-use super::{command, ActionError, Checked, HostActions};
+use super::{command, not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim};
 use crate::collector::mounts::mountinfo::parse_mountinfo;
 use crate::collector::storage::iscsi::session_disks;
 use crate::collector::storage::multipath::{parse_dmsetup_status, MapStatus};
 use crate::collector::storage::sysfs::{attr, list_dir, real_dir};
 use crate::collector::storage::topology::{block_name, walk};
+
+/// Logs `Plan::IscsiRelogin`'s session out and in again.
+pub struct IscsiRelogin;
+
+impl Action for IscsiRelogin {
+    fn name(&self) -> &'static str {
+        "iscsi_relogin"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::IscsiRelogin { session, .. } = plan else {
+            return Err(not_mine(self, plan).to_string());
+        };
+        check_session(host, session)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::IscsiRelogin { target, portal, .. } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        relogin(host, target, portal)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::IscsiRelogin { session, .. } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![format!("session:{session}")])
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
 
 pub fn check_session(host: &HostActions, session: &str) -> Checked {
     let dir = host.paths.sys(format!("class/iscsi_session/{session}"));

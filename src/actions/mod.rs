@@ -13,6 +13,7 @@
 //! helper process in PID 1's mount namespace (`helper.rs`).
 
 pub mod audit;
+pub mod claim;
 pub mod command;
 pub mod heartbeat;
 pub mod helper;
@@ -34,29 +35,58 @@ use serde::{Deserialize, Serialize};
 use crate::collector::o2cb::StackTimeouts;
 use crate::host::HostPaths;
 use crate::rules::config::Mode;
+pub use claim::VolumeClaim;
 pub use restore::{RestoreHow, RestoreMount};
 
-/// The fixed set of actions (`action` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Remount,
-    Unstack,
-    RestartO2cb,
-    IscsiRelogin,
-    KillLeakedHeartbeat,
+/// One remediation action: how it re-checks its plan on the host, acts, and
+/// what the engine's guards need to know about it. Unit structs in the
+/// action's own file, registered in `ACTIONS`; `Plan::action` finds a
+/// plan's action.
+pub trait Action: Sync {
+    /// The `action` label, and the `action` tag of its `Plan` kind.
+    fn name(&self) -> &'static str;
+    /// Re-reads the one fact the plan depends on: what will be done, or why
+    /// the plan no longer applies.
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked;
+    /// Acts (after `check` passed).
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError>;
+    /// The volumes the plan works on, locked while it runs.
+    fn claim(&self, plan: &Plan) -> VolumeClaim;
+    /// Takes something away from running workloads: at most one such
+    /// action per tick, so the next snapshot shows its effect first.
+    fn disruptive(&self) -> bool;
+    /// Takes volumes away or disturbs other nodes: held by the storm brake
+    /// on missing evidence, unhealthy nodes and the hold-down.
+    fn destructive(&self) -> bool;
+    /// Unmounts or restarts the stack: held during a network partition.
+    fn held_by_partition(&self) -> bool;
+    /// Mount points the plan takes down (`None`: it unmounts nothing): a
+    /// stuck probe on one of them, or no fresh mount table, holds it.
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>>;
 }
 
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Remount => "remount",
-            Action::Unstack => "unstack",
-            Action::RestartO2cb => "restart_o2cb",
-            Action::IscsiRelogin => "iscsi_relogin",
-            Action::KillLeakedHeartbeat => "kill_leaked_heartbeat",
-        }
-    }
+/// Every action, one entry per `Plan` kind.
+pub static ACTIONS: &[&dyn Action] = &[
+    &remount::Remount,
+    &unstack::Unstack,
+    &o2cb::RestartO2cb,
+    &iscsi::IscsiRelogin,
+    &heartbeat::KillLeakedHeartbeat,
+];
+
+/// The action registered under `name` (an audited `action` field).
+pub fn action_named(name: &str) -> Option<&'static dyn Action> {
+    ACTIONS.iter().copied().find(|a| a.name() == name)
+}
+
+/// What an action answers when handed another action's plan: the engine
+/// never does (`Plan::action`), so refuse rather than guess.
+pub(crate) fn not_mine(action: &dyn Action, plan: &Plan) -> ActionError {
+    ActionError::Failed(format!(
+        "the {} action was handed a {} plan",
+        action.name(),
+        plan.action().name()
+    ))
 }
 
 /// A mount the daemon may (re)create; host paths.
@@ -107,13 +137,14 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub fn action(&self) -> Action {
+    /// The action that runs this plan.
+    pub fn action(&self) -> &'static dyn Action {
         match self {
-            Plan::Remount(_) => Action::Remount,
-            Plan::Unstack { .. } => Action::Unstack,
-            Plan::RestartO2cb { .. } => Action::RestartO2cb,
-            Plan::IscsiRelogin { .. } => Action::IscsiRelogin,
-            Plan::KillLeakedHeartbeat { .. } => Action::KillLeakedHeartbeat,
+            Plan::Remount(_) => &remount::Remount,
+            Plan::Unstack { .. } => &unstack::Unstack,
+            Plan::RestartO2cb { .. } => &o2cb::RestartO2cb,
+            Plan::IscsiRelogin { .. } => &iscsi::IscsiRelogin,
+            Plan::KillLeakedHeartbeat { .. } => &heartbeat::KillLeakedHeartbeat,
         }
     }
 }
@@ -197,33 +228,11 @@ impl HostActions {
 
     /// Re-reads the one fact the plan depends on.
     pub fn check(&self, plan: &Plan) -> Checked {
-        match plan {
-            Plan::Remount(spec) => remount::check(self, spec).map(|p| p.describe()),
-            Plan::Unstack { mountpoint } => unstack::check(self, mountpoint),
-            Plan::RestartO2cb {
-                volumes,
-                stop_services,
-                ..
-            } => o2cb::check(self, volumes, stop_services).map(|r| r.describe()),
-            Plan::IscsiRelogin { session, .. } => iscsi::check_session(self, session),
-            Plan::KillLeakedHeartbeat { uuid } => heartbeat::check_leaked_region(self, uuid),
-        }
+        plan.action().check(self, plan)
     }
 
     fn act(&self, plan: &Plan) -> Outcome {
-        let result = match plan {
-            Plan::Remount(spec) => remount::run(self, spec),
-            Plan::Unstack { mountpoint } => unstack::run(self, mountpoint),
-            Plan::RestartO2cb {
-                cluster,
-                volumes,
-                stop_services,
-                timeouts,
-            } => o2cb::run(self, cluster, volumes, stop_services, *timeouts),
-            Plan::IscsiRelogin { target, portal, .. } => iscsi::relogin(self, target, portal),
-            Plan::KillLeakedHeartbeat { uuid } => heartbeat::kill_heartbeat(self, uuid),
-        };
-        match result {
+        match plan.action().run(self, plan) {
             Ok(done) => Outcome::Success(done),
             Err(ActionError::PreconditionChanged(why)) => Outcome::PreconditionChanged(why),
             Err(ActionError::Failed(why)) => Outcome::Failed(why),
@@ -276,5 +285,82 @@ pub fn executor_for(mode: Mode, host: HostActions) -> Box<dyn Executor> {
     match mode {
         Mode::Enforce => Box::new(RealExecutor(host)),
         Mode::DryRun => Box::new(DryRunExecutor(host)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One plan of every kind.
+    fn one_plan_of_each_kind() -> Vec<Plan> {
+        vec![
+            Plan::Remount(MountSpec::default()),
+            Plan::Unstack {
+                mountpoint: "/srv/a".into(),
+            },
+            Plan::RestartO2cb {
+                cluster: "c".into(),
+                volumes: Vec::new(),
+                stop_services: Vec::new(),
+                timeouts: None,
+            },
+            Plan::IscsiRelogin {
+                session: "session1".into(),
+                target: "t".into(),
+                portal: "p".into(),
+            },
+            Plan::KillLeakedHeartbeat { uuid: "AB".into() },
+        ]
+    }
+
+    /// Does not compile when a `Plan` kind is added without a plan above.
+    fn _every_kind_is_listed_above(plan: &Plan) {
+        match plan {
+            Plan::Remount(_)
+            | Plan::Unstack { .. }
+            | Plan::RestartO2cb { .. }
+            | Plan::IscsiRelogin { .. }
+            | Plan::KillLeakedHeartbeat { .. } => {}
+        }
+    }
+
+    #[test]
+    fn every_plan_kind_has_exactly_one_action_in_the_list() {
+        let plans = one_plan_of_each_kind();
+        assert_eq!(ACTIONS.len(), plans.len(), "one action per plan kind");
+        for plan in &plans {
+            let action = plan.action();
+            let listed = ACTIONS.iter().filter(|a| a.name() == action.name()).count();
+            assert_eq!(listed, 1, "{} listed {listed} times", action.name());
+            // The serialized plan (helper requests) carries the same name.
+            let json = serde_json::to_value(plan).unwrap();
+            assert_eq!(json["action"], action.name());
+        }
+    }
+
+    #[test]
+    fn an_action_refuses_another_actions_plan() {
+        let host = HostActions {
+            paths: HostPaths::default(),
+            timeout: Duration::from_secs(1),
+            command_prefix: Vec::new(),
+            steps: None,
+        };
+        let plans = one_plan_of_each_kind();
+        for action in ACTIONS {
+            for plan in plans.iter().filter(|p| p.action().name() != action.name()) {
+                let why = action.check(&host, plan).unwrap_err();
+                assert!(why.contains("was handed a"), "{why}");
+                assert!(matches!(
+                    action.run(&host, plan),
+                    Err(ActionError::Failed(why)) if why.contains("was handed a")
+                ));
+                assert!(action
+                    .claim(plan)
+                    .conflicts(&VolumeClaim::keys(Vec::new()).on_stack()));
+                assert_eq!(action.takes_down(plan), None);
+            }
+        }
     }
 }

@@ -28,12 +28,92 @@ use super::audit::{AuditOutcome, AuditRecord, Phase};
 use super::o2cb_stack::{self, ServiceManager};
 use super::openfiles::{self, Device, HolderQuery};
 use super::restore::{self, RestoreMount};
-use super::{command, ActionError, HostActions};
+use super::{
+    command, not_mine, Action, ActionError, Checked, HostActions, Plan, RestoreHow, VolumeClaim,
+};
 use crate::collector::o2cb::StackTimeouts;
 
 /// The rule that plans this action (for the undo journal's audit lines).
 const RULE: &str = "o2cb_down";
 const HOLDERS_SHOWN: usize = 5;
+
+/// Restarts `Plan::RestartO2cb`'s cluster stack, taking its volumes down
+/// and restoring them.
+pub struct RestartO2cb;
+
+impl Action for RestartO2cb {
+    fn name(&self) -> &'static str {
+        "restart_o2cb"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::RestartO2cb {
+            volumes,
+            stop_services,
+            ..
+        } = plan
+        else {
+            return Err(not_mine(self, plan).to_string());
+        };
+        check(host, volumes, stop_services).map(|ready| ready.describe())
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::RestartO2cb {
+            cluster,
+            volumes,
+            stop_services,
+            timeouts,
+        } = plan
+        else {
+            return Err(not_mine(self, plan));
+        };
+        run(host, cluster, volumes, stop_services, *timeouts)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::RestartO2cb {
+            cluster, volumes, ..
+        } = plan
+        else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        let keys = std::iter::once(format!("cluster:{cluster}"))
+            .chain(volumes.iter().flat_map(|v| {
+                let source = match &v.how {
+                    RestoreHow::Device { source, .. } => source.clone(),
+                    RestoreHow::Bind { from } => from.clone(),
+                };
+                [
+                    VolumeClaim::mount(&v.mountpoint),
+                    format!("source:{source}"),
+                ]
+            }))
+            .collect();
+        VolumeClaim::keys(keys).whole_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        true
+    }
+
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
+        match plan {
+            Plan::RestartO2cb { volumes, .. } => {
+                Some(volumes.iter().map(|v| v.mountpoint.as_str()).collect())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A restart that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +315,7 @@ impl Transaction<'_> {
             time: AuditRecord::now(),
             rule: RULE.to_string(),
             target: self.cluster.to_string(),
-            action: super::Action::RestartO2cb.as_str().to_string(),
+            action: RestartO2cb.name().to_string(),
             mode: String::new(),
             phase: Phase::Undo,
             outcome: if result.is_ok() {

@@ -16,8 +16,66 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{command, identity, ActionError, HostActions, MountSpec};
+use super::{
+    command, identity, not_mine, Action, ActionError, Checked, HostActions, MountSpec, Plan,
+    VolumeClaim,
+};
 use crate::host::resolve_in_root;
+
+/// Mounts `Plan::Remount`'s filesystem again.
+pub struct Remount;
+
+impl Action for Remount {
+    fn name(&self) -> &'static str {
+        "remount"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::Remount(spec) = plan else {
+            return Err(not_mine(self, plan).to_string());
+        };
+        check(host, spec).map(|ready| ready.describe())
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::Remount(spec) = plan else {
+            return Err(not_mine(self, plan));
+        };
+        run(host, spec)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::Remount(spec) = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        let claim = VolumeClaim::keys(vec![
+            VolumeClaim::mount(&spec.mountpoint),
+            format!("source:{}", spec.source),
+        ]);
+        if spec.fstype == "ocfs2" {
+            claim.on_stack()
+        } else {
+            claim
+        }
+    }
+
+    fn disruptive(&self) -> bool {
+        false
+    }
+
+    /// Mounting takes nothing away.
+    fn destructive(&self) -> bool {
+        false
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
 
 /// A remount that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,9 +20,58 @@ use std::time::Instant;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{ActionError, Checked, HostActions};
+use super::{not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim};
 use crate::collector::mounts::mountinfo::{parse_mountinfo, MountEntry, MountTable};
 use crate::collector::mounts::stack::{duplicate_layer, TableIndex};
+
+/// Pops duplicate layers off `Plan::Unstack`'s mount point.
+pub struct Unstack;
+
+impl Action for Unstack {
+    fn name(&self) -> &'static str {
+        "unstack"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::Unstack { mountpoint } = plan else {
+            return Err(not_mine(self, plan).to_string());
+        };
+        check(host, mountpoint)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::Unstack { mountpoint } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        run(host, mountpoint)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::Unstack { mountpoint } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![VolumeClaim::mount(mountpoint)]).on_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        false
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        true
+    }
+
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
+        match plan {
+            Plan::Unstack { mountpoint } => Some(vec![mountpoint.as_str()]),
+            _ => None,
+        }
+    }
+}
 
 /// Layers popped between two re-reads of the mount table.
 const BATCH: usize = 512;
