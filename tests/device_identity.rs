@@ -76,6 +76,7 @@ impl Tree {
             timeout: Duration::from_secs(1),
             command_prefix: Vec::new(),
             steps: None,
+            unstack_ignore: Default::default(),
         }
     }
 
@@ -350,6 +351,7 @@ fn real_ocfs2_volumes_on_loop_devices() {
         timeout: Duration::from_secs(10),
         command_prefix: Vec::new(),
         steps: None,
+        unstack_ignore: Default::default(),
     });
     let uuid_a = blkid_uuid(&devices[0]);
     let plan = |source: String, uuid: Option<&str>, allow: bool| {

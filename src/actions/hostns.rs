@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::helper::{namespace_of, HelperReply, HelperRequest, HELPER_SUBCOMMAND};
+use super::unstack::UnstackIgnore;
 use super::{command, executor_for, Executor, HostActions, Outcome, Plan};
 use crate::host::HostPaths;
 use crate::rules::config::{Mode, RemediationConfig};
@@ -108,6 +109,7 @@ impl HostNamespace {
             action_timeout_ms: 10_000,
             budget_ms: 10_000,
             command_prefix: Vec::new(),
+            unstack_ignore: Vec::new(),
         };
         let reply = host
             .run(&probe, Duration::from_secs(10))
@@ -231,6 +233,7 @@ pub struct HostNamespaceExecutor {
     mode: Mode,
     action_timeout: Duration,
     command_prefix: Vec<String>,
+    unstack_ignore: UnstackIgnore,
 }
 
 impl HostNamespaceExecutor {
@@ -240,7 +243,14 @@ impl HostNamespaceExecutor {
             mode: config.mode,
             action_timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
+            unstack_ignore: UnstackIgnore::default(),
         }
+    }
+
+    /// The helper refuses to unstack what `ignore` matches when it acts.
+    pub fn with_unstack_ignore(mut self, ignore: UnstackIgnore) -> Self {
+        self.unstack_ignore = ignore;
+        self
     }
 }
 
@@ -264,6 +274,7 @@ impl Executor for HostNamespaceExecutor {
             action_timeout_ms: millis(self.action_timeout),
             budget_ms: millis(budget),
             command_prefix: self.command_prefix.clone(),
+            unstack_ignore: self.unstack_ignore.patterns(),
         };
         match self.host.run(&request, budget) {
             Ok(reply) if reply.mount_namespace != self.host.id() => Outcome::Failed(format!(
@@ -337,9 +348,11 @@ pub fn executor_for_host(
     paths: &HostPaths,
     config: &RemediationConfig,
     steps: Option<super::audit::StepLog>,
+    unstack_ignore: UnstackIgnore,
 ) -> Result<Box<dyn Executor>, Unreachable> {
     let in_process = || {
-        let host = HostActions::new(paths.clone(), config);
+        let host =
+            HostActions::new(paths.clone(), config).with_unstack_ignore(unstack_ignore.clone());
         let host = match steps.clone() {
             Some(log) => host.with_steps(log),
             None => host,
@@ -365,7 +378,9 @@ pub fn executor_for_host(
                 namespace = host.id(),
                 "Actions and their re-checks run in PID 1's mount namespace."
             );
-            Ok(Box::new(HostNamespaceExecutor::new(host, config)))
+            Ok(Box::new(
+                HostNamespaceExecutor::new(host, config).with_unstack_ignore(unstack_ignore),
+            ))
         }
         Err(error) if config.mode == Mode::Enforce => Err(error),
         Err(error) => {

@@ -204,6 +204,8 @@ pub struct HostActions {
     pub command_prefix: Vec<String>,
     /// Where actions audit their own steps (undo); `None` writes none.
     pub steps: Option<audit::StepLog>,
+    /// `[mounts] unstack_ignore` as it stands now (SIGHUP reads it again).
+    pub unstack_ignore: unstack::UnstackIgnore,
 }
 
 /// A precondition re-checked on the host: `Ok(what will be done)` or
@@ -217,7 +219,14 @@ impl HostActions {
             timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
             steps: None,
+            unstack_ignore: unstack::UnstackIgnore::default(),
         }
+    }
+
+    /// Unstack refuses mount points `ignore` matches when it acts.
+    pub fn with_unstack_ignore(mut self, ignore: unstack::UnstackIgnore) -> Self {
+        self.unstack_ignore = ignore;
+        self
     }
 
     /// Audits action steps (the o2cb restart's undo journal) into `log`.
@@ -346,6 +355,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             command_prefix: Vec::new(),
             steps: None,
+            unstack_ignore: unstack::UnstackIgnore::default(),
         };
         let plans = one_plan_of_each_kind();
         for action in ACTIONS {

@@ -4,8 +4,11 @@
 //! below (same device, root, per-mount flags and propagation type,
 //! `stack::duplicate_layer`) is removed, so the last layer, a deliberate
 //! read-only self-bind and any different filesystem shadowing the stack are
-//! never touched. (Mount points matching `[mounts] unstack_ignore` never get
-//! a plan: the `duplicate_mount_layers` rule leaves them out.) `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
+//! never touched. Mount points matching `[mounts] unstack_ignore` never get
+//! a plan (the `duplicate_mount_layers` rule leaves them out), and the action
+//! refuses them once more just before it acts: the list is read again on
+//! SIGHUP, which can come between the decision and the action.
+//! `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
 //! one mount, not recursive). That alone is not enough: an unmount propagates
 //! through the *parent's* peer group (the layer below, still shared), so
@@ -16,6 +19,7 @@
 //! re-read per batch, which keeps 4096 → 1 at about the cost of the syscalls.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -73,6 +77,32 @@ impl Action for Unstack {
     }
 }
 
+/// `[mounts] unstack_ignore` shared between the daemon's SIGHUP handler
+/// and the actions: the patterns in force when the action runs.
+#[derive(Debug, Clone, Default)]
+pub struct UnstackIgnore(Arc<RwLock<Vec<String>>>);
+
+impl UnstackIgnore {
+    pub fn new(patterns: Vec<String>) -> Self {
+        Self(Arc::new(RwLock::new(patterns)))
+    }
+
+    /// Replaces the patterns (a reloaded configuration).
+    pub fn set(&self, patterns: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = patterns;
+    }
+
+    pub fn patterns(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The pattern-matching rule of `[mounts] unstack_ignore`.
+    pub fn matches(&self, mountpoint: &str) -> bool {
+        let patterns = self.0.read().unwrap_or_else(|e| e.into_inner());
+        crate::config::unstack_ignore_matches(&patterns, mountpoint)
+    }
+}
+
 /// Layers popped between two re-reads of the mount table.
 const BATCH: usize = 512;
 
@@ -117,6 +147,7 @@ fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
 }
 
 pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
+    refuse_ignored(host, mountpoint)?;
     let path = local_path(host, mountpoint);
     let stack = stack_at(host, &path)?;
     if stack.duplicates == 0 {
@@ -131,7 +162,18 @@ pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
     ))
 }
 
+/// The operator asked (maybe since the decision) to leave it stacked.
+fn refuse_ignored(host: &HostActions, mountpoint: &str) -> Result<(), String> {
+    if host.unstack_ignore.matches(mountpoint) {
+        return Err(format!(
+            "{mountpoint} matches [mounts] unstack_ignore; left stacked"
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> {
+    refuse_ignored(host, mountpoint).map_err(ActionError::PreconditionChanged)?;
     let path = local_path(host, mountpoint);
     let deadline = Instant::now() + host.timeout;
     let mut popped = 0usize;
