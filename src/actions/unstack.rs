@@ -106,6 +106,26 @@ impl UnstackIgnore {
 /// Layers popped between two re-reads of the mount table.
 const BATCH: usize = 512;
 
+/// Test hook (tests/remediation_daemon.rs): when set to a path, the action
+/// stops after its first batch of pops, creates `<path>.reached` and waits
+/// (up to its deadline) until `<path>` exists, so that a test can kill the
+/// daemon in the middle of the action for certain.
+pub const TEST_BARRIER_ENV: &str = "OCFS2_WATCHDOG_TEST_UNSTACK_BARRIER";
+
+fn wait_at_test_barrier(deadline: Instant) {
+    let Some(barrier) = std::env::var_os(TEST_BARRIER_ENV).map(PathBuf::from) else {
+        return;
+    };
+    let mut reached = barrier.clone().into_os_string();
+    reached.push(".reached");
+    if let Err(error) = std::fs::write(&reached, b"") {
+        tracing::warn!(path = ?reached, error = %error, "Cannot mark the unstack test barrier as reached.");
+    }
+    while !barrier.exists() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The daemon's own mount table (the namespace its syscalls act in).
 pub fn read_own_table(host: &HostActions) -> Result<MountTable, String> {
     let path = host.paths.proc("self/mountinfo");
@@ -177,7 +197,11 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
     let path = local_path(host, mountpoint);
     let deadline = Instant::now() + host.timeout;
     let mut popped = 0usize;
+    let mut at_barrier = true;
     loop {
+        if popped > 0 && std::mem::take(&mut at_barrier) {
+            wait_at_test_barrier(deadline);
+        }
         let stack = stack_at(host, &path).map_err(ActionError::Failed)?;
         if stack.duplicates == 0 {
             if popped == 0 {
