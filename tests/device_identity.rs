@@ -102,7 +102,10 @@ fn spec(source: &str) -> MountSpec {
 fn refused(tree: &Tree, spec: &MountSpec, says: &str) {
     match remount::check(&tree.host(), spec) {
         Ok(ready) => panic!("{} was accepted: {}", spec.source, ready.describe()),
-        Err(why) => assert!(why.contains(says), "{why:?} does not say {says:?}"),
+        Err(why) => assert!(
+            why.to_string().contains(says),
+            "{why} does not say {says:?}"
+        ),
     }
 }
 

@@ -51,6 +51,25 @@ pub enum Unreachable {
     HelperFailed(String),
 }
 
+/// Why one run of the host-namespace helper gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("encoding the request: {0}")]
+    Encode(serde_json::Error),
+    #[error("cannot start the helper in PID 1's mount namespace: {0}")]
+    Start(std::io::Error),
+    #[error(transparent)]
+    Wait(#[from] command::CommandError),
+    #[error("helper exited {}: {stderr}", command::exit_text(*.code))]
+    Exited { code: Option<i32>, stderr: String },
+    #[error("helper answered no readable reply ({error}): {stdout:?}; stderr: {stderr}")]
+    Unreadable {
+        error: serde_json::Error,
+        stdout: String,
+        stderr: String,
+    },
+}
+
 /// Capabilities `setns(CLONE_NEWNS)` needs (capability(7) bit numbers).
 const NEEDED_CAPABILITIES: [(&str, u32); 2] = [("CAP_SYS_ADMIN", 21), ("CAP_SYS_CHROOT", 18)];
 
@@ -113,7 +132,7 @@ impl HostNamespace {
         };
         let reply = host
             .run(&probe, Duration::from_secs(10))
-            .map_err(Unreachable::HelperFailed)?;
+            .map_err(|e| Unreachable::HelperFailed(e.to_string()))?;
         if reply.outcome != "probe" || reply.mount_namespace != host.id {
             return Err(Unreachable::HelperFailed(format!(
                 "the probe ran in {} ({}), not PID 1's {}",
@@ -130,9 +149,12 @@ impl HostNamespace {
 
     /// Runs the helper in PID 1's mount namespace; `Err` when it could not
     /// start, died, overran `budget` or answered something unreadable.
-    pub fn run(&self, request: &HelperRequest, budget: Duration) -> Result<HelperReply, String> {
-        let input =
-            serde_json::to_vec(request).map_err(|e| format!("encoding the request: {e}"))?;
+    pub fn run(
+        &self,
+        request: &HelperRequest,
+        budget: Duration,
+    ) -> Result<HelperReply, HelperError> {
+        let input = serde_json::to_vec(request).map_err(HelperError::Encode)?;
         // The fd, not a path: the daemon's file is not in the host's tree.
         // Resolved after setns, in the host's /proc (hostPID: same pids).
         let program = PathBuf::from(format!("/proc/self/fd/{}", self.exe.as_raw_fd()));
@@ -152,9 +174,7 @@ impl HostNamespace {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the helper in PID 1's mount namespace: {e}"))?;
+        let mut child = cmd.spawn().map_err(HelperError::Start)?;
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that died before reading shows up below as no answer.
             let _ = stdin.write_all(&input);
@@ -171,18 +191,15 @@ impl HostNamespace {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            return Err(format!(
-                "helper exited {}: {stderr_tail}",
-                output
-                    .code
-                    .map_or_else(|| "on a signal".to_string(), |c| c.to_string())
-            ));
+            return Err(HelperError::Exited {
+                code: output.code,
+                stderr: stderr_tail,
+            });
         }
-        serde_json::from_str(output.stdout.trim()).map_err(|e| {
-            format!(
-                "helper answered no readable reply ({e}): {:?}; stderr: {stderr_tail}",
-                tail(&output.stdout)
-            )
+        serde_json::from_str(output.stdout.trim()).map_err(|error| HelperError::Unreadable {
+            error,
+            stdout: tail(&output.stdout),
+            stderr: stderr_tail,
         })
     }
 }

@@ -81,12 +81,11 @@ pub fn action_named(name: &str) -> Option<&'static dyn Action> {
 
 /// What an action answers when handed another action's plan: the engine
 /// never does (`Plan::action`), so refuse rather than guess.
-pub(crate) fn not_mine(action: &dyn Action, plan: &Plan) -> ActionError {
-    ActionError::Failed(format!(
-        "the {} action was handed a {} plan",
-        action.name(),
-        plan.action().name()
-    ))
+pub(crate) fn not_mine(action: &dyn Action, plan: &Plan) -> Cause {
+    Cause::OtherPlan {
+        action: action.name(),
+        plan: plan.action().name(),
+    }
 }
 
 /// A mount the daemon may (re)create; host paths.
@@ -210,7 +209,7 @@ pub struct HostActions {
 
 /// A precondition re-checked on the host: `Ok(what will be done)` or
 /// `Err(why the plan no longer applies)`.
-pub type Checked = Result<String, String>;
+pub type Checked = Result<String, Cause>;
 
 impl HostActions {
     pub fn new(paths: HostPaths, config: &crate::rules::config::RemediationConfig) -> Self {
@@ -243,19 +242,62 @@ impl HostActions {
     fn act(&self, plan: &Plan) -> Outcome {
         match plan.action().run(self, plan) {
             Ok(done) => Outcome::Success(done),
-            Err(ActionError::PreconditionChanged(why)) => Outcome::PreconditionChanged(why),
-            Err(ActionError::Failed(why)) => Outcome::Failed(why),
+            Err(ActionError::PreconditionChanged(why)) => {
+                Outcome::PreconditionChanged(why.to_string())
+            }
+            Err(ActionError::Failed(why)) => Outcome::Failed(why.to_string()),
         }
     }
 }
 
 /// Why an action did not complete.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ActionError {
+    /// The host no longer matches the plan; nothing was done.
     #[error("precondition changed: {0}")]
-    PreconditionChanged(String),
+    PreconditionChanged(Cause),
     #[error("{0}")]
-    Failed(String),
+    Failed(Cause),
+}
+
+/// What stopped an action, by the part of it that found out. Its Display
+/// is the `detail`/`error` text of the audit line.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    #[error(transparent)]
+    Unstack(#[from] unstack::UnstackError),
+    #[error(transparent)]
+    Remount(#[from] remount::RemountError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Stack(#[from] o2cb_stack::StackError),
+    #[error(transparent)]
+    O2cb(#[from] o2cb::O2cbError),
+    #[error(transparent)]
+    Iscsi(#[from] iscsi::IscsiError),
+    #[error(transparent)]
+    Heartbeat(#[from] heartbeat::HeartbeatError),
+    #[error("the {action} action was handed a {plan} plan")]
+    OtherPlan {
+        action: &'static str,
+        plan: &'static str,
+    },
+}
+
+impl ActionError {
+    /// The host changed since the decision: `e` says how.
+    pub fn changed(e: impl Into<Cause>) -> Self {
+        Self::PreconditionChanged(e.into())
+    }
+
+    pub fn failed(e: impl Into<Cause>) -> Self {
+        Self::Failed(e.into())
+    }
 }
 
 pub struct RealExecutor(pub HostActions);
@@ -268,7 +310,7 @@ impl Executor for RealExecutor {
     fn execute(&self, plan: &Plan) -> Outcome {
         match self.0.check(plan) {
             Ok(_) => self.0.act(plan),
-            Err(why) => Outcome::PreconditionChanged(why),
+            Err(why) => Outcome::PreconditionChanged(why.to_string()),
         }
     }
 }
@@ -284,7 +326,7 @@ impl Executor for DryRunExecutor {
     fn execute(&self, plan: &Plan) -> Outcome {
         match self.0.check(plan) {
             Ok(would) => Outcome::DryRun(format!("would {would}")),
-            Err(why) => Outcome::PreconditionChanged(why),
+            Err(why) => Outcome::PreconditionChanged(why.to_string()),
         }
     }
 }
@@ -361,10 +403,11 @@ mod tests {
         for action in ACTIONS {
             for plan in plans.iter().filter(|p| p.action().name() != action.name()) {
                 let why = action.check(&host, plan).unwrap_err();
-                assert!(why.contains("was handed a"), "{why}");
+                assert!(matches!(why, Cause::OtherPlan { .. }), "{why}");
+                assert!(why.to_string().contains("was handed a"), "{why}");
                 assert!(matches!(
                     action.run(&host, plan),
-                    Err(ActionError::Failed(why)) if why.contains("was handed a")
+                    Err(ActionError::Failed(Cause::OtherPlan { .. }))
                 ));
                 assert!(action
                     .claim(plan)

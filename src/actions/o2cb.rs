@@ -53,9 +53,9 @@ impl Action for RestartO2cb {
             ..
         } = plan
         else {
-            return Err(not_mine(self, plan).to_string());
+            return Err(not_mine(self, plan));
         };
-        check(host, volumes, stop_services).map(|ready| ready.describe())
+        Ok(check(host, volumes, stop_services).map(|ready| ready.describe())?)
     }
 
     fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
@@ -66,7 +66,7 @@ impl Action for RestartO2cb {
             timeouts,
         } = plan
         else {
-            return Err(not_mine(self, plan));
+            return Err(ActionError::Failed(not_mine(self, plan)));
         };
         run(host, cluster, volumes, stop_services, *timeouts)
     }
@@ -113,6 +113,36 @@ impl Action for RestartO2cb {
             _ => None,
         }
     }
+}
+
+/// Why an o2cb restart does not start, or what went wrong in it.
+#[derive(Debug, thiserror::Error)]
+pub enum O2cbError {
+    #[error("no o2cb service manager found (systemd unit, init script or o2cb tool)")]
+    NoManager,
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Stack(#[from] o2cb_stack::StackError),
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    #[error("the volumes are in use: {}", .0.join("; "))]
+    InUse(Vec<String>),
+    #[error("the volumes are still mounted elsewhere: {}", .0.join(", "))]
+    MountedElsewhere(Vec<String>),
+    /// A step failed; everything done so far was undone (or tried).
+    #[error("{error}; done: [{}]; undo: [{}]", .done.join(", "), .undone.join(", "))]
+    RolledBack {
+        error: Box<O2cbError>,
+        done: Vec<String>,
+        undone: Vec<String>,
+    },
+    /// Every step went through but the node is not back in its cluster.
+    #[error("the node did not rejoin: {error}; done: [{}]", .done.join(", "))]
+    NotRejoined {
+        error: Box<O2cbError>,
+        done: Vec<String>,
+    },
 }
 
 /// A restart that passed its preconditions.
@@ -162,7 +192,7 @@ fn no_holders(
     host: &HostActions,
     volumes: &[RestoreMount],
     stopping: &[String],
-) -> Result<(), String> {
+) -> Result<(), O2cbError> {
     if volumes.is_empty() {
         return Ok(());
     }
@@ -171,16 +201,15 @@ fn no_holders(
         return Ok(());
     }
     let list: Vec<String> = found.iter().map(|h| h.describe()).collect();
-    Err(format!("the volumes are in use: {}", list.join("; ")))
+    Err(O2cbError::InUse(list))
 }
 
 pub fn check(
     host: &HostActions,
     volumes: &[RestoreMount],
     stop_services: &[String],
-) -> Result<Ready, String> {
-    let manager = o2cb_stack::detect(host)
-        .ok_or("no o2cb service manager found (systemd unit, init script or o2cb tool)")?;
+) -> Result<Ready, O2cbError> {
+    let manager = o2cb_stack::detect(host).ok_or(O2cbError::NoManager)?;
     for volume in volumes {
         restore::still_mounted(host, volume)?;
     }
@@ -209,17 +238,17 @@ struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    fn systemctl(&self, verb: &str, unit: &str) -> Result<(), String> {
+    fn systemctl(&self, verb: &str, unit: &str) -> Result<(), O2cbError> {
         command::run_checked(
             &self.host.command_prefix,
             "systemctl",
             &[verb, unit],
             self.host.timeout,
-        )
-        .map(|_| ())
+        )?;
+        Ok(())
     }
 
-    fn start_stack(&self) -> Result<String, String> {
+    fn start_stack(&self) -> Result<String, O2cbError> {
         let written = o2cb_stack::start(self.host, &self.manager, self.cluster, self.want)?;
         Ok(if written.is_empty() {
             "started o2cb".to_string()
@@ -232,7 +261,7 @@ impl Transaction<'_> {
         &mut self,
         volumes: &[RestoreMount],
         stop_services: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), O2cbError> {
         for unit in stop_services {
             self.systemctl("stop", unit)?;
             self.journal.push(Change::StoppedService(unit.clone()));
@@ -248,10 +277,7 @@ impl Transaction<'_> {
         }
         let left = openfiles::remaining_mounts(&self.host.paths, &devices(volumes));
         if !left.is_empty() {
-            return Err(format!(
-                "the volumes are still mounted elsewhere: {}",
-                left.join(", ")
-            ));
+            return Err(O2cbError::MountedElsewhere(left));
         }
         if o2cb_stack::registered(self.host, self.cluster) {
             o2cb_stack::stop(self.host, &self.manager, self.cluster)?;
@@ -284,7 +310,7 @@ impl Transaction<'_> {
                 Change::StoppedStack => ("start o2cb".to_string(), self.start_stack().map(|_| ())),
                 Change::Unmounted(volume) => (
                     format!("remount {}", volume.describe()),
-                    restore::mount(self.host, volume),
+                    restore::mount(self.host, volume).map_err(O2cbError::from),
                 ),
                 Change::StoppedService(unit) => {
                     (format!("start {unit}"), self.systemctl("start", unit))
@@ -307,7 +333,7 @@ impl Transaction<'_> {
         report
     }
 
-    fn audit_undo(&self, step: &str, result: &Result<(), String>, cause: &str) {
+    fn audit_undo(&self, step: &str, result: &Result<(), O2cbError>, cause: &str) {
         let Some(log) = &self.host.steps else {
             return;
         };
@@ -325,7 +351,7 @@ impl Transaction<'_> {
             },
             evidence: format!("restart failed: {cause}"),
             detail: Some(step.to_string()),
-            error: result.as_ref().err().cloned(),
+            error: result.as_ref().err().map(ToString::to_string),
             caller: None,
         });
     }
@@ -338,7 +364,7 @@ pub fn run(
     stop_services: &[String],
     seen: Option<StackTimeouts>,
 ) -> Result<String, ActionError> {
-    let ready = check(host, volumes, stop_services).map_err(ActionError::PreconditionChanged)?;
+    let ready = check(host, volumes, stop_services).map_err(ActionError::changed)?;
     let mut tx = Transaction {
         host,
         cluster,
@@ -348,19 +374,21 @@ pub fn run(
         done: Vec::new(),
     };
     if let Err(error) = tx.forward(volumes, stop_services) {
-        let undone = tx.undo(&error);
-        return Err(ActionError::Failed(format!(
-            "{error}; done: [{}]; undo: [{}]",
-            tx.done.join(", "),
-            undone.join(", ")
-        )));
+        let undone = tx.undo(&error.to_string());
+        return Err(ActionError::failed(O2cbError::RolledBack {
+            error: Box::new(error),
+            done: tx.done,
+            undone,
+        }));
     }
     let deadline = Instant::now() + host.timeout;
     let verified = volumes
         .iter()
         .try_for_each(|v| restore::verify(host, v))
+        .map_err(O2cbError::from)
         .and_then(|()| {
             o2cb_stack::wait_rejoined(host, cluster, tx.want, !volumes.is_empty(), deadline)
+                .map_err(O2cbError::from)
         });
     match verified {
         Ok(rejoined) => {
@@ -369,9 +397,9 @@ pub fn run(
         }
         // Everything was put back; what is wrong now a second restart
         // would not fix (mismatched peers, a partition): say so, undo nothing.
-        Err(error) => Err(ActionError::Failed(format!(
-            "the node did not rejoin: {error}; done: [{}]",
-            tx.done.join(", ")
-        ))),
+        Err(error) => Err(ActionError::failed(O2cbError::NotRejoined {
+            error: Box::new(error),
+            done: tx.done,
+        })),
     }
 }

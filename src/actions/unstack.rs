@@ -38,14 +38,14 @@ impl Action for Unstack {
 
     fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
         let Plan::Unstack { mountpoint } = plan else {
-            return Err(not_mine(self, plan).to_string());
+            return Err(not_mine(self, plan));
         };
-        check(host, mountpoint)
+        Ok(check(host, mountpoint)?)
     }
 
     fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
         let Plan::Unstack { mountpoint } = plan else {
-            return Err(not_mine(self, plan));
+            return Err(ActionError::Failed(not_mine(self, plan)));
         };
         run(host, mountpoint)
     }
@@ -75,6 +75,39 @@ impl Action for Unstack {
             _ => None,
         }
     }
+}
+
+/// The daemon's own mount table could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", path.display())]
+pub struct TableError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Why an unstack does not (or did not fully) happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UnstackError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("{0} matches [mounts] unstack_ignore; left stacked")]
+    Ignored(String),
+    #[error("no duplicate layer on top of {mountpoint} ({layers} layers)")]
+    NoDuplicate { mountpoint: String, layers: usize },
+    #[error(
+        "timed out after unmounting {popped} layers of {mountpoint}; {duplicates} duplicates left"
+    )]
+    TimedOut {
+        mountpoint: String,
+        popped: usize,
+        duplicates: usize,
+    },
+    #[error("unmount of a layer of {mountpoint} failed after {popped} layers: {error}")]
+    Pop {
+        mountpoint: String,
+        popped: usize,
+        error: nix::Error,
+    },
 }
 
 /// `[mounts] unstack_ignore` shared between the daemon's SIGHUP handler
@@ -127,11 +160,12 @@ fn wait_at_test_barrier(deadline: Instant) {
 }
 
 /// The daemon's own mount table (the namespace its syscalls act in).
-pub fn read_own_table(host: &HostActions) -> Result<MountTable, String> {
+pub fn read_own_table(host: &HostActions) -> Result<MountTable, TableError> {
     let path = host.paths.proc("self/mountinfo");
-    std::fs::read_to_string(&path)
-        .map(|text| parse_mountinfo(&text))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_mountinfo(&text)),
+        Err(error) => Err(TableError { path, error }),
+    }
 }
 
 /// The path the daemon acts on for a host mount point.
@@ -154,7 +188,7 @@ struct Stack {
     shared: bool,
 }
 
-fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
+fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, TableError> {
     let table = read_own_table(host)?;
     let index = TableIndex::new(&table.entries);
     let layers = index.layers(&path.to_string_lossy());
@@ -166,15 +200,15 @@ fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
     })
 }
 
-pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
+pub fn check(host: &HostActions, mountpoint: &str) -> Result<String, UnstackError> {
     refuse_ignored(host, mountpoint)?;
     let path = local_path(host, mountpoint);
     let stack = stack_at(host, &path)?;
     if stack.duplicates == 0 {
-        return Err(format!(
-            "no duplicate layer on top of {mountpoint} ({} layers)",
-            stack.total
-        ));
+        return Err(UnstackError::NoDuplicate {
+            mountpoint: mountpoint.to_string(),
+            layers: stack.total,
+        });
     }
     Ok(format!(
         "unmount {} duplicate layers of {mountpoint}, keeping 1 of {}",
@@ -183,17 +217,15 @@ pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
 }
 
 /// The operator asked (maybe since the decision) to leave it stacked.
-fn refuse_ignored(host: &HostActions, mountpoint: &str) -> Result<(), String> {
+fn refuse_ignored(host: &HostActions, mountpoint: &str) -> Result<(), UnstackError> {
     if host.unstack_ignore.matches(mountpoint) {
-        return Err(format!(
-            "{mountpoint} matches [mounts] unstack_ignore; left stacked"
-        ));
+        return Err(UnstackError::Ignored(mountpoint.to_string()));
     }
     Ok(())
 }
 
 pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> {
-    refuse_ignored(host, mountpoint).map_err(ActionError::PreconditionChanged)?;
+    refuse_ignored(host, mountpoint).map_err(ActionError::changed)?;
     let path = local_path(host, mountpoint);
     let deadline = Instant::now() + host.timeout;
     let mut popped = 0usize;
@@ -202,13 +234,14 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
         if popped > 0 && std::mem::take(&mut at_barrier) {
             wait_at_test_barrier(deadline);
         }
-        let stack = stack_at(host, &path).map_err(ActionError::Failed)?;
+        let stack =
+            stack_at(host, &path).map_err(|e| ActionError::failed(UnstackError::from(e)))?;
         if stack.duplicates == 0 {
             if popped == 0 {
-                return Err(ActionError::PreconditionChanged(format!(
-                    "no duplicate layer on top of {mountpoint} ({} layers)",
-                    stack.total
-                )));
+                return Err(ActionError::changed(UnstackError::NoDuplicate {
+                    mountpoint: mountpoint.to_string(),
+                    layers: stack.total,
+                }));
             }
             return Ok(format!(
                 "unmounted {popped} duplicate layers of {mountpoint}; {} left",
@@ -216,19 +249,22 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
             ));
         }
         if Instant::now() >= deadline {
-            return Err(ActionError::Failed(format!(
-                "timed out after unmounting {popped} layers of {mountpoint}; {} duplicates left",
-                stack.duplicates
-            )));
+            return Err(ActionError::failed(UnstackError::TimedOut {
+                mountpoint: mountpoint.to_string(),
+                popped,
+                duplicates: stack.duplicates,
+            }));
         }
         // Propagation can remove layers here when a peer path is popped (and
         // the reverse): with shared layers, re-read before every pop.
         let batch = if stack.shared { 1 } else { BATCH };
         for _ in 0..stack.duplicates.min(batch) {
-            pop(&path, stack.shared).map_err(|e| {
-                ActionError::Failed(format!(
-                    "unmount of a layer of {mountpoint} failed after {popped} layers: {e}"
-                ))
+            pop(&path, stack.shared).map_err(|error| {
+                ActionError::failed(UnstackError::Pop {
+                    mountpoint: mountpoint.to_string(),
+                    popped,
+                    error,
+                })
             })?;
             popped += 1;
         }
