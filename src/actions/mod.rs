@@ -11,6 +11,12 @@
 //! From a container (`--path.rootfs` not `/`) the executor is
 //! `hostns::HostNamespaceExecutor`: the same check and act code, run by a
 //! helper process in PID 1's mount namespace (`helper.rs`).
+//!
+//! Each action is a unit struct implementing `Action` in its own file
+//! (its re-check, its act, the volumes it claims, how the guards treat it),
+//! listed in `ACTIONS`; `Plan::action` is the one place a plan kind is
+//! mapped to it. Errors are each module's own `thiserror` enum, gathered in
+//! `Cause`; its Display is the text of the audit line.
 
 pub mod audit;
 pub mod claim;
