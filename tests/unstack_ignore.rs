@@ -1,7 +1,8 @@
 //! `[mounts] unstack_ignore` is honoured by the unstack action itself, at
 //! the last moment: patterns reloaded (SIGHUP) between the decision and the
 //! action keep the stack, in the daemon's namespace and in the
-//! host-namespace helper alike. Real mounts in a private mount namespace.
+//! host-namespace helper alike, and the real daemon reads them on SIGHUP.
+//! Real mounts in a private mount namespace.
 
 mod support;
 
@@ -122,4 +123,95 @@ fn patterns_reloaded_after_the_decision_keep_the_stack() {
     let reply = answer(&request(vec![format!("{parent}/other")]));
     assert_eq!(reply.outcome, "success", "{reply:?}");
     assert_eq!(layers(&kept), 1);
+}
+
+fn daemon_config(dir: &Path, ignore: &[String]) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let config = format!(
+        r#"state_dir = "{state}"
+[sampler]
+interval = "300ms"
+[mounts]
+fstypes = ["tmpfs"]
+use_fstab = false
+unstack_ignore = {ignore:?}
+[kernel_log]
+enabled = false
+[remediation]
+startup_grace = "0s"
+[remediation.rules.duplicate_mount_layers]
+for = "300ms"
+"#,
+        state = dir.join("state").display()
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The real daemon: the pattern arrives by SIGHUP while it is paused, so
+/// the rule (which keeps the patterns it started with) still plans the
+/// unstack after the resume, and the action refuses it.
+#[test]
+fn a_pattern_added_by_sighup_stops_the_daemons_unstack() {
+    if !enter_private_namespace("a_pattern_added_by_sighup_stops_the_daemons_unstack") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    mount_tmpfs(&kept);
+    bind(&kept, &kept);
+    let config = daemon_config(dir.path(), &[]);
+    let pause = dir.path().join("state/pause");
+    std::fs::create_dir_all(pause.parent().unwrap()).unwrap();
+    std::fs::write(&pause, "").unwrap();
+    let log = dir.path().join("daemon.log");
+    let address = format!("127.0.0.1:{}", support::free_port());
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .args(["--config", config.to_str().unwrap(), "--enforce"])
+        .args(["--web.listen-address", &address])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    support::wait_for("the daemon to be ready", Duration::from_secs(20), || {
+        support::http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200)
+    });
+    daemon_config(dir.path(), &[kept.to_string_lossy().into_owned()]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    support::wait_for("the reloaded patterns", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Reloaded [mounts] unstack_ignore"))
+    });
+    std::fs::remove_file(&pause).unwrap();
+    let audit = dir.path().join("state/audit.jsonl");
+    let records = || -> Vec<AuditRecord> {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    support::wait_for("the unstack to be refused", Duration::from_secs(20), || {
+        records()
+            .iter()
+            .any(|r| r.action == "unstack" && r.outcome == "precondition_changed")
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let refused: Vec<AuditRecord> = records()
+        .into_iter()
+        .filter(|r| r.outcome == "precondition_changed")
+        .collect();
+    let why = format!("{:?} {:?}", refused[0].detail, refused[0].error);
+    assert!(why.contains("unstack_ignore"), "{why}");
+    assert!(
+        !records().iter().any(|r| r.outcome == "success"),
+        "{:?}",
+        records()
+    );
+    assert_eq!(layers(&kept), 2, "left stacked");
 }
