@@ -154,14 +154,19 @@ pub struct MountsConfig {
 impl MountsConfig {
     /// True when `mountpoint` matches an `unstack_ignore` pattern.
     pub fn unstack_ignored(&self, mountpoint: &str) -> bool {
-        let options = glob::MatchOptions {
-            require_literal_separator: true,
-            ..glob::MatchOptions::new()
-        };
-        self.unstack_ignore.iter().any(|pattern| {
-            glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(mountpoint, options))
-        })
+        unstack_ignore_matches(&self.unstack_ignore, mountpoint)
     }
+}
+
+/// True when `mountpoint` matches one of the `unstack_ignore` `patterns`.
+pub fn unstack_ignore_matches(patterns: &[String], mountpoint: &str) -> bool {
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..glob::MatchOptions::new()
+    };
+    patterns.iter().any(|pattern| {
+        glob::Pattern::new(pattern).is_ok_and(|p| p.matches_with(mountpoint, options))
+    })
 }
 
 /// Pod volume bind mounts and container runtime paths: thousands per node

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use ocfs2_watchdog::actions::audit::StepLog;
 use ocfs2_watchdog::actions::helper::{run_helper, HELPER_SUBCOMMAND};
 use ocfs2_watchdog::actions::hostns::{executor_for_host, HostNamespace, Placement};
+use ocfs2_watchdog::actions::unstack::UnstackIgnore;
 use ocfs2_watchdog::cli::{init_logging, Args, Command, MaintenanceAction};
 use ocfs2_watchdog::cluster::peers::Peers;
 use ocfs2_watchdog::cluster::{self, Maintenance};
@@ -162,10 +163,14 @@ fn run(
     // reach the host's mount namespace must not start at all.
     // The o2cb restart audits each undo step on its own line.
     let steps = StepLog::new(&config.state_dir.0, config.remediation.mode.as_str());
-    let executor = executor_for_host(&args.host_paths(), &config.remediation, Some(steps))
-        .context(
-            "remediation.mode is enforce but actions cannot run in the host's mount namespace",
-        )?;
+    let unstack_ignore = UnstackIgnore::new(config.mounts.unstack_ignore.clone());
+    let executor = executor_for_host(
+        &args.host_paths(),
+        &config.remediation,
+        Some(steps),
+        unstack_ignore.clone(),
+    )
+    .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
     let maintenance = Arc::new(Maintenance::open(
         &config.state_dir.0,
         &node_name(&args.host_paths()),
@@ -237,7 +242,12 @@ fn run(
                 tracing::info!("Ready.");
             }
         });
-        tokio::spawn(reload_on_sighup(security.clone(), Arc::clone(&control)));
+        tokio::spawn(reload_on_sighup(
+            security.clone(),
+            Arc::clone(&control),
+            args.clone(),
+            unstack_ignore,
+        ));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
             let mut stopped = stopped.clone();
@@ -326,7 +336,12 @@ async fn shutdown_signal() {
 /// SIGHUP reloads the TLS certificate, the bearer and admin tokens, and
 /// reopens the audit log (after logrotate). Installing the handler also
 /// keeps SIGHUP from killing the daemon, its default action.
-async fn reload_on_sighup(security: Security, control: Arc<Control>) {
+async fn reload_on_sighup(
+    security: Security,
+    control: Arc<Control>,
+    args: Args,
+    unstack_ignore: UnstackIgnore,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(hup) => hup,
@@ -342,6 +357,17 @@ async fn reload_on_sighup(security: Security, control: Arc<Control>) {
         );
         security.reload();
         control.reload();
+        // What must be left stacked takes effect at once, in the actions;
+        // every other setting still needs a restart.
+        match args.effective_config() {
+            Ok(config) => {
+                tracing::info!(patterns = ?config.mounts.unstack_ignore, "Reloaded [mounts] unstack_ignore.");
+                unstack_ignore.set(config.mounts.unstack_ignore);
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Cannot reload the configuration; keeping [mounts] unstack_ignore as it was.");
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::actions::unstack::UnstackIgnore;
 use crate::actions::{executor_for, HostActions};
 use crate::config::{Config, StateDir};
 use crate::host::HostPaths;
@@ -48,7 +49,11 @@ pub fn render(config: &Config, paths: HostPaths) -> std::io::Result<String> {
     // probe still running after the first pass looked at again past its
     // deadline, so a hung mount shows as stuck.
     let mut snapshot = crate::sampler::take_one(paths.clone(), Arc::clone(&config));
-    let executor = executor_for(Mode::DryRun, HostActions::new(paths, &config.remediation));
+    let executor = executor_for(
+        Mode::DryRun,
+        HostActions::new(paths, &config.remediation)
+            .with_unstack_ignore(UnstackIgnore::new(config.mounts.unstack_ignore.clone())),
+    );
     let mut engine = Engine::new(Arc::clone(&config), executor, control);
     snapshot.remediation = Some(Arc::new(engine.tick(&snapshot, Instant::now())));
     Ok(snapshot.rendered_text().to_string())

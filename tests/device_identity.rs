@@ -76,6 +76,7 @@ impl Tree {
             timeout: Duration::from_secs(1),
             command_prefix: Vec::new(),
             steps: None,
+            unstack_ignore: Default::default(),
         }
     }
 
@@ -101,7 +102,10 @@ fn spec(source: &str) -> MountSpec {
 fn refused(tree: &Tree, spec: &MountSpec, says: &str) {
     match remount::check(&tree.host(), spec) {
         Ok(ready) => panic!("{} was accepted: {}", spec.source, ready.describe()),
-        Err(why) => assert!(why.contains(says), "{why:?} does not say {says:?}"),
+        Err(why) => assert!(
+            why.to_string().contains(says),
+            "{why} does not say {says:?}"
+        ),
     }
 }
 
@@ -350,6 +354,7 @@ fn real_ocfs2_volumes_on_loop_devices() {
         timeout: Duration::from_secs(10),
         command_prefix: Vec::new(),
         steps: None,
+        unstack_ignore: Default::default(),
     });
     let uuid_a = blkid_uuid(&devices[0]);
     let plan = |source: String, uuid: Option<&str>, allow: bool| {

@@ -245,6 +245,7 @@ fn run_cases(lab: &Lab, state: &Path, uuid: &str) {
         timeout: Duration::from_secs(3),
         command_prefix: Vec::new(),
         steps: Some(StepLog::new(state, "enforce")),
+        unstack_ignore: Default::default(),
     };
     let executor = RealExecutor(host);
     let plan = |stop: &[&str], timeouts| Plan::RestartO2cb {

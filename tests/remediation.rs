@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::unstack::UnstackError;
 use ocfs2_watchdog::actions::{executor_for, HostActions};
 use ocfs2_watchdog::collector::mounts::mountinfo::parse_mountinfo;
 use ocfs2_watchdog::collector::mounts::stack::TableIndex;
@@ -348,7 +349,10 @@ fn a_read_only_self_bind_and_a_bind_root_are_left_alone() {
     // The action's own re-check agrees with the rule.
     let why =
         ocfs2_watchdog::actions::unstack::check(&host, &readonly.to_string_lossy()).unwrap_err();
-    assert!(why.contains("no duplicate layer"), "{why}");
+    assert!(
+        matches!(why, UnstackError::NoDuplicate { layers: 2, .. }),
+        "{why}"
+    );
     let (report, _) = run_until(config, Duration::from_secs(15), || layers(&mixed) == 2);
     assert_eq!(
         layers(&mixed),

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ocfs2_watchdog::actions::audit::AuditRecord;
+use ocfs2_watchdog::actions::unstack::TEST_BARRIER_ENV;
 use ocfs2_watchdog::collector::mounts::mountinfo::parse_mountinfo;
 use ocfs2_watchdog::collector::mounts::stack::TableIndex;
 use support::{bind, enter_private_namespace, free_port, http_get, mount_tmpfs};
@@ -56,9 +57,14 @@ backoff = "1s"
 }
 
 fn start(config: &Path, address: &str) -> Child {
+    start_with_env(config, address, &[])
+}
+
+fn start_with_env(config: &Path, address: &str, env: &[(&str, &Path)]) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
         .args(["--config", config.to_str().unwrap(), "--enforce"])
         .args(["--web.listen-address", address])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -174,47 +180,69 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     }
     let config = write_config(dir.path(), None);
     let audit = dir.path().join("state/audit.jsonl");
+    // The action stops after its first batch of pops until `barrier` exists.
+    let barrier = dir.path().join("barrier");
+    let env = [(TEST_BARRIER_ENV, barrier.as_path())];
     let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&config, &address);
-    // Kill as soon as the action has started (its `before` line is on disk).
-    support::wait_for("the unstack to start", Duration::from_secs(20), || {
-        std::fs::read_to_string(&audit).is_ok_and(|t| t.contains("\"started\""))
-    });
-    // And the first layers are gone: it is in the middle of the job.
-    support::wait_for("the first pops", Duration::from_secs(20), || {
-        layers(&volume) < 4096
-    });
+    let mut daemon = start_with_env(&config, &address, &env);
+    support::wait_for(
+        "the unstack to reach the barrier",
+        Duration::from_secs(30),
+        || dir.path().join("barrier.reached").exists(),
+    );
+    let started = audit_records(&audit);
+    assert_eq!(
+        started.last().map(|r| r.outcome.as_str()),
+        Some("started"),
+        "the action's `before` line is the last: {started:?}"
+    );
+    let mid = layers(&volume);
+    assert!(
+        1 < mid && mid < 4096,
+        "the kill lands in the middle of the action: {mid} layers"
+    );
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     let left = layers(&volume);
     println!("layers left after SIGKILL: {left}");
-    assert!(left >= 1, "never the last layer");
+    assert_eq!(left, mid, "nothing popped after the kill");
+    let before_restart = audit_records(&audit).len();
+    assert_eq!(
+        before_restart,
+        started.len(),
+        "no `after` line for the killed action"
+    );
 
+    std::fs::write(&barrier, "").unwrap();
     let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&config, &address);
+    let mut daemon = start_with_env(&config, &address, &env);
     support::wait_for("exactly one layer", Duration::from_secs(20), || {
         layers(&volume) == 1
     });
-    // Give the engine a tick to see the result, then stop.
-    std::thread::sleep(Duration::from_millis(700));
+    // Give the engine a tick to audit the result, then stop.
+    support::wait_for("the retry's success line", Duration::from_secs(10), || {
+        audit_records(&audit)[before_restart..]
+            .iter()
+            .any(|r| r.outcome == "success")
+    });
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_eq!(layers(&volume), 1);
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(text.ends_with('\n'), "no torn last line");
-    let records: Vec<AuditRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("torn line {l:?}: {e}")))
-        .collect();
-    assert!(records.iter().filter(|r| r.outcome == "started").count() >= 1);
-    // The killed run's action is settled as interrupted before the retry.
-    let interrupted = records
+    let records = audit_records(&audit);
+    // The killed run's `before` line is settled as interrupted, first thing
+    // after the restart, and only then retried to success.
+    let killed = &records[before_restart - 1];
+    let interrupted = &records[before_restart];
+    assert_eq!(interrupted.outcome, "interrupted", "{records:?}");
+    assert_eq!(interrupted.target, killed.target);
+    assert_eq!(interrupted.action, "unstack");
+    let success = records[before_restart + 1..]
         .iter()
-        .position(|r| r.outcome == "interrupted")
-        .expect("an interrupted line");
-    assert!(records[interrupted + 1..]
-        .iter()
-        .any(|r| r.outcome == "success"));
+        .find(|r| r.outcome == "success")
+        .expect("a success after the interrupted line");
+    assert_eq!(success.target, killed.target);
 }
 
 fn stack_twice(path: &Path) {

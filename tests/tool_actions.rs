@@ -147,6 +147,7 @@ fn iscsi_relogin_and_heartbeat_kill_run_the_right_tools() {
         timeout: Duration::from_secs(2),
         command_prefix: Vec::new(),
         steps: None,
+        unstack_ignore: Default::default(),
     });
     let relogin = Plan::IscsiRelogin {
         session: "session1".into(),

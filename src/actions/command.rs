@@ -8,6 +8,39 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Why a command did not run to a successful end.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("empty command")]
+    Empty,
+    #[error("cannot run {command}: {error}")]
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
+    #[error("{command}: killed after {timeout:?}")]
+    Killed { command: String, timeout: Duration },
+    #[error("{command}: killed after {timeout:?}, still in uninterruptible sleep")]
+    Unkillable { command: String, timeout: Duration },
+    #[error("{command}: {error}")]
+    Wait {
+        command: String,
+        error: std::io::Error,
+    },
+    /// `command` is the program and its arguments, without the prefix.
+    #[error("{command} exited {}: {stderr}", exit_text(*.code))]
+    Exited {
+        command: String,
+        code: Option<i32>,
+        stderr: String,
+    },
+}
+
+/// An exit code as operators read it.
+pub fn exit_text(code: Option<i32>) -> String {
+    code.map_or_else(|| "on a signal".to_string(), |c| c.to_string())
+}
+
 /// What a finished command said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutput {
@@ -23,19 +56,22 @@ pub fn run(
     program: &str,
     args: &[&str],
     timeout: Duration,
-) -> Result<CommandOutput, String> {
+) -> Result<CommandOutput, CommandError> {
     let mut argv: Vec<&str> = prefix.iter().map(String::as_str).collect();
     argv.push(program);
     argv.extend_from_slice(args);
     let display = argv.join(" ");
-    let (first, rest) = argv.split_first().ok_or("empty command")?;
+    let (first, rest) = argv.split_first().ok_or(CommandError::Empty)?;
     let child = Command::new(first)
         .args(rest)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run {display}: {e}"))?;
+        .map_err(|error| CommandError::Spawn {
+            command: display.clone(),
+            error,
+        })?;
     wait_with_deadline(child, &display, timeout, false)
 }
 
@@ -46,7 +82,7 @@ pub(crate) fn wait_with_deadline(
     display: &str,
     timeout: Duration,
     group: bool,
-) -> Result<CommandOutput, String> {
+) -> Result<CommandOutput, CommandError> {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let readers = [stdout.map(drain), stderr.map(drain)];
@@ -67,19 +103,28 @@ pub(crate) fn wait_with_deadline(
                 let grace = Instant::now() + Duration::from_secs(1);
                 while Instant::now() < grace {
                     if let Ok(Some(_)) = child.try_wait() {
-                        return Err(format!("{display}: killed after {timeout:?}"));
+                        return Err(CommandError::Killed {
+                            command: display.to_string(),
+                            timeout,
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 std::thread::spawn(move || {
                     let _ = child.wait();
                 });
-                return Err(format!(
-                    "{display}: killed after {timeout:?}, still in uninterruptible sleep"
-                ));
+                return Err(CommandError::Unkillable {
+                    command: display.to_string(),
+                    timeout,
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{display}: {e}")),
+            Err(error) => {
+                return Err(CommandError::Wait {
+                    command: display.to_string(),
+                    error,
+                })
+            }
         }
     };
     let [out, err] = readers;
@@ -100,19 +145,16 @@ pub fn run_checked(
     program: &str,
     args: &[&str],
     timeout: Duration,
-) -> Result<CommandOutput, String> {
+) -> Result<CommandOutput, CommandError> {
     let output = run(prefix, program, args, timeout)?;
     if output.success {
         Ok(output)
     } else {
-        Err(format!(
-            "{program} {} exited {}: {}",
-            args.join(" "),
-            output
-                .code
-                .map_or_else(|| "on a signal".to_string(), |c| c.to_string()),
-            output.stderr.trim()
-        ))
+        Err(CommandError::Exited {
+            command: format!("{program} {}", args.join(" ")),
+            code: output.code,
+            stderr: output.stderr.trim().to_string(),
+        })
     }
 }
 
@@ -137,17 +179,19 @@ mod tests {
         assert!(out.success);
         assert_eq!(out.stdout, "a b\n");
         let err = run_checked(&[], "false", &[], Duration::from_secs(5)).unwrap_err();
-        assert!(err.contains("exited 1"), "{err}");
+        assert!(matches!(err, CommandError::Exited { code: Some(1), .. }));
+        assert!(err.to_string().contains("exited 1"), "{err}");
     }
 
     #[test]
     fn kills_at_the_deadline_and_reports_missing_tools() {
         let started = Instant::now();
         let err = run(&[], "sleep", &["10"], Duration::from_millis(200)).unwrap_err();
-        assert!(err.contains("killed"), "{err}");
+        assert!(matches!(err, CommandError::Killed { .. }), "{err}");
+        assert!(err.to_string().contains("killed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3));
         let err = run(&[], "/no/such/tool", &[], Duration::from_secs(1)).unwrap_err();
-        assert!(err.contains("cannot run"), "{err}");
+        assert!(err.to_string().contains("cannot run"), "{err}");
     }
 
     #[test]

@@ -15,8 +15,91 @@
 
 use std::path::PathBuf;
 
-use super::{command, identity, ActionError, Checked, HostActions};
+use super::{
+    command, identity, not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim,
+};
 use crate::collector::storage::topology::block_name;
+
+/// Stops `Plan::KillLeakedHeartbeat`'s heartbeat region.
+pub struct KillLeakedHeartbeat;
+
+impl Action for KillLeakedHeartbeat {
+    fn name(&self) -> &'static str {
+        "kill_leaked_heartbeat"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        Ok(check_leaked_region(host, uuid)?)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return Err(ActionError::Failed(not_mine(self, plan)));
+        };
+        kill_heartbeat(host, uuid)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::KillLeakedHeartbeat { uuid } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![format!("region:{uuid}")]).on_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
+
+/// Why a heartbeat region is not (or no longer) a leak to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error("heartbeat region {0} is gone")]
+    Gone(String),
+    #[error("volume {0} is mounted (debugfs ocfs2/{0} exists)")]
+    MountedDebugfs(String),
+    #[error(transparent)]
+    Table(#[from] super::unstack::TableError),
+    #[error(
+        "cannot tell which volume is mounted at {mountpoint} ({device} {major}:{minor}); it may be {uuid}"
+    )]
+    UnknownMount {
+        mountpoint: String,
+        device: String,
+        major: u32,
+        minor: u32,
+        uuid: String,
+    },
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("volume {uuid} is mounted at {mountpoint} (/dev/{name})")]
+    Mounted {
+        uuid: String,
+        mountpoint: String,
+        name: String,
+    },
+    #[error("no OCFS2 superblock read from /dev/{name} mounted at {mountpoint}; it may be {uuid}")]
+    Unreadable {
+        name: String,
+        mountpoint: String,
+        uuid: String,
+    },
+}
 
 fn region_dirs(host: &HostActions, uuid: &str) -> Vec<PathBuf> {
     let Ok(clusters) = std::fs::read_dir(host.paths.sys("kernel/config/cluster")) else {
@@ -31,20 +114,21 @@ fn region_dirs(host: &HostActions, uuid: &str) -> Vec<PathBuf> {
 
 /// Why the volume `uuid` counts as mounted here, or `Ok(())` when no mount
 /// carries it.
-fn mounted_evidence(host: &HostActions, uuid: &str) -> Result<(), String> {
+fn mounted_evidence(host: &HostActions, uuid: &str) -> Result<(), HeartbeatError> {
     if host.paths.sys("kernel/debug/ocfs2").join(uuid).is_dir() {
-        return Err(format!(
-            "volume {uuid} is mounted (debugfs ocfs2/{uuid} exists)"
-        ));
+        return Err(HeartbeatError::MountedDebugfs(uuid.to_string()));
     }
     let table = super::unstack::read_own_table(host)?;
     let mut devices: Vec<(String, String)> = Vec::new();
     for entry in table.entries.iter().filter(|e| e.fstype == "ocfs2") {
         let Some(name) = block_name(&host.paths, &entry.source, entry.major, entry.minor) else {
-            return Err(format!(
-                "cannot tell which volume is mounted at {} ({} {}:{}); it may be {uuid}",
-                entry.mount_point, entry.source, entry.major, entry.minor
-            ));
+            return Err(HeartbeatError::UnknownMount {
+                mountpoint: entry.mount_point.clone(),
+                device: entry.source.clone(),
+                major: entry.major,
+                minor: entry.minor,
+                uuid: uuid.to_string(),
+            });
         };
         if !devices.iter().any(|(n, _)| n == &name) {
             devices.push((name, entry.mount_point.clone()));
@@ -58,37 +142,41 @@ fn mounted_evidence(host: &HostActions, uuid: &str) -> Result<(), String> {
     for (name, mount_point) in &devices {
         match found.iter().find(|c| &c.name == name) {
             Some(carrier) if carrier.identity.uuid == uuid => {
-                return Err(format!(
-                    "volume {uuid} is mounted at {mount_point} (/dev/{name})"
-                ))
+                return Err(HeartbeatError::Mounted {
+                    uuid: uuid.to_string(),
+                    mountpoint: mount_point.clone(),
+                    name: name.clone(),
+                })
             }
             Some(_) => {}
             None => {
-                return Err(format!(
-                    "no OCFS2 superblock read from /dev/{name} mounted at {mount_point}; it may be {uuid}"
-                ))
+                return Err(HeartbeatError::Unreadable {
+                    name: name.clone(),
+                    mountpoint: mount_point.clone(),
+                    uuid: uuid.to_string(),
+                })
             }
         }
     }
     Ok(())
 }
 
-pub fn check_leaked_region(host: &HostActions, uuid: &str) -> Checked {
+pub fn check_leaked_region(host: &HostActions, uuid: &str) -> Result<String, HeartbeatError> {
     if region_dirs(host, uuid).is_empty() {
-        return Err(format!("heartbeat region {uuid} is gone"));
+        return Err(HeartbeatError::Gone(uuid.to_string()));
     }
     mounted_evidence(host, uuid)?;
     Ok(format!("ocfs2_hb_ctl -K -u {uuid} ocfs2"))
 }
 
 pub fn kill_heartbeat(host: &HostActions, uuid: &str) -> Result<String, ActionError> {
-    check_leaked_region(host, uuid).map_err(ActionError::PreconditionChanged)?;
+    check_leaked_region(host, uuid).map_err(ActionError::changed)?;
     command::run_checked(
         &host.command_prefix,
         "ocfs2_hb_ctl",
         &["-K", "-u", uuid, "ocfs2"],
         host.timeout,
     )
-    .map_err(ActionError::Failed)?;
+    .map_err(ActionError::failed)?;
     Ok(format!("stopped heartbeat region {uuid}"))
 }

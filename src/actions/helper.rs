@@ -2,8 +2,8 @@
 //! itself inside PID 1's mount namespace (`hostns.rs` starts it).
 //!
 //! The daemon writes one `HelperRequest` (JSON) to the helper's stdin: the
-//! mode, the serialized `Plan`, the per-command deadline, the whole budget
-//! and the `command_prefix`. The helper runs the very same `RealExecutor` or
+//! mode, the serialized `Plan`, the per-command deadline, the whole budget,
+//! the `command_prefix` and the `unstack_ignore` patterns in force. The helper runs the very same `RealExecutor` or
 //! `DryRunExecutor` as a daemon on the host would, with `HostPaths` rooted at
 //! `/` (it *is* on the host now: `/proc/self/mountinfo` is the host's table,
 //! tools come from the host's PATH), and prints one `HelperReply` (JSON) on
@@ -37,6 +37,9 @@ pub struct HelperRequest {
     /// The whole helper's deadline; it kills itself and its tools past it.
     pub budget_ms: u64,
     pub command_prefix: Vec<String>,
+    /// `[mounts] unstack_ignore` in force when the daemon sent the plan.
+    #[serde(default)]
+    pub unstack_ignore: Vec<String>,
 }
 
 /// What the helper answers on stdout.
@@ -131,6 +134,7 @@ pub fn answer(request: &HelperRequest) -> HelperReply {
         // Undo steps reach the audit log through the `after` line's detail:
         // the helper has no audit file of its own.
         steps: None,
+        unstack_ignore: super::unstack::UnstackIgnore::new(request.unstack_ignore.clone()),
     };
     let outcome = executor_for(request.mode, host).execute(plan);
     HelperReply::from_outcome(&outcome)
@@ -174,6 +178,7 @@ mod tests {
             action_timeout_ms: 60_000,
             budget_ms: 240_000,
             command_prefix: vec![],
+            unstack_ignore: vec![],
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(
@@ -201,6 +206,7 @@ mod tests {
             action_timeout_ms: 1000,
             budget_ms: 1000,
             command_prefix: vec![],
+            unstack_ignore: vec![],
         };
         let reply = answer(&request);
         assert_eq!(reply.outcome, "probe");

@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::helper::{namespace_of, HelperReply, HelperRequest, HELPER_SUBCOMMAND};
+use super::unstack::UnstackIgnore;
 use super::{command, executor_for, Executor, HostActions, Outcome, Plan};
 use crate::host::HostPaths;
 use crate::rules::config::{Mode, RemediationConfig};
@@ -48,6 +49,25 @@ pub enum Unreachable {
     MissingCapability(&'static str),
     #[error("the host-namespace helper did not start: {0}")]
     HelperFailed(String),
+}
+
+/// Why one run of the host-namespace helper gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("encoding the request: {0}")]
+    Encode(serde_json::Error),
+    #[error("cannot start the helper in PID 1's mount namespace: {0}")]
+    Start(std::io::Error),
+    #[error(transparent)]
+    Wait(#[from] command::CommandError),
+    #[error("helper exited {}: {stderr}", command::exit_text(*.code))]
+    Exited { code: Option<i32>, stderr: String },
+    #[error("helper answered no readable reply ({error}): {stdout:?}; stderr: {stderr}")]
+    Unreadable {
+        error: serde_json::Error,
+        stdout: String,
+        stderr: String,
+    },
 }
 
 /// Capabilities `setns(CLONE_NEWNS)` needs (capability(7) bit numbers).
@@ -108,10 +128,11 @@ impl HostNamespace {
             action_timeout_ms: 10_000,
             budget_ms: 10_000,
             command_prefix: Vec::new(),
+            unstack_ignore: Vec::new(),
         };
         let reply = host
             .run(&probe, Duration::from_secs(10))
-            .map_err(Unreachable::HelperFailed)?;
+            .map_err(|e| Unreachable::HelperFailed(e.to_string()))?;
         if reply.outcome != "probe" || reply.mount_namespace != host.id {
             return Err(Unreachable::HelperFailed(format!(
                 "the probe ran in {} ({}), not PID 1's {}",
@@ -128,9 +149,12 @@ impl HostNamespace {
 
     /// Runs the helper in PID 1's mount namespace; `Err` when it could not
     /// start, died, overran `budget` or answered something unreadable.
-    pub fn run(&self, request: &HelperRequest, budget: Duration) -> Result<HelperReply, String> {
-        let input =
-            serde_json::to_vec(request).map_err(|e| format!("encoding the request: {e}"))?;
+    pub fn run(
+        &self,
+        request: &HelperRequest,
+        budget: Duration,
+    ) -> Result<HelperReply, HelperError> {
+        let input = serde_json::to_vec(request).map_err(HelperError::Encode)?;
         // The fd, not a path: the daemon's file is not in the host's tree.
         // Resolved after setns, in the host's /proc (hostPID: same pids).
         let program = PathBuf::from(format!("/proc/self/fd/{}", self.exe.as_raw_fd()));
@@ -150,9 +174,7 @@ impl HostNamespace {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the helper in PID 1's mount namespace: {e}"))?;
+        let mut child = cmd.spawn().map_err(HelperError::Start)?;
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that died before reading shows up below as no answer.
             let _ = stdin.write_all(&input);
@@ -169,18 +191,15 @@ impl HostNamespace {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            return Err(format!(
-                "helper exited {}: {stderr_tail}",
-                output
-                    .code
-                    .map_or_else(|| "on a signal".to_string(), |c| c.to_string())
-            ));
+            return Err(HelperError::Exited {
+                code: output.code,
+                stderr: stderr_tail,
+            });
         }
-        serde_json::from_str(output.stdout.trim()).map_err(|e| {
-            format!(
-                "helper answered no readable reply ({e}): {:?}; stderr: {stderr_tail}",
-                tail(&output.stdout)
-            )
+        serde_json::from_str(output.stdout.trim()).map_err(|error| HelperError::Unreadable {
+            error,
+            stdout: tail(&output.stdout),
+            stderr: stderr_tail,
         })
     }
 }
@@ -231,6 +250,7 @@ pub struct HostNamespaceExecutor {
     mode: Mode,
     action_timeout: Duration,
     command_prefix: Vec<String>,
+    unstack_ignore: UnstackIgnore,
 }
 
 impl HostNamespaceExecutor {
@@ -240,7 +260,14 @@ impl HostNamespaceExecutor {
             mode: config.mode,
             action_timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
+            unstack_ignore: UnstackIgnore::default(),
         }
+    }
+
+    /// The helper refuses to unstack what `ignore` matches when it acts.
+    pub fn with_unstack_ignore(mut self, ignore: UnstackIgnore) -> Self {
+        self.unstack_ignore = ignore;
+        self
     }
 }
 
@@ -264,6 +291,7 @@ impl Executor for HostNamespaceExecutor {
             action_timeout_ms: millis(self.action_timeout),
             budget_ms: millis(budget),
             command_prefix: self.command_prefix.clone(),
+            unstack_ignore: self.unstack_ignore.patterns(),
         };
         match self.host.run(&request, budget) {
             Ok(reply) if reply.mount_namespace != self.host.id() => Outcome::Failed(format!(
@@ -337,9 +365,11 @@ pub fn executor_for_host(
     paths: &HostPaths,
     config: &RemediationConfig,
     steps: Option<super::audit::StepLog>,
+    unstack_ignore: UnstackIgnore,
 ) -> Result<Box<dyn Executor>, Unreachable> {
     let in_process = || {
-        let host = HostActions::new(paths.clone(), config);
+        let host =
+            HostActions::new(paths.clone(), config).with_unstack_ignore(unstack_ignore.clone());
         let host = match steps.clone() {
             Some(log) => host.with_steps(log),
             None => host,
@@ -365,7 +395,9 @@ pub fn executor_for_host(
                 namespace = host.id(),
                 "Actions and their re-checks run in PID 1's mount namespace."
             );
-            Ok(Box::new(HostNamespaceExecutor::new(host, config)))
+            Ok(Box::new(
+                HostNamespaceExecutor::new(host, config).with_unstack_ignore(unstack_ignore),
+            ))
         }
         Err(error) if config.mode == Mode::Enforce => Err(error),
         Err(error) => {

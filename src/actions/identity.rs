@@ -25,12 +25,81 @@ use crate::collector::mounts::superblock::{read_identity, VolumeIdentity};
 use crate::collector::mounts::{is_unstable_device_name, normalize_uuid};
 use crate::collector::storage::sysfs::list_dir;
 use crate::collector::storage::topology::block_name;
+use crate::collector::CollectError;
 use crate::host::resolve_in_root;
 use crate::probe::{ProbePool, ProbeState, Prober};
 use nix::sys::stat::{major, minor};
 
 /// What one superblock read gave.
-type ReadOutcome = Result<Option<VolumeIdentity>, String>;
+type ReadOutcome = Result<Option<VolumeIdentity>, CollectError>;
+
+/// Why no single device can be named as the volume's.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(
+        "no superblock read from {} within {}; cannot rule out a second copy of the volume",
+        .unanswered.join(", "),
+        humantime::format_duration(*.deadline)
+    )]
+    Unanswered {
+        unanswered: Vec<String>,
+        deadline: Duration,
+    },
+    #[error("source {0} is neither UUID=, LABEL= nor a device path")]
+    UnknownSource(String),
+    #[error("cannot resolve {source_name}: {error}")]
+    Unresolved {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error("{source_name} resolves to {}, not a device", resolved.display())]
+    NotADevice {
+        source_name: String,
+        resolved: std::path::PathBuf,
+    },
+    #[error(
+        "source {0} is a kernel name that can name another volume after a re-login or \
+         reboot; use UUID= or LABEL= ([mounts] allow_kernel_names = true accepts it)"
+    )]
+    KernelName(String),
+    #[error("source {0} is a kernel name and no UUID is known to check it against")]
+    KernelNameUnchecked(String),
+    #[error("no device carries an OCFS2 volume labelled {0:?}")]
+    NoLabel(String),
+    #[error("{} volumes are labelled {label:?} ({volumes}); refusing to guess", .count)]
+    LabelAmbiguous {
+        label: String,
+        count: usize,
+        volumes: String,
+    },
+    #[error("{source_name} ({name}) carries no OCFS2 superblock")]
+    NoSuperblock { source_name: String, name: String },
+    #[error(
+        "{source_name} is volume {uuid}, expected {expected}; refusing to mount another volume"
+    )]
+    OtherVolume {
+        source_name: String,
+        uuid: String,
+        expected: String,
+    },
+    #[error("no device carries volume {0}")]
+    NoCarrier(String),
+    #[error(
+        "volume {uuid} is on {} devices ({}): a cloned LUN or snapshot; refusing to guess",
+        .devices.len(),
+        .devices.join(", ")
+    )]
+    Cloned { uuid: String, devices: Vec<String> },
+    #[error(
+        "{source_name} ({name}) is a path of /dev/{map} which carries the same volume; mount the \
+         multipath map, not one of its paths"
+    )]
+    MemberPath {
+        source_name: String,
+        name: String,
+        map: String,
+    },
+}
 
 /// Superblock reads that may still hang keep their thread across actions:
 /// one per device, never a second while the first blocks.
@@ -61,14 +130,14 @@ pub fn scan_deadline(host: &HostActions) -> Duration {
 /// Reads the superblock of every non-empty block device. `Err` when some
 /// device did not answer in time: its volume is unknown, so nothing can be
 /// said about which devices carry a UUID.
-pub fn scan(host: &HostActions) -> Result<Vec<Carrier>, String> {
+pub fn scan(host: &HostActions) -> Result<Vec<Carrier>, IdentityError> {
     scan_names(host, &list_dir(&host.paths.sys("class/block")))
 }
 
 /// Reads the superblocks of the named devices (kernel names), `BATCH` at a
 /// time so a SAN host with hundreds of paths stays within the thread pool;
 /// all batches share one deadline.
-pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, String> {
+pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, IdentityError> {
     let class = host.paths.sys("class/block");
     let deadline = scan_deadline(host);
     let until = Instant::now() + deadline;
@@ -87,7 +156,7 @@ pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, 
             // A result left over from an earlier scan that stopped waiting
             // is stale: take it out of the way so this scan reads afresh.
             let _ = prober.wait(&key, Instant::now());
-            let reader = move || read_identity(&device).map_err(|e| e.to_string());
+            let reader = move || read_identity(&device);
             if prober.start(&key, deadline, reader) {
                 started.push((name.clone(), key));
             } else {
@@ -120,11 +189,10 @@ pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, 
     if unanswered.is_empty() {
         Ok(carriers)
     } else {
-        Err(format!(
-            "no superblock read from {} within {}; cannot rule out a second copy of the volume",
-            unanswered.join(", "),
-            humantime::format_duration(deadline)
-        ))
+        Err(IdentityError::Unanswered {
+            unanswered,
+            deadline,
+        })
     }
 }
 
@@ -154,7 +222,7 @@ enum Wanted {
     },
 }
 
-fn wanted(host: &HostActions, source: &str) -> Result<Wanted, String> {
+fn wanted(host: &HostActions, source: &str) -> Result<Wanted, IdentityError> {
     if let Some(uuid) = source.strip_prefix("UUID=") {
         return Ok(Wanted::Uuid(normalize_uuid(uuid.trim_matches('"'))));
     }
@@ -162,12 +230,14 @@ fn wanted(host: &HostActions, source: &str) -> Result<Wanted, String> {
         return Ok(Wanted::Label(label.trim_matches('"').to_string()));
     }
     if !source.starts_with("/dev/") {
-        return Err(format!(
-            "source {source} is neither UUID=, LABEL= nor a device path"
-        ));
+        return Err(IdentityError::UnknownSource(source.to_string()));
     }
-    let resolved = resolve_in_root(&host.paths, Path::new(source))
-        .map_err(|e| format!("cannot resolve {source}: {e}"))?;
+    let resolved = resolve_in_root(&host.paths, Path::new(source)).map_err(|error| {
+        IdentityError::Unresolved {
+            source_name: source.to_string(),
+            error,
+        }
+    })?;
     // Without udev, dmsetup makes /dev/mapper/<map> a device node, not a
     // link: a node is named by its number, as the kernel knows it.
     if let Some((major, minor)) = std::fs::metadata(host.paths.root(&resolved))
@@ -187,7 +257,10 @@ fn wanted(host: &HostActions, source: &str) -> Result<Wanted, String> {
         .ok()
         .and_then(|rest| rest.to_str())
         .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-        .ok_or_else(|| format!("{source} resolves to {}, not a device", resolved.display()))?;
+        .ok_or_else(|| IdentityError::NotADevice {
+            source_name: source.to_string(),
+            resolved: resolved.clone(),
+        })?;
     Ok(Wanted::Device {
         source: source.to_string(),
         name: name.to_string(),
@@ -201,18 +274,13 @@ pub fn locate(
     source: &str,
     expected: Option<&str>,
     allow_kernel_names: bool,
-) -> Result<Carrier, String> {
+) -> Result<Carrier, IdentityError> {
     if is_unstable_device_name(source) {
         if !allow_kernel_names {
-            return Err(format!(
-                "source {source} is a kernel name that can name another volume after a re-login or \
-                 reboot; use UUID= or LABEL= ([mounts] allow_kernel_names = true accepts it)"
-            ));
+            return Err(IdentityError::KernelName(source.to_string()));
         }
         if expected.is_none() {
-            return Err(format!(
-                "source {source} is a kernel name and no UUID is known to check it against"
-            ));
+            return Err(IdentityError::KernelNameUnchecked(source.to_string()));
         }
     }
     let wanted = wanted(host, source)?;
@@ -231,59 +299,58 @@ pub fn locate(
                     by_uuid
                 });
             match uuids.len() {
-                0 => {
-                    return Err(format!(
-                        "no device carries an OCFS2 volume labelled {label:?}"
-                    ))
-                }
+                0 => return Err(IdentityError::NoLabel(label.clone())),
                 1 => uuids
                     .keys()
                     .next()
                     .map(|u| u.to_string())
                     .unwrap_or_default(),
                 _ => {
-                    return Err(format!(
-                        "{} volumes are labelled {label:?} ({}); refusing to guess",
-                        uuids.len(),
-                        describe_uuids(&uuids)
-                    ))
+                    return Err(IdentityError::LabelAmbiguous {
+                        label: label.clone(),
+                        count: uuids.len(),
+                        volumes: describe_uuids(&uuids),
+                    })
                 }
             }
         }
         Wanted::Device { source, name } => match found.iter().find(|c| &c.name == name) {
             Some(carrier) => carrier.identity.uuid.clone(),
-            None => return Err(format!("{source} ({name}) carries no OCFS2 superblock")),
+            None => {
+                return Err(IdentityError::NoSuperblock {
+                    source_name: source.clone(),
+                    name: name.clone(),
+                })
+            }
         },
     };
     if let Some(expected) = expected {
         if expected != uuid {
-            return Err(format!(
-                "{source} is volume {uuid}, expected {expected}; refusing to mount another volume"
-            ));
+            return Err(IdentityError::OtherVolume {
+                source_name: source.to_string(),
+                uuid,
+                expected: expected.to_string(),
+            });
         }
     }
     let carriers = carriers_of(&found, &uuid);
     let chosen = match carriers.as_slice() {
         [one] => (*one).clone(),
-        [] => return Err(format!("no device carries volume {uuid}")),
+        [] => return Err(IdentityError::NoCarrier(uuid)),
         many => {
-            return Err(format!(
-                "volume {uuid} is on {} devices ({}): a cloned LUN or snapshot; refusing to guess",
-                many.len(),
-                many.iter()
-                    .map(|c| format!("/dev/{}", c.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            return Err(IdentityError::Cloned {
+                uuid,
+                devices: many.iter().map(|c| format!("/dev/{}", c.name)).collect(),
+            })
         }
     };
     if let Wanted::Device { source, name } = &wanted {
         if &chosen.name != name {
-            return Err(format!(
-                "{source} ({name}) is a path of /dev/{} which carries the same volume; mount the \
-                 multipath map, not one of its paths",
-                chosen.name
-            ));
+            return Err(IdentityError::MemberPath {
+                source_name: source.clone(),
+                name: name.clone(),
+                map: chosen.name,
+            });
         }
     }
     Ok(chosen)

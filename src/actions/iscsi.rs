@@ -18,28 +18,116 @@
 //! listed refuses.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
-use super::{command, ActionError, Checked, HostActions};
+use super::command::CommandError;
+use super::{command, not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim};
 use crate::collector::mounts::mountinfo::parse_mountinfo;
 use crate::collector::storage::iscsi::session_disks;
 use crate::collector::storage::multipath::{parse_dmsetup_status, MapStatus};
 use crate::collector::storage::sysfs::{attr, list_dir, real_dir};
 use crate::collector::storage::topology::{block_name, walk};
 
-pub fn check_session(host: &HostActions, session: &str) -> Checked {
+/// Logs `Plan::IscsiRelogin`'s session out and in again.
+pub struct IscsiRelogin;
+
+impl Action for IscsiRelogin {
+    fn name(&self) -> &'static str {
+        "iscsi_relogin"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::IscsiRelogin { session, .. } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        Ok(check_session(host, session)?)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::IscsiRelogin { target, portal, .. } = plan else {
+            return Err(ActionError::Failed(not_mine(self, plan)));
+        };
+        relogin(host, target, portal)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::IscsiRelogin { session, .. } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![format!("session:{session}")])
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
+
+/// Why a session is not logged out and in again.
+#[derive(Debug, thiserror::Error)]
+pub enum IscsiError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{session} is {state}")]
+    NotFailed { session: String, state: String },
+    #[error("cannot list the disks of {session} ({} missing)", path.display())]
+    NoDevice { session: String, path: PathBuf },
+    #[error("{disk} is under {device} mounted at {mountpoint}")]
+    Mounted {
+        disk: String,
+        device: String,
+        mountpoint: String,
+    },
+    #[error("{disk} is under heartbeat region {region} (/dev/{device})")]
+    Heartbeat {
+        disk: String,
+        region: String,
+        device: String,
+    },
+    #[error("cannot read multipath path states: {0}")]
+    PathStates(CommandError),
+    #[error("{0} is not a path of a multipath map: the logout would remove the only path")]
+    NoMultipath(String),
+    #[error("multipath map {alias} ({map}) has no active path besides this session's")]
+    NoOtherPath { alias: String, map: String },
+}
+
+pub fn check_session(host: &HostActions, session: &str) -> Result<String, IscsiError> {
     let dir = host.paths.sys(format!("class/iscsi_session/{session}"));
     let state = match std::fs::read_to_string(dir.join("state")) {
         Ok(state) => state.trim().to_string(),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.join("state").display())),
+        Err(error) => {
+            return Err(IscsiError::Read {
+                path: dir.join("state"),
+                error,
+            })
+        }
     };
     if !matches!(state.as_str(), "FAILED" | "FREE") {
-        return Err(format!("{session} is {state}"));
+        return Err(IscsiError::NotFailed {
+            session: session.to_string(),
+            state,
+        });
     }
     if real_dir(&dir.join("device")).is_none() {
-        return Err(format!(
-            "cannot list the disks of {session} ({} missing)",
-            dir.join("device").display()
-        ));
+        return Err(IscsiError::NoDevice {
+            session: session.to_string(),
+            path: dir.join("device"),
+        });
     }
     let disks: BTreeSet<String> = session_disks(&dir).into_iter().collect();
     if !disks.is_empty() {
@@ -58,14 +146,14 @@ pub fn check_session(host: &HostActions, session: &str) -> Checked {
 
 /// The host's mount table: PID 1's, or the daemon's own when that is not
 /// readable (the mounts collector's order).
-fn host_table(host: &HostActions) -> Result<String, String> {
+fn host_table(host: &HostActions) -> Result<String, IscsiError> {
     let init = host.paths.proc("1/mountinfo");
     std::fs::read_to_string(&init)
         .or_else(|_| std::fs::read_to_string(host.paths.proc("self/mountinfo")))
-        .map_err(|e| format!("cannot read {}: {e}", init.display()))
+        .map_err(|error| IscsiError::Read { path: init, error })
 }
 
-fn refuse_if_in_use(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), String> {
+fn refuse_if_in_use(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), IscsiError> {
     let table = parse_mountinfo(&host_table(host)?);
     let mut seen = BTreeSet::new();
     for entry in &table.entries {
@@ -81,10 +169,11 @@ fn refuse_if_in_use(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), 
             .iter()
             .find(|d| disks.contains(*d))
         {
-            return Err(format!(
-                "{disk} is under {} mounted at {}",
-                entry.source, entry.mount_point
-            ));
+            return Err(IscsiError::Mounted {
+                disk: disk.clone(),
+                device: entry.source.clone(),
+                mountpoint: entry.mount_point.clone(),
+            });
         }
     }
     for cluster in list_dir(&host.paths.sys("kernel/config/cluster")) {
@@ -103,23 +192,28 @@ fn refuse_if_in_use(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), 
                 .iter()
                 .find(|d| disks.contains(*d))
             {
-                return Err(format!(
-                    "{disk} is under heartbeat region {region} (/dev/{device})"
-                ));
+                return Err(IscsiError::Heartbeat {
+                    disk: disk.clone(),
+                    region,
+                    device,
+                });
             }
         }
     }
     Ok(())
 }
 
-fn refuse_without_other_path(host: &HostActions, disks: &BTreeSet<String>) -> Result<(), String> {
+fn refuse_without_other_path(
+    host: &HostActions,
+    disks: &BTreeSet<String>,
+) -> Result<(), IscsiError> {
     let output = command::run_checked(
         &host.command_prefix,
         "dmsetup",
         &["status", "--target", "multipath"],
         host.timeout,
     )
-    .map_err(|e| format!("cannot read multipath path states: {e}"))?;
+    .map_err(IscsiError::PathStates)?;
     let statuses = parse_dmsetup_status(&output.stdout);
     let block = host.paths.sys("class/block");
     for disk in disks {
@@ -130,9 +224,7 @@ fn refuse_without_other_path(host: &HostActions, disks: &BTreeSet<String>) -> Re
             })
             .collect();
         let Some(map) = maps.first() else {
-            return Err(format!(
-                "{disk} is not a path of a multipath map: the logout would remove the only path"
-            ));
+            return Err(IscsiError::NoMultipath(disk.clone()));
         };
         let alias = attr(&block.join(map).join("dm"), "name").unwrap_or_else(|| map.clone());
         let status = statuses.iter().find(|s| s.name == alias);
@@ -141,9 +233,10 @@ fn refuse_without_other_path(host: &HostActions, disks: &BTreeSet<String>) -> Re
             .filter(|slave| !disks.contains(slave))
             .find(|slave| path_usable(host, status, slave));
         if other.is_none() {
-            return Err(format!(
-                "multipath map {alias} ({map}) has no active path besides this session's"
-            ));
+            return Err(IscsiError::NoOtherPath {
+                alias,
+                map: map.clone(),
+            });
         }
     }
     Ok(())
@@ -174,6 +267,6 @@ pub fn relogin(host: &HostActions, target: &str, portal: &str) -> Result<String,
         &[&base[..], &["--login"]].concat(),
         host.timeout,
     )
-    .map_err(ActionError::Failed)?;
+    .map_err(ActionError::failed)?;
     Ok(format!("logged in to {target} at {portal}"))
 }

@@ -11,8 +11,15 @@
 //! From a container (`--path.rootfs` not `/`) the executor is
 //! `hostns::HostNamespaceExecutor`: the same check and act code, run by a
 //! helper process in PID 1's mount namespace (`helper.rs`).
+//!
+//! Each action is a unit struct implementing `Action` in its own file
+//! (its re-check, its act, the volumes it claims, how the guards treat it),
+//! listed in `ACTIONS`; `Plan::action` is the one place a plan kind is
+//! mapped to it. Errors are each module's own `thiserror` enum, gathered in
+//! `Cause`; its Display is the text of the audit line.
 
 pub mod audit;
+pub mod claim;
 pub mod command;
 pub mod heartbeat;
 pub mod helper;
@@ -34,28 +41,56 @@ use serde::{Deserialize, Serialize};
 use crate::collector::o2cb::StackTimeouts;
 use crate::host::HostPaths;
 use crate::rules::config::Mode;
+pub use claim::VolumeClaim;
 pub use restore::{RestoreHow, RestoreMount};
 
-/// The fixed set of actions (`action` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Remount,
-    Unstack,
-    RestartO2cb,
-    IscsiRelogin,
-    KillLeakedHeartbeat,
+/// One remediation action: how it re-checks its plan on the host, acts, and
+/// what the engine's guards need to know about it. Unit structs in the
+/// action's own file, registered in `ACTIONS`; `Plan::action` finds a
+/// plan's action.
+pub trait Action: Sync {
+    /// The `action` label, and the `action` tag of its `Plan` kind.
+    fn name(&self) -> &'static str;
+    /// Re-reads the one fact the plan depends on: what will be done, or why
+    /// the plan no longer applies.
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked;
+    /// Acts (after `check` passed).
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError>;
+    /// The volumes the plan works on, locked while it runs.
+    fn claim(&self, plan: &Plan) -> VolumeClaim;
+    /// Takes something away from running workloads: at most one such
+    /// action per tick, so the next snapshot shows its effect first.
+    fn disruptive(&self) -> bool;
+    /// Takes volumes away or disturbs other nodes: held by the storm brake
+    /// on missing evidence, unhealthy nodes and the hold-down.
+    fn destructive(&self) -> bool;
+    /// Unmounts or restarts the stack: held during a network partition.
+    fn held_by_partition(&self) -> bool;
+    /// Mount points the plan takes down (`None`: it unmounts nothing): a
+    /// stuck probe on one of them, or no fresh mount table, holds it.
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>>;
 }
 
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Remount => "remount",
-            Action::Unstack => "unstack",
-            Action::RestartO2cb => "restart_o2cb",
-            Action::IscsiRelogin => "iscsi_relogin",
-            Action::KillLeakedHeartbeat => "kill_leaked_heartbeat",
-        }
+/// Every action, one entry per `Plan` kind.
+pub static ACTIONS: &[&dyn Action] = &[
+    &remount::Remount,
+    &unstack::Unstack,
+    &o2cb::RestartO2cb,
+    &iscsi::IscsiRelogin,
+    &heartbeat::KillLeakedHeartbeat,
+];
+
+/// The action registered under `name` (an audited `action` field).
+pub fn action_named(name: &str) -> Option<&'static dyn Action> {
+    ACTIONS.iter().copied().find(|a| a.name() == name)
+}
+
+/// What an action answers when handed another action's plan: the engine
+/// never does (`Plan::action`), so refuse rather than guess.
+pub(crate) fn not_mine(action: &dyn Action, plan: &Plan) -> Cause {
+    Cause::OtherPlan {
+        action: action.name(),
+        plan: plan.action().name(),
     }
 }
 
@@ -107,13 +142,14 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub fn action(&self) -> Action {
+    /// The action that runs this plan.
+    pub fn action(&self) -> &'static dyn Action {
         match self {
-            Plan::Remount(_) => Action::Remount,
-            Plan::Unstack { .. } => Action::Unstack,
-            Plan::RestartO2cb { .. } => Action::RestartO2cb,
-            Plan::IscsiRelogin { .. } => Action::IscsiRelogin,
-            Plan::KillLeakedHeartbeat { .. } => Action::KillLeakedHeartbeat,
+            Plan::Remount(_) => &remount::Remount,
+            Plan::Unstack { .. } => &unstack::Unstack,
+            Plan::RestartO2cb { .. } => &o2cb::RestartO2cb,
+            Plan::IscsiRelogin { .. } => &iscsi::IscsiRelogin,
+            Plan::KillLeakedHeartbeat { .. } => &heartbeat::KillLeakedHeartbeat,
         }
     }
 }
@@ -173,11 +209,13 @@ pub struct HostActions {
     pub command_prefix: Vec<String>,
     /// Where actions audit their own steps (undo); `None` writes none.
     pub steps: Option<audit::StepLog>,
+    /// `[mounts] unstack_ignore` as it stands now (SIGHUP reads it again).
+    pub unstack_ignore: unstack::UnstackIgnore,
 }
 
 /// A precondition re-checked on the host: `Ok(what will be done)` or
 /// `Err(why the plan no longer applies)`.
-pub type Checked = Result<String, String>;
+pub type Checked = Result<String, Cause>;
 
 impl HostActions {
     pub fn new(paths: HostPaths, config: &crate::rules::config::RemediationConfig) -> Self {
@@ -186,7 +224,14 @@ impl HostActions {
             timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
             steps: None,
+            unstack_ignore: unstack::UnstackIgnore::default(),
         }
+    }
+
+    /// Unstack refuses mount points `ignore` matches when it acts.
+    pub fn with_unstack_ignore(mut self, ignore: unstack::UnstackIgnore) -> Self {
+        self.unstack_ignore = ignore;
+        self
     }
 
     /// Audits action steps (the o2cb restart's undo journal) into `log`.
@@ -197,47 +242,68 @@ impl HostActions {
 
     /// Re-reads the one fact the plan depends on.
     pub fn check(&self, plan: &Plan) -> Checked {
-        match plan {
-            Plan::Remount(spec) => remount::check(self, spec).map(|p| p.describe()),
-            Plan::Unstack { mountpoint } => unstack::check(self, mountpoint),
-            Plan::RestartO2cb {
-                volumes,
-                stop_services,
-                ..
-            } => o2cb::check(self, volumes, stop_services).map(|r| r.describe()),
-            Plan::IscsiRelogin { session, .. } => iscsi::check_session(self, session),
-            Plan::KillLeakedHeartbeat { uuid } => heartbeat::check_leaked_region(self, uuid),
-        }
+        plan.action().check(self, plan)
     }
 
     fn act(&self, plan: &Plan) -> Outcome {
-        let result = match plan {
-            Plan::Remount(spec) => remount::run(self, spec),
-            Plan::Unstack { mountpoint } => unstack::run(self, mountpoint),
-            Plan::RestartO2cb {
-                cluster,
-                volumes,
-                stop_services,
-                timeouts,
-            } => o2cb::run(self, cluster, volumes, stop_services, *timeouts),
-            Plan::IscsiRelogin { target, portal, .. } => iscsi::relogin(self, target, portal),
-            Plan::KillLeakedHeartbeat { uuid } => heartbeat::kill_heartbeat(self, uuid),
-        };
-        match result {
+        match plan.action().run(self, plan) {
             Ok(done) => Outcome::Success(done),
-            Err(ActionError::PreconditionChanged(why)) => Outcome::PreconditionChanged(why),
-            Err(ActionError::Failed(why)) => Outcome::Failed(why),
+            Err(ActionError::PreconditionChanged(why)) => {
+                Outcome::PreconditionChanged(why.to_string())
+            }
+            Err(ActionError::Failed(why)) => Outcome::Failed(why.to_string()),
         }
     }
 }
 
 /// Why an action did not complete.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ActionError {
+    /// The host no longer matches the plan; nothing was done.
     #[error("precondition changed: {0}")]
-    PreconditionChanged(String),
+    PreconditionChanged(Cause),
     #[error("{0}")]
-    Failed(String),
+    Failed(Cause),
+}
+
+/// What stopped an action, by the part of it that found out. Its Display
+/// is the `detail`/`error` text of the audit line.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    #[error(transparent)]
+    Unstack(#[from] unstack::UnstackError),
+    #[error(transparent)]
+    Remount(#[from] remount::RemountError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Stack(#[from] o2cb_stack::StackError),
+    #[error(transparent)]
+    O2cb(#[from] o2cb::O2cbError),
+    #[error(transparent)]
+    Iscsi(#[from] iscsi::IscsiError),
+    #[error(transparent)]
+    Heartbeat(#[from] heartbeat::HeartbeatError),
+    #[error("the {action} action was handed a {plan} plan")]
+    OtherPlan {
+        action: &'static str,
+        plan: &'static str,
+    },
+}
+
+impl ActionError {
+    /// The host changed since the decision: `e` says how.
+    pub fn changed(e: impl Into<Cause>) -> Self {
+        Self::PreconditionChanged(e.into())
+    }
+
+    pub fn failed(e: impl Into<Cause>) -> Self {
+        Self::Failed(e.into())
+    }
 }
 
 pub struct RealExecutor(pub HostActions);
@@ -250,7 +316,7 @@ impl Executor for RealExecutor {
     fn execute(&self, plan: &Plan) -> Outcome {
         match self.0.check(plan) {
             Ok(_) => self.0.act(plan),
-            Err(why) => Outcome::PreconditionChanged(why),
+            Err(why) => Outcome::PreconditionChanged(why.to_string()),
         }
     }
 }
@@ -266,7 +332,7 @@ impl Executor for DryRunExecutor {
     fn execute(&self, plan: &Plan) -> Outcome {
         match self.0.check(plan) {
             Ok(would) => Outcome::DryRun(format!("would {would}")),
-            Err(why) => Outcome::PreconditionChanged(why),
+            Err(why) => Outcome::PreconditionChanged(why.to_string()),
         }
     }
 }
@@ -276,5 +342,84 @@ pub fn executor_for(mode: Mode, host: HostActions) -> Box<dyn Executor> {
     match mode {
         Mode::Enforce => Box::new(RealExecutor(host)),
         Mode::DryRun => Box::new(DryRunExecutor(host)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One plan of every kind.
+    fn one_plan_of_each_kind() -> Vec<Plan> {
+        vec![
+            Plan::Remount(MountSpec::default()),
+            Plan::Unstack {
+                mountpoint: "/srv/a".into(),
+            },
+            Plan::RestartO2cb {
+                cluster: "c".into(),
+                volumes: Vec::new(),
+                stop_services: Vec::new(),
+                timeouts: None,
+            },
+            Plan::IscsiRelogin {
+                session: "session1".into(),
+                target: "t".into(),
+                portal: "p".into(),
+            },
+            Plan::KillLeakedHeartbeat { uuid: "AB".into() },
+        ]
+    }
+
+    /// Does not compile when a `Plan` kind is added without a plan above.
+    fn _every_kind_is_listed_above(plan: &Plan) {
+        match plan {
+            Plan::Remount(_)
+            | Plan::Unstack { .. }
+            | Plan::RestartO2cb { .. }
+            | Plan::IscsiRelogin { .. }
+            | Plan::KillLeakedHeartbeat { .. } => {}
+        }
+    }
+
+    #[test]
+    fn every_plan_kind_has_exactly_one_action_in_the_list() {
+        let plans = one_plan_of_each_kind();
+        assert_eq!(ACTIONS.len(), plans.len(), "one action per plan kind");
+        for plan in &plans {
+            let action = plan.action();
+            let listed = ACTIONS.iter().filter(|a| a.name() == action.name()).count();
+            assert_eq!(listed, 1, "{} listed {listed} times", action.name());
+            // The serialized plan (helper requests) carries the same name.
+            let json = serde_json::to_value(plan).unwrap();
+            assert_eq!(json["action"], action.name());
+        }
+    }
+
+    #[test]
+    fn an_action_refuses_another_actions_plan() {
+        let host = HostActions {
+            paths: HostPaths::default(),
+            timeout: Duration::from_secs(1),
+            command_prefix: Vec::new(),
+            steps: None,
+            unstack_ignore: unstack::UnstackIgnore::default(),
+        };
+        let plans = one_plan_of_each_kind();
+        for action in ACTIONS {
+            for plan in plans.iter().filter(|p| p.action().name() != action.name()) {
+                let why = action.check(&host, plan).unwrap_err();
+                assert!(matches!(why, Cause::OtherPlan { .. }), "{why}");
+                assert!(why.to_string().contains("was handed a"), "{why}");
+                assert!(matches!(
+                    action.run(&host, plan),
+                    Err(ActionError::Failed(Cause::OtherPlan { .. }))
+                ));
+                assert!(action
+                    .claim(plan)
+                    .conflicts(&VolumeClaim::keys(Vec::new()).on_stack()));
+                assert_eq!(action.takes_down(plan), None);
+            }
+        }
     }
 }

@@ -28,12 +28,122 @@ use super::audit::{AuditOutcome, AuditRecord, Phase};
 use super::o2cb_stack::{self, ServiceManager};
 use super::openfiles::{self, Device, HolderQuery};
 use super::restore::{self, RestoreMount};
-use super::{command, ActionError, HostActions};
+use super::{
+    command, not_mine, Action, ActionError, Checked, HostActions, Plan, RestoreHow, VolumeClaim,
+};
 use crate::collector::o2cb::StackTimeouts;
 
 /// The rule that plans this action (for the undo journal's audit lines).
 const RULE: &str = "o2cb_down";
 const HOLDERS_SHOWN: usize = 5;
+
+/// Restarts `Plan::RestartO2cb`'s cluster stack, taking its volumes down
+/// and restoring them.
+pub struct RestartO2cb;
+
+impl Action for RestartO2cb {
+    fn name(&self) -> &'static str {
+        "restart_o2cb"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::RestartO2cb {
+            volumes,
+            stop_services,
+            ..
+        } = plan
+        else {
+            return Err(not_mine(self, plan));
+        };
+        Ok(check(host, volumes, stop_services).map(|ready| ready.describe())?)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::RestartO2cb {
+            cluster,
+            volumes,
+            stop_services,
+            timeouts,
+        } = plan
+        else {
+            return Err(ActionError::Failed(not_mine(self, plan)));
+        };
+        run(host, cluster, volumes, stop_services, *timeouts)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::RestartO2cb {
+            cluster, volumes, ..
+        } = plan
+        else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        let keys = std::iter::once(format!("cluster:{cluster}"))
+            .chain(volumes.iter().flat_map(|v| {
+                let source = match &v.how {
+                    RestoreHow::Device { source, .. } => source.clone(),
+                    RestoreHow::Bind { from } => from.clone(),
+                };
+                [
+                    VolumeClaim::mount(&v.mountpoint),
+                    format!("source:{source}"),
+                ]
+            }))
+            .collect();
+        VolumeClaim::keys(keys).whole_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        true
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        true
+    }
+
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
+        match plan {
+            Plan::RestartO2cb { volumes, .. } => {
+                Some(volumes.iter().map(|v| v.mountpoint.as_str()).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why an o2cb restart does not start, or what went wrong in it.
+#[derive(Debug, thiserror::Error)]
+pub enum O2cbError {
+    #[error("no o2cb service manager found (systemd unit, init script or o2cb tool)")]
+    NoManager,
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Stack(#[from] o2cb_stack::StackError),
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    #[error("the volumes are in use: {}", .0.join("; "))]
+    InUse(Vec<String>),
+    #[error("the volumes are still mounted elsewhere: {}", .0.join(", "))]
+    MountedElsewhere(Vec<String>),
+    /// A step failed; everything done so far was undone (or tried).
+    #[error("{error}; done: [{}]; undo: [{}]", .done.join(", "), .undone.join(", "))]
+    RolledBack {
+        error: Box<O2cbError>,
+        done: Vec<String>,
+        undone: Vec<String>,
+    },
+    /// Every step went through but the node is not back in its cluster.
+    #[error("the node did not rejoin: {error}; done: [{}]", .done.join(", "))]
+    NotRejoined {
+        error: Box<O2cbError>,
+        done: Vec<String>,
+    },
+}
 
 /// A restart that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +192,7 @@ fn no_holders(
     host: &HostActions,
     volumes: &[RestoreMount],
     stopping: &[String],
-) -> Result<(), String> {
+) -> Result<(), O2cbError> {
     if volumes.is_empty() {
         return Ok(());
     }
@@ -91,16 +201,15 @@ fn no_holders(
         return Ok(());
     }
     let list: Vec<String> = found.iter().map(|h| h.describe()).collect();
-    Err(format!("the volumes are in use: {}", list.join("; ")))
+    Err(O2cbError::InUse(list))
 }
 
 pub fn check(
     host: &HostActions,
     volumes: &[RestoreMount],
     stop_services: &[String],
-) -> Result<Ready, String> {
-    let manager = o2cb_stack::detect(host)
-        .ok_or("no o2cb service manager found (systemd unit, init script or o2cb tool)")?;
+) -> Result<Ready, O2cbError> {
+    let manager = o2cb_stack::detect(host).ok_or(O2cbError::NoManager)?;
     for volume in volumes {
         restore::still_mounted(host, volume)?;
     }
@@ -129,17 +238,17 @@ struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    fn systemctl(&self, verb: &str, unit: &str) -> Result<(), String> {
+    fn systemctl(&self, verb: &str, unit: &str) -> Result<(), O2cbError> {
         command::run_checked(
             &self.host.command_prefix,
             "systemctl",
             &[verb, unit],
             self.host.timeout,
-        )
-        .map(|_| ())
+        )?;
+        Ok(())
     }
 
-    fn start_stack(&self) -> Result<String, String> {
+    fn start_stack(&self) -> Result<String, O2cbError> {
         let written = o2cb_stack::start(self.host, &self.manager, self.cluster, self.want)?;
         Ok(if written.is_empty() {
             "started o2cb".to_string()
@@ -152,7 +261,7 @@ impl Transaction<'_> {
         &mut self,
         volumes: &[RestoreMount],
         stop_services: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), O2cbError> {
         for unit in stop_services {
             self.systemctl("stop", unit)?;
             self.journal.push(Change::StoppedService(unit.clone()));
@@ -168,10 +277,7 @@ impl Transaction<'_> {
         }
         let left = openfiles::remaining_mounts(&self.host.paths, &devices(volumes));
         if !left.is_empty() {
-            return Err(format!(
-                "the volumes are still mounted elsewhere: {}",
-                left.join(", ")
-            ));
+            return Err(O2cbError::MountedElsewhere(left));
         }
         if o2cb_stack::registered(self.host, self.cluster) {
             o2cb_stack::stop(self.host, &self.manager, self.cluster)?;
@@ -204,7 +310,7 @@ impl Transaction<'_> {
                 Change::StoppedStack => ("start o2cb".to_string(), self.start_stack().map(|_| ())),
                 Change::Unmounted(volume) => (
                     format!("remount {}", volume.describe()),
-                    restore::mount(self.host, volume),
+                    restore::mount(self.host, volume).map_err(O2cbError::from),
                 ),
                 Change::StoppedService(unit) => {
                     (format!("start {unit}"), self.systemctl("start", unit))
@@ -227,7 +333,7 @@ impl Transaction<'_> {
         report
     }
 
-    fn audit_undo(&self, step: &str, result: &Result<(), String>, cause: &str) {
+    fn audit_undo(&self, step: &str, result: &Result<(), O2cbError>, cause: &str) {
         let Some(log) = &self.host.steps else {
             return;
         };
@@ -235,7 +341,7 @@ impl Transaction<'_> {
             time: AuditRecord::now(),
             rule: RULE.to_string(),
             target: self.cluster.to_string(),
-            action: super::Action::RestartO2cb.as_str().to_string(),
+            action: RestartO2cb.name().to_string(),
             mode: String::new(),
             phase: Phase::Undo,
             outcome: if result.is_ok() {
@@ -245,7 +351,7 @@ impl Transaction<'_> {
             },
             evidence: format!("restart failed: {cause}"),
             detail: Some(step.to_string()),
-            error: result.as_ref().err().cloned(),
+            error: result.as_ref().err().map(ToString::to_string),
             caller: None,
         });
     }
@@ -258,7 +364,7 @@ pub fn run(
     stop_services: &[String],
     seen: Option<StackTimeouts>,
 ) -> Result<String, ActionError> {
-    let ready = check(host, volumes, stop_services).map_err(ActionError::PreconditionChanged)?;
+    let ready = check(host, volumes, stop_services).map_err(ActionError::changed)?;
     let mut tx = Transaction {
         host,
         cluster,
@@ -268,19 +374,21 @@ pub fn run(
         done: Vec::new(),
     };
     if let Err(error) = tx.forward(volumes, stop_services) {
-        let undone = tx.undo(&error);
-        return Err(ActionError::Failed(format!(
-            "{error}; done: [{}]; undo: [{}]",
-            tx.done.join(", "),
-            undone.join(", ")
-        )));
+        let undone = tx.undo(&error.to_string());
+        return Err(ActionError::failed(O2cbError::RolledBack {
+            error: Box::new(error),
+            done: tx.done,
+            undone,
+        }));
     }
     let deadline = Instant::now() + host.timeout;
     let verified = volumes
         .iter()
         .try_for_each(|v| restore::verify(host, v))
+        .map_err(O2cbError::from)
         .and_then(|()| {
             o2cb_stack::wait_rejoined(host, cluster, tx.want, !volumes.is_empty(), deadline)
+                .map_err(O2cbError::from)
         });
     match verified {
         Ok(rejoined) => {
@@ -289,9 +397,9 @@ pub fn run(
         }
         // Everything was put back; what is wrong now a second restart
         // would not fix (mismatched peers, a partition): say so, undo nothing.
-        Err(error) => Err(ActionError::Failed(format!(
-            "the node did not rejoin: {error}; done: [{}]",
-            tx.done.join(", ")
-        ))),
+        Err(error) => Err(ActionError::failed(O2cbError::NotRejoined {
+            error: Box::new(error),
+            done: tx.done,
+        })),
     }
 }

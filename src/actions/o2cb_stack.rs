@@ -18,11 +18,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::command::CommandError;
 use super::{command, HostActions};
 use crate::collector::configfs::{read_cluster, HeartbeatMode};
 use crate::collector::nodemap::parse_node_map_file;
 use crate::collector::o2cb::sysconfig::parse_sysconfig;
 use crate::collector::o2cb::StackTimeouts;
+use crate::collector::parse_error::ParseError;
+use crate::collector::CollectError;
 
 /// How the host runs o2cb.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +77,44 @@ fn tool(host: &HostActions, path: &Path) -> String {
     }
 }
 
-fn run(host: &HostActions, program: &str, args: &[&str]) -> Result<(), String> {
-    command::run_checked(&host.command_prefix, program, args, host.timeout).map(|_| ())
+/// Why the stack did not stop, start or rejoin as wanted.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Configfs(#[from] CollectError),
+    #[error("cannot write {value} to {}: {error}", path.display())]
+    WriteTimeout {
+        value: u32,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("heartbeat regions still active {regions:?} after {after:?}")]
+    RegionsActive {
+        regions: Vec<String>,
+        after: Duration,
+    },
+    #[error("timeouts differ: {}", .0.join(", "))]
+    TimeoutsDiffer(Vec<String>),
+    #[error("cluster not registered")]
+    NotRegistered,
+    #[error("no local node in configfs")]
+    NoLocalNode,
+    #[error("cannot read {}: {error}", path.display())]
+    NodeMapRead {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot read {}: {error}", path.display())]
+    NodeMapParse { path: PathBuf, error: ParseError },
+    #[error("live in heartbeat but not connected: nodes {}", .0.join(", "))]
+    NotConnected(Vec<String>),
+}
+
+fn run(host: &HostActions, program: &str, args: &[&str]) -> Result<(), StackError> {
+    command::run_checked(&host.command_prefix, program, args, host.timeout)?;
+    Ok(())
 }
 
 fn cluster_dir(host: &HostActions, cluster: &str) -> PathBuf {
@@ -106,7 +145,7 @@ pub fn apply_timeouts(
     host: &HostActions,
     cluster: &str,
     want: StackTimeouts,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, StackError> {
     let dir = cluster_dir(host, cluster);
     let current = read_cluster(&host.paths)
         .ok()
@@ -131,8 +170,9 @@ pub fn apply_timeouts(
     for (name, value) in order {
         let Some(value) = value else { continue };
         let path = dir.join(name);
-        std::fs::write(&path, format!("{value}\n"))
-            .map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))?;
+        if let Err(error) = std::fs::write(&path, format!("{value}\n")) {
+            return Err(StackError::WriteTimeout { value, path, error });
+        }
         written.push(format!("{name}={value}"));
     }
     Ok(written)
@@ -178,13 +218,10 @@ pub fn timeout_mismatches(host: &HostActions, cluster: &str, want: StackTimeouts
 /// Local heartbeat regions stop asynchronously after the last unmount (the
 /// kernel's usermode helper runs `ocfs2_hb_ctl -K`); o2cb refuses to go
 /// offline until they are gone. Global regions stay until stopped.
-fn wait_for_local_regions(host: &HostActions, cluster: &str) -> Result<(), String> {
+fn wait_for_local_regions(host: &HostActions, cluster: &str) -> Result<(), StackError> {
     let deadline = Instant::now() + host.timeout;
     loop {
-        let Some(cluster_config) = read_cluster(&host.paths)
-            .map_err(|e| e.to_string())?
-            .filter(|c| c.name == cluster)
-        else {
+        let Some(cluster_config) = read_cluster(&host.paths)?.filter(|c| c.name == cluster) else {
             return Ok(());
         };
         if cluster_config.heartbeat_mode == Some(HeartbeatMode::Global)
@@ -193,21 +230,16 @@ fn wait_for_local_regions(host: &HostActions, cluster: &str) -> Result<(), Strin
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let regions: Vec<&str> = cluster_config
-                .regions
-                .iter()
-                .map(|r| r.uuid.as_str())
-                .collect();
-            return Err(format!(
-                "heartbeat regions still active {:?} after {:?}",
-                regions, host.timeout
-            ));
+            return Err(StackError::RegionsActive {
+                regions: cluster_config.regions.into_iter().map(|r| r.uuid).collect(),
+                after: host.timeout,
+            });
         }
         std::thread::sleep(POLL);
     }
 }
 
-pub fn stop(host: &HostActions, manager: &ServiceManager, cluster: &str) -> Result<(), String> {
+pub fn stop(host: &HostActions, manager: &ServiceManager, cluster: &str) -> Result<(), StackError> {
     wait_for_local_regions(host, cluster)?;
     match manager {
         ServiceManager::Systemd => run(host, "systemctl", &["stop", "o2cb.service"]),
@@ -225,7 +257,7 @@ pub fn start(
     manager: &ServiceManager,
     cluster: &str,
     want: StackTimeouts,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, StackError> {
     match manager {
         ServiceManager::Systemd => run(host, "systemctl", &["start", "o2cb.service"])?,
         ServiceManager::Script(script) => run(host, &tool(host, script), &["online"])?,
@@ -259,7 +291,7 @@ pub fn wait_rejoined(
     want: StackTimeouts,
     heartbeat_expected: bool,
     deadline: Instant,
-) -> Result<String, String> {
+) -> Result<String, StackError> {
     loop {
         let result = rejoined(host, cluster, want, heartbeat_expected);
         if result.is_ok() || Instant::now() >= deadline {
@@ -274,18 +306,16 @@ fn rejoined(
     cluster: &str,
     want: StackTimeouts,
     heartbeat_expected: bool,
-) -> Result<String, String> {
+) -> Result<String, StackError> {
     let mismatches = timeout_mismatches(host, cluster, want);
     if !mismatches.is_empty() {
-        return Err(format!("timeouts differ: {}", mismatches.join(", ")));
+        return Err(StackError::TimeoutsDiffer(mismatches));
     }
-    let config = read_cluster(&host.paths)
-        .map_err(|e| e.to_string())?
-        .ok_or("cluster not registered")?;
+    let config = read_cluster(&host.paths)?.ok_or(StackError::NotRegistered)?;
     let local = config
         .local_node()
         .and_then(|n| n.num)
-        .ok_or("no local node in configfs")?;
+        .ok_or(StackError::NoLocalNode)?;
     // Local heartbeat runs only while a volume is mounted: with none, there
     // is nobody to connect to yet (the mounts' own join connects).
     if !heartbeat_expected && config.heartbeat_mode != Some(HeartbeatMode::Global) {
@@ -293,10 +323,12 @@ fn rejoined(
     }
     let read = |name: &str| {
         let path = host.paths.sys(format!("kernel/debug/{name}"));
-        std::fs::read_to_string(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| parse_node_map_file(&text).map_err(|e| e.to_string()))
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                parse_node_map_file(&text).map_err(|error| StackError::NodeMapParse { path, error })
+            }
+            Err(error) => Err(StackError::NodeMapRead { path, error }),
+        }
     };
     let live = read("o2hb/livenodes")?;
     let connected = read("o2net/connected_nodes")?;
@@ -309,9 +341,6 @@ fn rejoined(
         let peers = live.iter().filter(|n| **n != local).count();
         Ok(format!("rejoined: connected to {peers} live peers"))
     } else {
-        Err(format!(
-            "live in heartbeat but not connected: nodes {}",
-            missing.join(", ")
-        ))
+        Err(StackError::NotConnected(missing))
     }
 }

@@ -16,8 +16,101 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{command, identity, ActionError, HostActions, MountSpec};
+use super::{
+    command, identity, not_mine, Action, ActionError, Checked, HostActions, MountSpec, Plan,
+    VolumeClaim,
+};
 use crate::host::resolve_in_root;
+
+/// Mounts `Plan::Remount`'s filesystem again.
+pub struct Remount;
+
+impl Action for Remount {
+    fn name(&self) -> &'static str {
+        "remount"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::Remount(spec) = plan else {
+            return Err(not_mine(self, plan));
+        };
+        Ok(check(host, spec).map(|ready| ready.describe())?)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::Remount(spec) = plan else {
+            return Err(ActionError::Failed(not_mine(self, plan)));
+        };
+        run(host, spec)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::Remount(spec) = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        let claim = VolumeClaim::keys(vec![
+            VolumeClaim::mount(&spec.mountpoint),
+            format!("source:{}", spec.source),
+        ]);
+        if spec.fstype == "ocfs2" {
+            claim.on_stack()
+        } else {
+            claim
+        }
+    }
+
+    fn disruptive(&self) -> bool {
+        false
+    }
+
+    /// Mounting takes nothing away.
+    fn destructive(&self) -> bool {
+        false
+    }
+
+    fn held_by_partition(&self) -> bool {
+        false
+    }
+
+    fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
+        None
+    }
+}
+
+/// Why a filesystem is not mounted again.
+#[derive(Debug, thiserror::Error)]
+pub enum RemountError {
+    #[error("cannot resolve {}: {error}", link.display())]
+    Unresolved {
+        link: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("device {source_name} not present ({}: {error})", link.display())]
+    NoDevice {
+        source_name: String,
+        link: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot resolve mount point {mountpoint}: {error}")]
+    MountPoint {
+        mountpoint: String,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Table(#[from] super::unstack::TableError),
+    #[error("{shown} is mounted ({fstype} {device}); never mount on top")]
+    Occupied {
+        shown: String,
+        fstype: String,
+        device: String,
+    },
+    #[error("mount point {0} is not a directory")]
+    NotADirectory(String),
+    #[error("the o2cb cluster stack is offline")]
+    StackOffline,
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+}
 
 /// A remount that passed its preconditions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,21 +157,24 @@ fn tool_path(host: &HostActions, host_path: &Path) -> String {
     }
 }
 
-fn resolve_device(host: &HostActions, source: &str) -> Result<String, String> {
+fn resolve_device(host: &HostActions, source: &str) -> Result<String, RemountError> {
     let link = match by_tag_link(source) {
         Some(link) => link,
         None if source.starts_with('/') => PathBuf::from(source),
         // tmpfs, none, ...: no device to look for.
         None => return Ok(source.to_string()),
     };
-    let device = resolve_in_root(&host.paths, &link)
-        .map_err(|e| format!("cannot resolve {}: {e}", link.display()))?;
+    let device = match resolve_in_root(&host.paths, &link) {
+        Ok(device) => device,
+        Err(error) => return Err(RemountError::Unresolved { link, error }),
+    };
     match std::fs::metadata(host.paths.root(&device)) {
         Ok(_) => Ok(tool_path(host, &device)),
-        Err(e) => Err(format!(
-            "device {source} not present ({}: {e})",
-            link.display()
-        )),
+        Err(error) => Err(RemountError::NoDevice {
+            source_name: source.to_string(),
+            link,
+            error,
+        }),
     }
 }
 
@@ -89,9 +185,14 @@ pub fn cluster_registered(host: &HostActions) -> bool {
         .unwrap_or(false)
 }
 
-pub fn check(host: &HostActions, spec: &MountSpec) -> Result<Ready, String> {
-    let mountpoint = resolve_in_root(&host.paths, Path::new(&spec.mountpoint))
-        .map_err(|e| format!("cannot resolve mount point {}: {e}", spec.mountpoint))?;
+pub fn check(host: &HostActions, spec: &MountSpec) -> Result<Ready, RemountError> {
+    let mountpoint =
+        resolve_in_root(&host.paths, Path::new(&spec.mountpoint)).map_err(|error| {
+            RemountError::MountPoint {
+                mountpoint: spec.mountpoint.clone(),
+                error,
+            }
+        })?;
     let shown = if mountpoint == Path::new(&spec.mountpoint) {
         spec.mountpoint.clone()
     } else {
@@ -101,17 +202,18 @@ pub fn check(host: &HostActions, spec: &MountSpec) -> Result<Ready, String> {
     let table = super::unstack::read_own_table(host)?;
     let local_name = local.to_string_lossy();
     if let Some(existing) = table.entries.iter().find(|e| e.mount_point == local_name) {
-        return Err(format!(
-            "{shown} is mounted ({} {}); never mount on top",
-            existing.fstype, existing.source
-        ));
+        return Err(RemountError::Occupied {
+            shown,
+            fstype: existing.fstype.clone(),
+            device: existing.source.clone(),
+        });
     }
     if !local.is_dir() {
-        return Err(format!("mount point {shown} is not a directory"));
+        return Err(RemountError::NotADirectory(shown));
     }
     let device = if spec.fstype == "ocfs2" {
         if !cluster_registered(host) {
-            return Err("the o2cb cluster stack is offline".to_string());
+            return Err(RemountError::StackOffline);
         }
         let carrier = identity::locate(
             host,
@@ -141,14 +243,14 @@ pub fn mount_args(ready: &Ready) -> Vec<&str> {
 }
 
 pub fn run(host: &HostActions, spec: &MountSpec) -> Result<String, ActionError> {
-    let ready = check(host, spec).map_err(ActionError::PreconditionChanged)?;
+    let ready = check(host, spec).map_err(ActionError::changed)?;
     command::run_checked(
         &host.command_prefix,
         "mount",
         &mount_args(&ready),
         host.timeout,
     )
-    .map_err(ActionError::Failed)?;
+    .map_err(ActionError::failed)?;
     Ok(ready.describe())
 }
 

@@ -15,8 +15,54 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{command, remount, unstack, HostActions, MountSpec};
+use super::command::CommandError;
+use super::unstack::TableError;
+use super::{command, remount, unstack, ActionError, HostActions, MountSpec};
 use crate::collector::mounts::mountinfo::MountEntry;
+
+/// Why a mount cannot be taken down or put back exactly as recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("per-mount option {0} cannot be restored")]
+    Flag(String),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("{mountpoint} now shows {fstype} {major}:{minor} root {root}, not the planned volume")]
+    Replaced {
+        mountpoint: String,
+        fstype: String,
+        major: u32,
+        minor: u32,
+        root: String,
+    },
+    #[error("{0} is no longer mounted")]
+    Gone(String),
+    #[error("{mountpoint} is mounted ({fstype} {device}); never mount on top")]
+    Occupied {
+        mountpoint: String,
+        fstype: String,
+        device: String,
+    },
+    /// The device mount went through `remount` and failed there.
+    #[error("{0}")]
+    Remount(Box<ActionError>),
+    #[error("{0} is not mounted")]
+    NotMounted(String),
+    #[error("{mountpoint} came back with flags {now:?}, was {was:?}")]
+    Flags {
+        mountpoint: String,
+        now: String,
+        was: String,
+    },
+    #[error("{mountpoint} came back {now}, was {was}")]
+    Propagation {
+        mountpoint: String,
+        now: &'static str,
+        was: &'static str,
+    },
+}
 
 /// Per-mount flags `mount(8)` can set again; `rw` and `relatime` are the
 /// defaults and never recorded.
@@ -90,14 +136,14 @@ impl RestoreMount {
 
 /// The non-default per-mount flags of mountinfo field 6, or the first one
 /// `mount(8)` could not set again.
-pub fn restorable_flags(mount_options: &str) -> Result<String, String> {
+pub fn restorable_flags(mount_options: &str) -> Result<String, RestoreError> {
     let mut flags = Vec::new();
     for flag in mount_options.split(',').filter(|f| !f.is_empty()) {
         if DEFAULT_FLAGS.contains(&flag) {
             continue;
         }
         if !RESTORABLE_FLAGS.contains(&flag) {
-            return Err(format!("per-mount option {flag} cannot be restored"));
+            return Err(RestoreError::Flag(flag.to_string()));
         }
         flags.push(flag);
     }
@@ -124,12 +170,13 @@ fn tool_path(host: &HostActions, host_path: &str) -> String {
     }
 }
 
-fn run(host: &HostActions, program: &str, args: &[&str]) -> Result<(), String> {
-    command::run_checked(&host.command_prefix, program, args, host.timeout).map(|_| ())
+fn run(host: &HostActions, program: &str, args: &[&str]) -> Result<(), RestoreError> {
+    command::run_checked(&host.command_prefix, program, args, host.timeout)?;
+    Ok(())
 }
 
 /// The visible top layer at `mountpoint` in the daemon's table.
-fn top_at(host: &HostActions, mountpoint: &str) -> Result<Option<MountEntry>, String> {
+fn top_at(host: &HostActions, mountpoint: &str) -> Result<Option<MountEntry>, RestoreError> {
     let table = unstack::read_own_table(host)?;
     let local = unstack::local_path(host, mountpoint);
     let index = crate::collector::mounts::stack::TableIndex::new(&table.entries);
@@ -140,7 +187,7 @@ fn top_at(host: &HostActions, mountpoint: &str) -> Result<Option<MountEntry>, St
 }
 
 /// The mount is still what the plan recorded (same volume, same root).
-pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
+pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
     match top_at(host, &mount.mountpoint)? {
         Some(top)
             if top.fstype == mount.fstype
@@ -149,20 +196,23 @@ pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<(), Str
         {
             Ok(())
         }
-        Some(top) => Err(format!(
-            "{} now shows {} {}:{} root {}, not the planned volume",
-            mount.mountpoint, top.fstype, top.major, top.minor, top.root
-        )),
-        None => Err(format!("{} is no longer mounted", mount.mountpoint)),
+        Some(top) => Err(RestoreError::Replaced {
+            mountpoint: mount.mountpoint.clone(),
+            fstype: top.fstype,
+            major: top.major,
+            minor: top.minor,
+            root: top.root,
+        }),
+        None => Err(RestoreError::Gone(mount.mountpoint.clone())),
     }
 }
 
-pub fn unmount(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
+pub fn unmount(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
     run(host, "umount", &[&tool_path(host, &mount.mountpoint)])
 }
 
 /// Puts one mount back as recorded.
-pub fn mount(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
+pub fn mount(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
     let target = tool_path(host, &mount.mountpoint);
     match &mount.how {
         RestoreHow::Device { source, .. } => {
@@ -177,14 +227,15 @@ pub fn mount(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
                 // carried is known, and checked against it.
                 allow_kernel_name: mount.uuid.is_some(),
             };
-            remount::run(host, &spec).map_err(|e| e.to_string())?;
+            remount::run(host, &spec).map_err(|e| RestoreError::Remount(Box::new(e)))?;
         }
         RestoreHow::Bind { from } => {
             if let Some(top) = top_at(host, &mount.mountpoint)? {
-                return Err(format!(
-                    "{} is mounted ({} {}); never mount on top",
-                    mount.mountpoint, top.fstype, top.source
-                ));
+                return Err(RestoreError::Occupied {
+                    mountpoint: mount.mountpoint.clone(),
+                    fstype: top.fstype,
+                    device: top.source,
+                });
             }
             let source = Path::new(from).join(mount.root.trim_start_matches('/'));
             let source = tool_path(host, &source.to_string_lossy());
@@ -204,10 +255,10 @@ pub fn mount(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
 }
 
 /// What came back is what was recorded: volume, root, flags, propagation.
-pub fn verify(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
+pub fn verify(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
     still_mounted(host, mount)?;
     let Some(top) = top_at(host, &mount.mountpoint)? else {
-        return Err(format!("{} is not mounted", mount.mountpoint));
+        return Err(RestoreError::NotMounted(mount.mountpoint.clone()));
     };
     let set = |s: &str| -> BTreeSet<String> {
         s.split(',')
@@ -215,20 +266,25 @@ pub fn verify(host: &HostActions, mount: &RestoreMount) -> Result<(), String> {
             .map(str::to_string)
             .collect()
     };
-    let now = restorable_flags(&top.mount_options).unwrap_or_else(|e| e);
+    let now = restorable_flags(&top.mount_options).unwrap_or_else(|e| e.to_string());
     if set(&now) != set(&mount.flags) {
-        return Err(format!(
-            "{} came back with flags {:?}, was {:?}",
-            mount.mountpoint, now, mount.flags
-        ));
+        return Err(RestoreError::Flags {
+            mountpoint: mount.mountpoint.clone(),
+            now,
+            was: mount.flags.clone(),
+        });
     }
     if top.shared_group().is_some() != mount.shared {
-        return Err(format!(
-            "{} came back {}, was {}",
-            mount.mountpoint,
-            if mount.shared { "private" } else { "shared" },
-            if mount.shared { "shared" } else { "private" }
-        ));
+        let (now, was) = if mount.shared {
+            ("private", "shared")
+        } else {
+            ("shared", "private")
+        };
+        return Err(RestoreError::Propagation {
+            mountpoint: mount.mountpoint.clone(),
+            now,
+            was,
+        });
     }
     Ok(())
 }
@@ -244,9 +300,10 @@ mod tests {
             restorable_flags("ro,nosuid,nodev,noatime").unwrap(),
             "ro,nosuid,nodev,noatime"
         );
-        assert!(restorable_flags("rw,idmapped")
-            .unwrap_err()
-            .contains("idmapped"));
+        assert!(matches!(
+            restorable_flags("rw,idmapped"),
+            Err(RestoreError::Flag(flag)) if flag == "idmapped"
+        ));
     }
 
     #[test]

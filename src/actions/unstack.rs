@@ -4,8 +4,11 @@
 //! below (same device, root, per-mount flags and propagation type,
 //! `stack::duplicate_layer`) is removed, so the last layer, a deliberate
 //! read-only self-bind and any different filesystem shadowing the stack are
-//! never touched. (Mount points matching `[mounts] unstack_ignore` never get
-//! a plan: the `duplicate_mount_layers` rule leaves them out.) `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
+//! never touched. Mount points matching `[mounts] unstack_ignore` never get
+//! a plan (the `duplicate_mount_layers` rule leaves them out), and the action
+//! refuses them once more just before it acts: the list is read again on
+//! SIGHUP, which can come between the decision and the action.
+//! `umount2(path, 0)` pops the topmost layer (docs/interfaces.md §7.3).
 //! A layer in a shared peer group is made private first (`MS_PRIVATE` on that
 //! one mount, not recursive). That alone is not enough: an unmount propagates
 //! through the *parent's* peer group (the layer below, still shared), so
@@ -16,23 +19,153 @@
 //! re-read per batch, which keeps 4096 → 1 at about the cost of the syscalls.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{ActionError, Checked, HostActions};
+use super::{not_mine, Action, ActionError, Checked, HostActions, Plan, VolumeClaim};
 use crate::collector::mounts::mountinfo::{parse_mountinfo, MountEntry, MountTable};
 use crate::collector::mounts::stack::{duplicate_layer, TableIndex};
+
+/// Pops duplicate layers off `Plan::Unstack`'s mount point.
+pub struct Unstack;
+
+impl Action for Unstack {
+    fn name(&self) -> &'static str {
+        "unstack"
+    }
+
+    fn check(&self, host: &HostActions, plan: &Plan) -> Checked {
+        let Plan::Unstack { mountpoint } = plan else {
+            return Err(not_mine(self, plan));
+        };
+        Ok(check(host, mountpoint)?)
+    }
+
+    fn run(&self, host: &HostActions, plan: &Plan) -> Result<String, ActionError> {
+        let Plan::Unstack { mountpoint } = plan else {
+            return Err(ActionError::Failed(not_mine(self, plan)));
+        };
+        run(host, mountpoint)
+    }
+
+    fn claim(&self, plan: &Plan) -> VolumeClaim {
+        let Plan::Unstack { mountpoint } = plan else {
+            return VolumeClaim::keys(Vec::new()).whole_stack();
+        };
+        VolumeClaim::keys(vec![VolumeClaim::mount(mountpoint)]).on_stack()
+    }
+
+    fn disruptive(&self) -> bool {
+        false
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+
+    fn held_by_partition(&self) -> bool {
+        true
+    }
+
+    fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
+        match plan {
+            Plan::Unstack { mountpoint } => Some(vec![mountpoint.as_str()]),
+            _ => None,
+        }
+    }
+}
+
+/// The daemon's own mount table could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {error}", path.display())]
+pub struct TableError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+/// Why an unstack does not (or did not fully) happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UnstackError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("{0} matches [mounts] unstack_ignore; left stacked")]
+    Ignored(String),
+    #[error("no duplicate layer on top of {mountpoint} ({layers} layers)")]
+    NoDuplicate { mountpoint: String, layers: usize },
+    #[error(
+        "timed out after unmounting {popped} layers of {mountpoint}; {duplicates} duplicates left"
+    )]
+    TimedOut {
+        mountpoint: String,
+        popped: usize,
+        duplicates: usize,
+    },
+    #[error("unmount of a layer of {mountpoint} failed after {popped} layers: {error}")]
+    Pop {
+        mountpoint: String,
+        popped: usize,
+        error: nix::Error,
+    },
+}
+
+/// `[mounts] unstack_ignore` shared between the daemon's SIGHUP handler
+/// and the actions: the patterns in force when the action runs.
+#[derive(Debug, Clone, Default)]
+pub struct UnstackIgnore(Arc<RwLock<Vec<String>>>);
+
+impl UnstackIgnore {
+    pub fn new(patterns: Vec<String>) -> Self {
+        Self(Arc::new(RwLock::new(patterns)))
+    }
+
+    /// Replaces the patterns (a reloaded configuration).
+    pub fn set(&self, patterns: Vec<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = patterns;
+    }
+
+    pub fn patterns(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The pattern-matching rule of `[mounts] unstack_ignore`.
+    pub fn matches(&self, mountpoint: &str) -> bool {
+        let patterns = self.0.read().unwrap_or_else(|e| e.into_inner());
+        crate::config::unstack_ignore_matches(&patterns, mountpoint)
+    }
+}
 
 /// Layers popped between two re-reads of the mount table.
 const BATCH: usize = 512;
 
+/// Test hook (tests/remediation_daemon.rs): when set to a path, the action
+/// stops after its first batch of pops, creates `<path>.reached` and waits
+/// (up to its deadline) until `<path>` exists, so that a test can kill the
+/// daemon in the middle of the action for certain.
+pub const TEST_BARRIER_ENV: &str = "OCFS2_WATCHDOG_TEST_UNSTACK_BARRIER";
+
+fn wait_at_test_barrier(deadline: Instant) {
+    let Some(barrier) = std::env::var_os(TEST_BARRIER_ENV).map(PathBuf::from) else {
+        return;
+    };
+    let mut reached = barrier.clone().into_os_string();
+    reached.push(".reached");
+    if let Err(error) = std::fs::write(&reached, b"") {
+        tracing::warn!(path = ?reached, error = %error, "Cannot mark the unstack test barrier as reached.");
+    }
+    while !barrier.exists() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The daemon's own mount table (the namespace its syscalls act in).
-pub fn read_own_table(host: &HostActions) -> Result<MountTable, String> {
+pub fn read_own_table(host: &HostActions) -> Result<MountTable, TableError> {
     let path = host.paths.proc("self/mountinfo");
-    std::fs::read_to_string(&path)
-        .map(|text| parse_mountinfo(&text))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_mountinfo(&text)),
+        Err(error) => Err(TableError { path, error }),
+    }
 }
 
 /// The path the daemon acts on for a host mount point.
@@ -55,7 +188,7 @@ struct Stack {
     shared: bool,
 }
 
-fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
+fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, TableError> {
     let table = read_own_table(host)?;
     let index = TableIndex::new(&table.entries);
     let layers = index.layers(&path.to_string_lossy());
@@ -67,14 +200,15 @@ fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, String> {
     })
 }
 
-pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
+pub fn check(host: &HostActions, mountpoint: &str) -> Result<String, UnstackError> {
+    refuse_ignored(host, mountpoint)?;
     let path = local_path(host, mountpoint);
     let stack = stack_at(host, &path)?;
     if stack.duplicates == 0 {
-        return Err(format!(
-            "no duplicate layer on top of {mountpoint} ({} layers)",
-            stack.total
-        ));
+        return Err(UnstackError::NoDuplicate {
+            mountpoint: mountpoint.to_string(),
+            layers: stack.total,
+        });
     }
     Ok(format!(
         "unmount {} duplicate layers of {mountpoint}, keeping 1 of {}",
@@ -82,18 +216,32 @@ pub fn check(host: &HostActions, mountpoint: &str) -> Checked {
     ))
 }
 
+/// The operator asked (maybe since the decision) to leave it stacked.
+fn refuse_ignored(host: &HostActions, mountpoint: &str) -> Result<(), UnstackError> {
+    if host.unstack_ignore.matches(mountpoint) {
+        return Err(UnstackError::Ignored(mountpoint.to_string()));
+    }
+    Ok(())
+}
+
 pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> {
+    refuse_ignored(host, mountpoint).map_err(ActionError::changed)?;
     let path = local_path(host, mountpoint);
     let deadline = Instant::now() + host.timeout;
     let mut popped = 0usize;
+    let mut at_barrier = true;
     loop {
-        let stack = stack_at(host, &path).map_err(ActionError::Failed)?;
+        if popped > 0 && std::mem::take(&mut at_barrier) {
+            wait_at_test_barrier(deadline);
+        }
+        let stack =
+            stack_at(host, &path).map_err(|e| ActionError::failed(UnstackError::from(e)))?;
         if stack.duplicates == 0 {
             if popped == 0 {
-                return Err(ActionError::PreconditionChanged(format!(
-                    "no duplicate layer on top of {mountpoint} ({} layers)",
-                    stack.total
-                )));
+                return Err(ActionError::changed(UnstackError::NoDuplicate {
+                    mountpoint: mountpoint.to_string(),
+                    layers: stack.total,
+                }));
             }
             return Ok(format!(
                 "unmounted {popped} duplicate layers of {mountpoint}; {} left",
@@ -101,19 +249,22 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
             ));
         }
         if Instant::now() >= deadline {
-            return Err(ActionError::Failed(format!(
-                "timed out after unmounting {popped} layers of {mountpoint}; {} duplicates left",
-                stack.duplicates
-            )));
+            return Err(ActionError::failed(UnstackError::TimedOut {
+                mountpoint: mountpoint.to_string(),
+                popped,
+                duplicates: stack.duplicates,
+            }));
         }
         // Propagation can remove layers here when a peer path is popped (and
         // the reverse): with shared layers, re-read before every pop.
         let batch = if stack.shared { 1 } else { BATCH };
         for _ in 0..stack.duplicates.min(batch) {
-            pop(&path, stack.shared).map_err(|e| {
-                ActionError::Failed(format!(
-                    "unmount of a layer of {mountpoint} failed after {popped} layers: {e}"
-                ))
+            pop(&path, stack.shared).map_err(|error| {
+                ActionError::failed(UnstackError::Pop {
+                    mountpoint: mountpoint.to_string(),
+                    popped,
+                    error,
+                })
             })?;
             popped += 1;
         }

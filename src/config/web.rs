@@ -85,12 +85,25 @@ pub enum AdminListen {
     Loopback(std::net::SocketAddr),
 }
 
+/// Why an `admin_listen` value is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminListenError {
+    #[error("{0:?}: the socket path must be absolute")]
+    RelativeSocket(String),
+    #[error("{0:?} is neither unix:/path nor host:port (e.g. \"127.0.0.1:9785\")")]
+    Unparsable(String),
+    #[error(
+        "{0:?} is not a loopback address: the control endpoints must not be reachable from the network"
+    )]
+    NotLoopback(String),
+}
+
 impl AdminListen {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AdminListenError> {
         if let Some(path) = text.strip_prefix("unix:") {
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(format!("{text:?}: the socket path must be absolute"));
+                return Err(AdminListenError::RelativeSocket(text.to_string()));
             }
             return Ok(Self::Unix(path));
         }
@@ -98,13 +111,11 @@ impl AdminListen {
             Some(port) => format!("127.0.0.1:{port}"),
             None => text.to_string(),
         };
-        let address: std::net::SocketAddr = address.parse().map_err(|_| {
-            format!("{text:?} is neither unix:/path nor host:port (e.g. \"127.0.0.1:9785\")")
-        })?;
+        let address: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| AdminListenError::Unparsable(text.to_string()))?;
         if !address.ip().is_loopback() {
-            return Err(format!(
-                "{text:?} is not a loopback address: the control endpoints must not be reachable from the network"
-            ));
+            return Err(AdminListenError::NotLoopback(text.to_string()));
         }
         Ok(Self::Loopback(address))
     }
@@ -141,7 +152,7 @@ impl WebConfig {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         if let Some(text) = &self.admin_listen {
             if let Err(reason) = AdminListen::parse(text) {
-                return invalid("web.admin_listen", reason);
+                return invalid("web.admin_listen", reason.to_string());
             }
         }
         let limits = &self.limits;
@@ -234,6 +245,14 @@ mod tests {
             Ok(AdminListen::Loopback("127.0.0.1:9785".parse().unwrap()))
         );
         assert!(AdminListen::parse("[::1]:9785").is_ok());
+        assert_eq!(
+            AdminListen::parse("10.0.0.1:9785"),
+            Err(AdminListenError::NotLoopback("10.0.0.1:9785".into()))
+        );
+        assert_eq!(
+            AdminListen::parse("nowhere"),
+            Err(AdminListenError::Unparsable("nowhere".into()))
+        );
         let err = parse("[web]\nadmin_listen = \"0.0.0.0:9785\"\n").unwrap_err();
         assert!(err.to_string().contains("not a loopback"), "{err}");
         let err = parse("[web]\nadmin_listen = \"unix:relative.sock\"\n").unwrap_err();

@@ -38,8 +38,11 @@ pub enum PersistError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not valid state: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("{path} is not valid state: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -61,11 +64,11 @@ pub fn load(dir: &Path) -> Result<Option<PersistedState>, PersistError> {
     };
     parse_state(&text)
         .map(Some)
-        .map_err(|message| PersistError::Parse { path, message })
+        .map_err(|source| PersistError::Parse { path, source })
 }
 
-pub fn parse_state(text: &str) -> Result<PersistedState, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+pub fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 pub fn save(dir: &Path, state: &PersistedState) -> Result<(), PersistError> {

@@ -275,7 +275,7 @@ impl Engine {
         self.record(key.0, &finding, Phase::Decision, outcome, detail, None, now);
         if counted {
             if let Some(plan) = &finding.plan {
-                self.count(key.0, plan.action().as_str(), outcome);
+                self.count(key.0, plan.action().name(), outcome);
             }
         }
     }

@@ -56,11 +56,8 @@ const HUNG_ACTION_FACTOR: u32 = 5;
 
 /// Actions that take something away from running workloads; at most one of
 /// them per tick, so the next snapshot shows its effect before another.
-pub fn is_disruptive(action: Action) -> bool {
-    matches!(
-        action,
-        Action::RestartO2cb | Action::IscsiRelogin | Action::KillLeakedHeartbeat
-    )
+pub fn is_disruptive(action: &dyn Action) -> bool {
+    action.disruptive()
 }
 
 pub struct Engine {
@@ -355,7 +352,7 @@ impl Engine {
         } else {
             let started = Instant::now();
             let outcome = self.execute(rule, &finding.target, plan);
-            tracing::info!(rule, target = %finding.target, action = plan.action().as_str(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
+            tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
             outcome
         };
         let audited = outcome.audit_outcome();
@@ -364,7 +361,7 @@ impl Engine {
             other => (Some(other.detail().to_string()), None),
         };
         self.record(rule, &finding, Phase::After, audited, detail, error, now);
-        self.count(rule, plan.action().as_str(), audited);
+        self.count(rule, plan.action().name(), audited);
         if let Some(state) = self.targets.get_mut(key) {
             state.last_outcome = Some(audited);
         }
@@ -436,7 +433,7 @@ impl Engine {
             action: finding
                 .plan
                 .as_ref()
-                .map_or("", |p| p.action().as_str())
+                .map_or("", |p| p.action().name())
                 .to_string(),
             mode: self.executor.mode().as_str().to_string(),
             phase,
@@ -457,15 +454,6 @@ impl Engine {
         super::report::build(self, snapshot, now)
     }
 }
-
-/// Every action, to map an audited action name back.
-pub(super) const ACTIONS: &[Action] = &[
-    Action::Remount,
-    Action::Unstack,
-    Action::RestartO2cb,
-    Action::IscsiRelogin,
-    Action::KillLeakedHeartbeat,
-];
 
 /// The wait after the `failures`-th consecutive failure: doubling from
 /// `backoff` up to `backoff_max`.

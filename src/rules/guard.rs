@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::actions::audit::AuditOutcome;
-use crate::actions::restore::RestoreHow;
+pub use crate::actions::claim::VolumeClaim;
 use crate::actions::Plan;
 use crate::host::HostPaths;
 
@@ -28,65 +28,6 @@ pub trait MaintenanceFlag: Send {
     /// `Some(why)` while this action must wait (default: `active`).
     fn active_for(&self, _plan: &Plan) -> Option<String> {
         self.active()
-    }
-}
-
-/// The volumes (and the stack) one action works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeClaim {
-    keys: Vec<String>,
-    /// Restarting o2cb: every OCFS2 volume is affected.
-    whole_stack: bool,
-    /// Works on an OCFS2 volume or the o2cb stack.
-    uses_stack: bool,
-}
-
-impl VolumeClaim {
-    pub fn of(plan: &Plan) -> Self {
-        let mount = |mountpoint: &str| format!("mount:{mountpoint}");
-        match plan {
-            Plan::Remount(spec) => Self {
-                keys: vec![mount(&spec.mountpoint), format!("source:{}", spec.source)],
-                whole_stack: false,
-                uses_stack: spec.fstype == "ocfs2",
-            },
-            Plan::Unstack { mountpoint, .. } => Self {
-                keys: vec![mount(mountpoint)],
-                whole_stack: false,
-                uses_stack: true,
-            },
-            Plan::RestartO2cb {
-                cluster, volumes, ..
-            } => Self {
-                keys: std::iter::once(format!("cluster:{cluster}"))
-                    .chain(volumes.iter().flat_map(|v| {
-                        let source = match &v.how {
-                            RestoreHow::Device { source, .. } => source.clone(),
-                            RestoreHow::Bind { from } => from.clone(),
-                        };
-                        [mount(&v.mountpoint), format!("source:{source}")]
-                    }))
-                    .collect(),
-                whole_stack: true,
-                uses_stack: true,
-            },
-            Plan::IscsiRelogin { session, .. } => Self {
-                keys: vec![format!("session:{session}")],
-                whole_stack: false,
-                uses_stack: false,
-            },
-            Plan::KillLeakedHeartbeat { uuid, .. } => Self {
-                keys: vec![format!("region:{uuid}")],
-                whole_stack: false,
-                uses_stack: true,
-            },
-        }
-    }
-
-    fn conflicts(&self, other: &Self) -> bool {
-        self.keys.iter().any(|k| other.keys.contains(k))
-            || (self.whole_stack && other.uses_stack)
-            || (other.whole_stack && self.uses_stack)
     }
 }
 

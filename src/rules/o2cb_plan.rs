@@ -17,11 +17,44 @@
 
 use std::collections::BTreeMap;
 
-use crate::actions::restore::{filesystem_options, restorable_flags, RestoreHow, RestoreMount};
+use crate::actions::restore::{
+    filesystem_options, restorable_flags, RestoreError, RestoreHow, RestoreMount,
+};
 use crate::collector::mounts::MountPoint;
 
+/// Why a mount could not be put back exactly: the restart stays alert only.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{mountpoint} has {layers} layers; a restart cannot put a stack back (unstack first)")]
+    Stacked { mountpoint: String, layers: usize },
+    #[error("mount point {0} was deleted")]
+    Deleted(String),
+    #[error("{mountpoint} is a {tag} mount; its propagation cannot be restored")]
+    Propagation { mountpoint: String, tag: String },
+    #[error(
+        "volume {}:{} is mounted only as binds of a subdirectory ({}); its own mount cannot be restored",
+        .device.0,
+        .device.1,
+        .binds.join(", ")
+    )]
+    OnlyBinds {
+        device: (u32, u32),
+        binds: Vec<String>,
+    },
+    #[error("{mountpoint}: {error}")]
+    Flags {
+        mountpoint: String,
+        error: RestoreError,
+    },
+    #[error(
+        "{0} has no fstab/config entry and its device has no UUID link: \
+         cannot be sure to mount the same volume again"
+    )]
+    NoStableSource(String),
+}
+
 /// The restore plan for every OCFS2 mount among `mounts`, mount order.
-pub fn restore_mounts(mounts: &[MountPoint]) -> Result<Vec<RestoreMount>, String> {
+pub fn restore_mounts(mounts: &[MountPoint]) -> Result<Vec<RestoreMount>, PlanError> {
     let mut by_device: BTreeMap<(u32, u32), Vec<&MountPoint>> = BTreeMap::new();
     for mount in mounts {
         let Some(top) = mount.top.as_ref().filter(|t| t.fstype == "ocfs2") else {
@@ -31,23 +64,23 @@ pub fn restore_mounts(mounts: &[MountPoint]) -> Result<Vec<RestoreMount>, String
             continue;
         }
         if mount.stacked > 1 || mount.shadowed {
-            return Err(format!(
-                "{} has {} layers; a restart cannot put a stack back (unstack first)",
-                mount.mountpoint, mount.stacked
-            ));
+            return Err(PlanError::Stacked {
+                mountpoint: mount.mountpoint.clone(),
+                layers: mount.stacked,
+            });
         }
         if mount.mountpoint_deleted {
-            return Err(format!("mount point {} was deleted", mount.mountpoint));
+            return Err(PlanError::Deleted(mount.mountpoint.clone()));
         }
         if let Some(tag) = top
             .optional
             .iter()
             .find(|t| t.starts_with("master:") || *t == "unbindable")
         {
-            return Err(format!(
-                "{} is a {tag} mount; its propagation cannot be restored",
-                mount.mountpoint
-            ));
+            return Err(PlanError::Propagation {
+                mountpoint: mount.mountpoint.clone(),
+                tag: tag.clone(),
+            });
         }
         by_device
             .entry((top.major, top.minor))
@@ -63,20 +96,18 @@ pub fn restore_mounts(mounts: &[MountPoint]) -> Result<Vec<RestoreMount>, String
             .filter(|m| m.top.as_ref().is_some_and(|t| t.root == "/"))
             .min_by_key(|m| (m.expected.is_none(), m.top_id.unwrap_or(u32::MAX)))
             .copied()
-            .ok_or_else(|| {
-                format!(
-                    "volume {}:{} is mounted only as binds of a subdirectory ({}); its own mount cannot be restored",
-                    device.0,
-                    device.1,
-                    group.iter().map(|m| m.mountpoint.as_str()).collect::<Vec<_>>().join(", ")
-                )
+            .ok_or_else(|| PlanError::OnlyBinds {
+                device,
+                binds: group.iter().map(|m| m.mountpoint.clone()).collect(),
             })?;
         for mount in group {
             let Some(top) = mount.top.as_ref() else {
                 continue;
             };
-            let flags = restorable_flags(&top.mount_options)
-                .map_err(|e| format!("{}: {e}", mount.mountpoint))?;
+            let flags = restorable_flags(&top.mount_options).map_err(|error| PlanError::Flags {
+                mountpoint: mount.mountpoint.clone(),
+                error,
+            })?;
             let how = if std::ptr::eq(mount, own) {
                 RestoreHow::Device {
                     source: device_source(mount)?,
@@ -110,18 +141,14 @@ pub fn restore_mounts(mounts: &[MountPoint]) -> Result<Vec<RestoreMount>, String
     Ok(primaries.into_iter().chain(binds).map(|(_, r)| r).collect())
 }
 
-fn device_source(mount: &MountPoint) -> Result<String, String> {
+fn device_source(mount: &MountPoint) -> Result<String, PlanError> {
     if let Some(expected) = mount.expected.as_ref().filter(|e| e.fstype == "ocfs2") {
         return Ok(expected.source.clone());
     }
     if !mount.uuid.is_empty() {
         return Ok(format!("UUID={}", mount.uuid));
     }
-    Err(format!(
-        "{} has no fstab/config entry and its device has no UUID link: \
-         cannot be sure to mount the same volume again",
-        mount.mountpoint
-    ))
+    Err(PlanError::NoStableSource(mount.mountpoint.clone()))
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ fn without_an_entry_the_udev_uuid_names_the_device() {
 #[test]
 fn what_cannot_be_restored_exactly_is_refused() {
     let refused = |mounts: Vec<MountPoint>, word: &str| {
-        let why = restore_mounts(&mounts).unwrap_err();
+        let why = restore_mounts(&mounts).unwrap_err().to_string();
         assert!(why.contains(word), "{why}");
     };
     // Only a subdirectory is mounted: no mount of the volume's root to bind from.

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::engine::{backoff, Engine, ACTIONS};
+use super::engine::{backoff, Engine};
 use super::state::{self, Key, Wait};
 use super::RULES;
+use crate::actions::action_named;
 use crate::actions::audit::{read_records, AuditOutcome, AuditRecord, Phase};
-use crate::actions::Action;
 
 /// The `before` lines without their `after`, oldest first.
 pub fn unfinished_actions(audit_file: &Path) -> std::io::Result<Vec<AuditRecord>> {
@@ -83,11 +83,7 @@ impl Engine {
             return;
         };
         tracing::warn!(rule, target = %before.target, action = %before.action, started = %before.time, "An action was interrupted by the daemon stopping; backing off.");
-        let action = ACTIONS
-            .iter()
-            .copied()
-            .find(|a| a.as_str() == before.action)
-            .map_or("", Action::as_str);
+        let action = action_named(&before.action).map_or("", |a| a.name());
         self.audit_lock().append(&AuditRecord {
             time: AuditRecord::at(self.clock.wall(now)),
             phase: Phase::After,

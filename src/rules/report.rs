@@ -92,7 +92,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             TargetView {
                 rule: key.0,
                 target: key.1.clone(),
-                action: state.finding.plan.as_ref().map(|p| p.action().as_str()),
+                action: state.finding.plan.as_ref().map(|p| p.action().name()),
                 state: match (firing, gave_up) {
                     (false, _) => "pending",
                     (true, false) => "firing",

@@ -20,12 +20,12 @@ const BRAKE_SOURCES: &[&str] = &["heartbeat", "iscsi", "storage", "kernel_log"];
 /// Actions that take volumes away or disturb other nodes: held on missing
 /// evidence, unhealthy nodes and the hold-down.
 pub fn is_destructive(plan: &Plan) -> bool {
-    !matches!(plan, Plan::Remount(_))
+    plan.action().destructive()
 }
 
 /// A partition brakes what unmounts or restarts the stack.
 pub(super) fn partition_applies(plan: &Plan) -> bool {
-    matches!(plan, Plan::Unstack { .. } | Plan::RestartO2cb { .. })
+    plan.action().held_by_partition()
 }
 
 pub(super) fn missing_collectors(snapshot: &Snapshot) -> Vec<Engaged> {
@@ -178,13 +178,7 @@ pub(super) fn too_many_unhealthy(
 /// Evidence about the plan's own volumes: a stuck mount probe on one of
 /// them, or no fresh mount table to tell.
 pub(super) fn target_evidence(snapshot: &Snapshot, plan: &Plan) -> Option<Engaged> {
-    let mountpoints: Vec<&str> = match plan {
-        Plan::Unstack { mountpoint } => vec![mountpoint.as_str()],
-        Plan::RestartO2cb { volumes, .. } => {
-            volumes.iter().map(|v| v.mountpoint.as_str()).collect()
-        }
-        _ => return None,
-    };
+    let mountpoints = plan.action().takes_down(plan)?;
     if !crate::rules::source_fresh(snapshot, "mounts") {
         return Some(Engaged::new(
             BrakeReason::MissingEvidence,
