@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from labkit import Guest, Lab
-from scenario_kit import (ENFORCE, EXPECTED, audit, daemon_config, expect, find, mounted_pair,
+from scenario_kit import (ENFORCE, EXPECTED, audit, daemon_config, expect, find,
                           scenario, value, wait_for)
 
 CLUSTER = """
