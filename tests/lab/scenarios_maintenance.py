@@ -4,8 +4,9 @@ peer protocol over the interconnect with a cluster token.
 
 Maintenance is turned on from n1 with the CLI, the volume is unmounted on
 n2 and n1 as the procedure says, nothing may remount it for 30 s on either
-node, then `maintenance off` on n2 (the other node) frees both. Timings:
-tests/lab/README.md.
+node, then `maintenance off` on n2 (the other node, its clock set five
+minutes behind n1's: records merge by their change time) frees both.
+Timings: tests/lab/README.md.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def scenario_maintenance_resize(lab: Lab) -> None:
         expect(not remounts(lab, guest.name),
                f"{guest.name}: remount attempted during maintenance: {remounts(lab, guest.name)}")
 
+    # n2's clock five minutes behind n1's (no NTP on that node): its `off`
+    # is still the newest change and must end n1's `on` everywhere.
+    n2.sh("date -s @$(( $(date +%s) - 300 ))")
     out = cli(n2, "off")
     off_at = time.monotonic()
     for guest in (n1, n2):
