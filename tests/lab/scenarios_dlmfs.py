@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +30,12 @@ ETXTBSY = 26
 def build_probe(lab: Lab) -> None:
     """Compiles the probe into the share's bin/ (under a second)."""
     out = lab.share / "bin" / "dlmfs_probe"
-    subprocess.run([os.environ.get("RUSTC", "rustc"), "-O", "--edition", "2021", "-o", str(out),
+    rustc = os.environ.get("RUSTC") or shutil.which("rustc")
+    if rustc is None and os.environ.get("CARGO"):
+        # Run by `cargo test`: rustc sits next to the cargo that runs us.
+        rustc = str(Path(os.environ["CARGO"]).with_name("rustc"))
+    expect(rustc is not None, "no rustc to build the dlmfs probe (set RUSTC)")
+    subprocess.run([rustc, "-O", "--edition", "2021", "-o", str(out),
                     str(HERE / "guest" / "dlmfs_probe.rs")], check=True)
 
 
