@@ -139,7 +139,7 @@ impl Maintenance {
             reason: reason.trim().to_string(),
             node: self.node.clone(),
             caller: caller.to_string(),
-            changed_at: unix(now),
+            changed_at: self.change_time(now),
             expires_at: unix(now + duration.unwrap_or(DEFAULT_DURATION)),
         };
         self.store(record, caller, AuditOutcome::MaintenanceOn)
@@ -155,10 +155,19 @@ impl Maintenance {
             reason: String::new(),
             node: self.node.clone(),
             caller: caller.to_string(),
-            changed_at: unix(now),
+            changed_at: self.change_time(now),
             expires_at: 0.0,
         };
         self.store(record, caller, AuditOutcome::MaintenanceOff)
+    }
+
+    /// The `changed_at` of a change made here: now, but always after the
+    /// record it replaces. Records are merged by `changed_at` from each
+    /// node's own clock, so with a clock behind a peer's an operator's `off`
+    /// would lose to the peer's older `on` and be undone on the next poll.
+    fn change_time(&self, now: SystemTime) -> f64 {
+        let known = self.lock().record.as_ref().map_or(0.0, |r| r.changed_at);
+        unix(now).max(known + 0.001)
     }
 
     /// Adopts a peer's record when it supersedes ours; true when adopted.
@@ -336,6 +345,29 @@ mod tests {
         assert_eq!(m.holding(now), None);
         let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
         assert!(audit.contains("peer 127.0.0.2 (set on n2"), "{audit}");
+    }
+
+    #[test]
+    fn a_change_here_supersedes_a_peer_record_from_a_clock_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let m = store(dir.path());
+        let peer_on = MaintenanceRecord {
+            active: true,
+            reason: "resize".into(),
+            node: "n1".into(),
+            caller: "op".into(),
+            changed_at: unix(now) + 120.0,
+            expires_at: unix(now) + 3600.0,
+        };
+        assert!(m.merge(peer_on.clone(), "10.0.0.1").unwrap());
+        let off = m.set_off("op", now).unwrap();
+        assert!(off.supersedes(&peer_on), "{off:?}");
+        assert!(
+            !m.merge(peer_on, "10.0.0.1").unwrap(),
+            "the older on came back"
+        );
+        assert_eq!(m.holding(now), None);
     }
 
     #[test]
