@@ -1,4 +1,4 @@
-//! Cluster maintenance mode (issue #12): the engine skips every action as
+//! Cluster maintenance mode: the engine skips every action as
 //! `skipped_maintenance` while it is on, and a running `tunefs.ocfs2` holds
 //! what touches the stack; the real daemon takes `ocfs2-watchdog
 //! maintenance on|off|status` from its CLI with the admin token, keeps it

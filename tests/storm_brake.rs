@@ -1,4 +1,4 @@
-//! The storm brake fails closed (issue #12): missing evidence, a stuck
+//! The storm brake fails closed: missing evidence, a stuck
 //! probe on the target, unreadable heartbeat disks, a network partition and
 //! too many unhealthy nodes hold destructive actions; a hold-down follows
 //! the last storm evidence, and when the brake releases every target waits

@@ -1,4 +1,4 @@
-"""Cluster-wide maintenance mode on the real pair (issue #12): the online
+"""Cluster-wide maintenance mode on the real pair: the online
 resize procedure of docs/deploy.md, both daemons enforcing and talking the
 peer protocol over the interconnect with a cluster token.
 

@@ -1,4 +1,4 @@
-"""The bigger topologies (issue #19): global heartbeat with three regions on
+"""The bigger topologies: global heartbeat with three regions on
 separate disks, three nodes on the lab's virtual switch, dm-multipath over
 two iSCSI paths (a storage guest with one portal per fabric).
 
