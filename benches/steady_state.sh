@@ -3,7 +3,8 @@
 # mount namespace, for big hosts (tens of thousands of mounts, stacked
 # binds, pod volumes). Each host is built in its own private mount (and
 # PID) namespace made with unshare, so every mount dies with it. Both
-# daemons run there; node_exporter (filesystem collector, the one that reads the mount table) is scraped every 15 s as Prometheus would,
+# daemons run there; node_exporter (filesystem collector, the one that
+# reads the mount table) is scraped every 15 s as Prometheus would,
 # and ocfs2-watchdog too. Printed per host: CPU share of one core over the
 # window (utime+stime from /proc/PID/stat), RSS at the end, series on one
 # scrape (total, and mounts families for ocfs2-watchdog). Then, on the large
