@@ -22,6 +22,38 @@ use crate::cluster::lease::{needs_lease, Context, Lease};
 use crate::collector::nodemap::NodeSet;
 use crate::snapshot::Snapshot;
 
+/// Why this node's DLM view cannot stand for the cluster's: it does not
+/// heartbeat (its domain is an island), or a domain misses a live node or
+/// is recovering.
+fn dlm_untrusted(snapshot: &Snapshot) -> Option<String> {
+    let local = snapshot
+        .o2cb()
+        .and_then(|o| o.cluster.as_ref())
+        .and_then(|c| c.local_node())
+        .and_then(|n| n.num);
+    let Some(local) = local else {
+        return Some("this node's number is unknown".into());
+    };
+    let Some(heartbeat) = snapshot.heartbeat() else {
+        return Some("no heartbeat facts".into());
+    };
+    if heartbeat.regions.is_empty() || !heartbeat.live_any.contains(&local) {
+        return Some("this node does not heartbeat (local mode: no volume mounted)".into());
+    }
+    let Some(dlm) = snapshot.dlm() else {
+        return Some("no DLM facts".into());
+    };
+    dlm.domains
+        .iter()
+        .find(|d| !d.missing_from_domain.is_empty() || !d.state.recovery_map.is_empty())
+        .map(|d| {
+            format!(
+                "DLM domain {} is missing a live node or recovering",
+                d.state.domain
+            )
+        })
+}
+
 impl Engine {
     /// Disruptive actions take the cluster lease first.
     pub fn set_lease(&mut self, lease: Arc<Lease>) {
@@ -95,6 +127,7 @@ impl Engine {
         let context = Context {
             stack_online: snapshot.o2cb().is_some_and(|o| o.online),
             live_on_disk: storm::disk_view(snapshot),
+            dlm_untrusted: dlm_untrusted(snapshot),
         };
         match lease.acquire(plan, &context) {
             Ok(grant) => {

@@ -16,7 +16,13 @@
 //! of this node still holds it, whose own release unlinks it later), and a
 //! starting daemon unlinks what a killed predecessor left cached
 //! (`release_stale`). A fenced node's locks are recovered by the surviving
-//! nodes' DLM.
+//! nodes' DLM. Each acquisition leaves the idle domain and joins it again:
+//! a node that stopped heartbeating (local mode, last volume unmounted)
+//! keeps its old domain as a one-node island that grants every lock, where
+//! a fresh join fails with EINVAL. The engine also asks the peers instead
+//! when this node does not heartbeat or a DLM domain misses a live node
+//! (`Context::dlm_untrusted`): a resumed zombie's domain grants locks the
+//! others hold.
 //!
 //! A blocking open is never made: it waits in D state, and while it is
 //! queued every trylock of that name on every node blocks too. A trylock
@@ -212,10 +218,32 @@ fn mount_in_host_namespace(namespace: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("mount helper exited with {status}"))
 }
 
+impl Dlmfs {
+    /// Leaves the domain when this node holds no lock in it, so the next
+    /// `mkdir` joins it afresh: a domain joined while this node heartbeated
+    /// stays joined as a one-node island after its heartbeat stopped (local
+    /// mode, last volume unmounted) and grants every lock; a fresh join
+    /// fails with EINVAL instead. `ENOTEMPTY`: a grant of this node is
+    /// alive (its lock files are there), the domain is in use.
+    fn leave_idle_domain(&self, domain: &Path) {
+        match std::fs::remove_dir(domain) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            Err(error) => {
+                tracing::debug!(path = %domain.display(), error = %error, "Cannot leave the lease's DLM domain before joining it again.");
+            }
+        }
+    }
+}
+
 impl LockSpace for Dlmfs {
     fn try_slot(&self, slot: u32) -> Result<Option<HeldLock>, DlmError> {
         self.ensure_mounted()?;
         let domain = self.mount.join(DOMAIN);
+        if slot == 0 {
+            self.leave_idle_domain(&domain);
+        }
         match std::fs::create_dir(&domain) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -134,6 +134,11 @@ pub struct Context {
     pub stack_online: bool,
     /// Node numbers live on the heartbeat disk; `None` when no slot was read.
     pub live_on_disk: Option<crate::collector::nodemap::NodeSet>,
+    /// Why the DLM's answer cannot be trusted now, if so: a node that does
+    /// not heartbeat keeps its old domain as a one-node island that grants
+    /// every lock, and a domain missing a live node (a resumed zombie) does
+    /// the same (lab findings, docs/design.md).
+    pub dlm_untrusted: Option<String>,
 }
 
 /// The lease held by one action: dropping it releases the DLM lock and
@@ -214,9 +219,12 @@ impl Lease {
     pub fn acquire(&self, plan: &Plan, context: &Context) -> Result<Grant, Denied> {
         let started = Instant::now();
         let route = Route::for_plan(plan, context.stack_online);
-        let result = match route {
-            Route::Dlmfs => self.by_dlmfs(context),
-            Route::Peers => self.by_peers(context, None),
+        let result = match (route, &context.dlm_untrusted) {
+            (Route::Dlmfs, None) => self.by_dlmfs(context),
+            (Route::Dlmfs, Some(why)) => {
+                self.by_peers(context, Some(format!("the DLM cannot be trusted ({why})")))
+            }
+            (Route::Peers, _) => self.by_peers(context, None),
         };
         self.account(&result, route, started.elapsed());
         result

@@ -151,6 +151,7 @@ fn online() -> Context {
     Context {
         stack_online: true,
         live_on_disk: Some([1, 2, 3].into_iter().collect()),
+        dlm_untrusted: None,
     }
 }
 
@@ -158,6 +159,7 @@ fn offline() -> Context {
     Context {
         stack_online: false,
         live_on_disk: None,
+        dlm_untrusted: None,
     }
 }
 
@@ -334,4 +336,26 @@ fn a_single_node_cluster_needs_no_peers() {
     peers.token = false;
     let (lease, _) = lease(1, FakeDlm::default(), peers);
     assert!(lease.acquire(&restart(), &offline()).is_ok());
+}
+
+#[test]
+fn an_untrusted_dlm_is_not_asked_the_peers_are() {
+    let dlm = FakeDlm::default();
+    let taken = Arc::clone(&dlm.taken);
+    let (lease, _) = lease(1, dlm, FakePeers::new(1, vec![vec![holding_by_peers()]]));
+    let context = Context {
+        dlm_untrusted: Some("this node does not heartbeat".into()),
+        ..online()
+    };
+    let denied = lease.acquire(&relogin(), &context).err().expect("busy");
+    assert_eq!(denied.route, Route::Peers);
+    assert_eq!(denied.result, LeaseResult::Busy);
+    assert!(
+        denied
+            .reason
+            .starts_with("the DLM cannot be trusted (this node does not heartbeat)"),
+        "{}",
+        denied.reason
+    );
+    assert!(taken.lock().unwrap().is_empty(), "the DLM was asked");
 }
