@@ -216,3 +216,72 @@ pub(super) fn target_evidence(snapshot: &Snapshot, plan: &Plan) -> Option<Engage
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::collector::configfs::{ClusterConfig, NodeConfig};
+    use crate::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+    use crate::collector::o2cb::O2cbFacts;
+    use crate::snapshot::Facts;
+
+    /// n1 of three, stack up, every node live in the kernel's heartbeat.
+    fn healthy_cluster() -> Snapshot {
+        let node = |num: u8| NodeConfig {
+            name: format!("n{num}"),
+            num: Some(num),
+            local: Some(num == 1),
+            ..NodeConfig::default()
+        };
+        let o2cb = O2cbFacts {
+            cluster_name: "c".into(),
+            cluster: Some(ClusterConfig {
+                name: "c".into(),
+                nodes: (1..=3).map(node).collect(),
+                ..ClusterConfig::default()
+            }),
+            online: true,
+            ..O2cbFacts::default()
+        };
+        let heartbeat = HeartbeatFacts {
+            cluster: "c".into(),
+            configured: (1..=3).collect(),
+            live_any: (1..=3).collect(),
+            regions: vec![RegionHeartbeat {
+                uuid: "R".into(),
+                live: (1..=3).collect(),
+                ..RegionHeartbeat::default()
+            }],
+            ..HeartbeatFacts::default()
+        };
+        let mut snapshot = Snapshot::empty();
+        snapshot.insert_facts("o2cb", Facts::O2cb(Arc::new(o2cb)));
+        snapshot.insert_facts("heartbeat", Facts::Heartbeat(Arc::new(heartbeat)));
+        snapshot
+    }
+
+    #[test]
+    fn peers_reporting_a_disruptive_finding_count_as_unhealthy() {
+        let snapshot = healthy_cluster();
+        assert!(unhealthy_nodes(&snapshot, false, &NodeSet::new()).is_empty());
+        let reported: NodeSet = [1, 3].into_iter().collect();
+        // This node's own report is its local trouble, not a peer's.
+        assert_eq!(
+            unhealthy_nodes(&snapshot, false, &reported),
+            [3].into_iter().collect()
+        );
+        let config = RemediationConfig::default();
+        assert!(too_many_unhealthy(&snapshot, &config, false, &reported).is_none());
+        let engaged = too_many_unhealthy(&snapshot, &config, true, &reported)
+            .expect("2 of 3 unhealthy is more than half");
+        assert!(
+            engaged
+                .describe()
+                .contains("2 of 3 nodes unhealthy (max 1): 1, 3"),
+            "{}",
+            engaged.describe()
+        );
+    }
+}
