@@ -163,7 +163,7 @@ def action_outcomes(lab: Lab, node: str, rule: str) -> list[str]:
 # The peer protocol: every daemon of a scenario that restarts o2cb needs it,
 # as the cluster lease asks the peers before an o2cb restart (fails closed
 # without a token or with a live peer whose daemon does not answer).
-CLUSTER = """
+PEER_PROTOCOL = """
 [cluster]
 token_file = "/host/lab/cluster-token"
 poll_interval = "2s"

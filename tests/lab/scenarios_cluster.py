@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 
 from labkit import Guest, Lab
-from scenario_kit import (CLUSTER, ENFORCE, EXPECTED, audit, daemon_config, expect, find, scenario, value, wait_for,
+from scenario_kit import (ENFORCE, EXPECTED, PEER_PROTOCOL, audit, daemon_config, expect, find, scenario, value, wait_for,
                           write_cluster_token)
 
 # `o2cb register-cluster` takes 15 s: a restart long enough for the other
@@ -67,7 +67,7 @@ def both_offline(lab: Lab) -> tuple[Guest, Guest, dict[str, int]]:
     write_cluster_token(lab)
     earlier = {g.name: len(audit(lab, g.name)) for g in (n1, n2)}
     for guest in (n1, n2):
-        guest.start_daemon(daemon_config(guest.name, EXPECTED + ENFORCE + CLUSTER))
+        guest.start_daemon(daemon_config(guest.name, EXPECTED + ENFORCE + PEER_PROTOCOL))
     return n1, n2, earlier
 
 
@@ -142,7 +142,7 @@ def scenario_lease_holder_killed(lab: Lab) -> None:
     expect(not restarts(lab, other.name, "before", earlier[other.name]),
            f"{other.name} restarted while the holder's daemon was gone")
     time.sleep(max(0.0, 5 - (time.monotonic() - killed)))
-    holder.start_daemon(daemon_config(holder.name, EXPECTED + ENFORCE + CLUSTER))
+    holder.start_daemon(daemon_config(holder.name, EXPECTED + ENFORCE + PEER_PROTOCOL))
     wait_for(f"{other.name} to restart o2cb", KILLED_HOLDER_BOUND + 30,
              lambda: restarts(lab, other.name, "before", earlier[other.name]), interval=0.5)
     took = time.monotonic() - killed
@@ -155,3 +155,67 @@ def scenario_lease_holder_killed(lab: Lab) -> None:
                      lambda: restarts(lab, other.name, "after", earlier[other.name]), interval=2)
     expect(after[0].get("outcome") == "success", f"{other.name}: {after[0]}")
     wait_for(f"{other.name} online and remounted", 120, lambda: back(other), interval=2)
+
+
+SECOND_VOLUME = """
+[[mounts.expected]]
+mountpoint = "/mnt/ocfs2b"
+source = "LABEL=labvolb"
+fstype = "ocfs2"
+options = "_netdev"
+"""
+
+
+@scenario(360)
+def scenario_serialized_remounts_by_dlmfs(lab: Lab) -> None:
+    """Two volumes; both nodes keep the first mounted (their heartbeat, so
+    the DLM can be trusted) and lose the second at the same moment, with
+    `serialize_remounts`: each remount takes the lease through dlmfs, and a
+    grant's release (close + unlink) lets the other node's trylock in."""
+    second = lab.disk("volb", "256M")
+    n1, n2 = lab.pair(extra_disks={"n1": [second], "n2": [second]})
+    lab.online(n1, n2)
+    lab.mkfs_and_mount(n1, n2)
+    n1.sh("mkfs.ocfs2 -q -F -N 4 --cluster-stack=o2cb --cluster-name=labclu -L labvolb -J size=8M /dev/vdb",
+          timeout=120)
+    for guest in (n1, n2):
+        guest.sh("mkdir -p /mnt/ocfs2b && mount.ocfs2 /dev/vdb /mnt/ocfs2b", timeout=180)
+    write_cluster_token(lab)
+    config = EXPECTED + SECOND_VOLUME + ENFORCE.replace(
+        'startup_grace = "0s"\n', 'startup_grace = "0s"\nserialize_remounts = true\n') + PEER_PROTOCOL
+    for guest in (n1, n2):
+        guest.start_daemon(daemon_config(guest.name, config))
+    errors: list[str] = []
+
+    def unmount(guest: Guest) -> None:
+        try:
+            guest.sh("umount /mnt/ocfs2b", timeout=120)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(f"{guest.name}: {error}")
+
+    threads = [threading.Thread(target=unmount, args=(g,)) for g in (n1, n2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=150)
+    expect(not errors, f"unmounting the second volume: {errors}")
+
+    def remounted(guest: Guest) -> bool:
+        m = guest.metrics()
+        return (find(m, "ocfs2_mount_missing", mountpoint="/mnt/ocfs2b") == 0.0
+                and value(m, "ocfs2_watchdog_lease_acquisitions_total", route="dlmfs", result="acquired") >= 1)
+    for guest in (n1, n2):
+        wait_for(f"{guest.name} to remount the second volume under the DLM lease", 120,
+                 lambda g=guest: remounted(g), interval=2)
+    for guest in (n1, n2):
+        m = guest.metrics()
+        expect(value(m, "ocfs2_watchdog_lease_held", route="dlmfs") == 0.0, f"{guest.name} still holds the lease")
+        expect(value(m, "ocfs2_watchdog_lease_acquisitions_total", route="peers", result="acquired") == 0.0,
+               f"{guest.name} fell back to the peers")
+        busy = value(m, "ocfs2_watchdog_lease_acquisitions_total", route="dlmfs", result="busy")
+        print(f"{guest.name}: dlmfs busy {busy:.0f} times before its grant", flush=True)
+        # Released: no lock file left in the domain, and no island: joined afresh.
+        left = guest.sh("ls /dlm/ocfs2-watchdog 2>/dev/null | grep -c lease- || true").strip()
+        expect(left == "0", f"{guest.name}: lock files left in the domain: {left}")
+    n1.sh("touch /mnt/ocfs2b/from-n1")
+    n2.sh("ls /mnt/ocfs2b/from-n1")

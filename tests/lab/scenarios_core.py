@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 from labkit import Lab
-from scenario_kit import (CLUSTER, ENFORCE, EXPECTED, action_outcomes, audit, daemon_config, events, expect,
+from scenario_kit import (ENFORCE, EXPECTED, PEER_PROTOCOL, action_outcomes, audit, daemon_config, events, expect,
                           find, mounted_pair, scenario, value, volume_uuid, wait_for, watch_until_reboot, write_cluster_token)
 
 
@@ -198,8 +198,8 @@ def scenario_o2cb_offline(lab: Lab) -> None:
     # The restart takes the cluster lease from the peers: n1's daemon (dry
     # run) answers that it is not acting.
     write_cluster_token(lab)
-    n1.start_daemon(daemon_config("n1", CLUSTER))
-    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE + CLUSTER))
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE + PEER_PROTOCOL))
     def restored():
         m = n2.metrics()
         return (find(m, "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0

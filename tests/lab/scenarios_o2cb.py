@@ -7,7 +7,7 @@ See tests/lab/README.md for wall times.
 from __future__ import annotations
 
 from labkit import Lab
-from scenario_kit import (CLUSTER, EXPECTED, audit, daemon_config, expect, find, scenario, wait_for,
+from scenario_kit import (EXPECTED, PEER_PROTOCOL, audit, daemon_config, expect, find, scenario, wait_for,
                           write_cluster_token)
 
 
@@ -43,8 +43,8 @@ def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     # The restart takes the cluster lease from the peers: n1's daemon (dry
     # run) answers.
     write_cluster_token(lab)
-    n1.start_daemon(daemon_config("n1", CLUSTER))
-    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s") + CLUSTER))
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s") + PEER_PROTOCOL))
     wait_for("n2's daemon to see the running timeouts", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_idle_timeout_seconds", o2cb_cluster="labclu") == 10.0)
     n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
@@ -135,8 +135,8 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     n2.sh(STOP_FAILS_ONCE)
     earlier = len(audit(lab, "n2"))
     write_cluster_token(lab)
-    n1.start_daemon(daemon_config("n1", CLUSTER))
-    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s") + CLUSTER))
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s") + PEER_PROTOCOL))
     wait_for("n2's daemon to see both nodes live", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0)
     # n2's writes to its third region fail: the region fails there after the
