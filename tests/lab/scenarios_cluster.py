@@ -1,7 +1,9 @@
 """The cluster lease on the real kernel (issue #12): two enforcing daemons
 whose o2cb stacks are down at the same time restart them one after the
-other, never together; and a daemon killed while it holds the lease does
-not hold up the other node for longer than its own restart.
+other, never together (the peers' route); a daemon killed while it holds
+the lease does not hold up the other node for longer than its own restart;
+and with the stacks up, serialized remounts take the lease through dlmfs,
+whose release (close + unlink) lets the other node in.
 See tests/lab/README.md for wall times.
 """
 

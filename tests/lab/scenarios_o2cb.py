@@ -107,7 +107,7 @@ chmod 755 /usr/sbin/o2cb
 THROTTLE_N2_REGION_WRITES = "block_set_io_throttle virtio2 0 0 1 0 0 0"
 
 
-@scenario(480)
+@scenario(600)
 def scenario_o2cb_restart_undo(lab: Lab) -> None:
     """Global heartbeat on three shared disks; n2's writes to the third hang
     (QEMU I/O throttle), its reads do not: the region fails on n2 alone, so
@@ -143,8 +143,15 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     # write timeout; two regions of three keep the node up.
     n2.qmp(THROTTLE_N2_REGION_WRITES)
 
-    after = wait_for("n2's o2cb_down restart to end", 120,
+    # The hung write makes n2's kernel negotiate (`hb write hung ...
+    # negotiate timeout`), which the storm brake takes as a storm for
+    # `storm_window` (2 min), then its hold-down and the release jitter: the
+    # restart comes after that (`skipped_storm` first).
+    after = wait_for("n2's o2cb_down restart to end", 300,
                      lambda: o2cb_down_records(lab, "n2", "after", earlier), interval=2)
+    held = [r for r in audit(lab, "n2")[earlier:] if r.get("rule") == "o2cb_down"
+            and r.get("outcome") == "skipped_storm"]
+    print(f"n2 o2cb_down held by the storm brake first: {[r.get('detail', '')[:80] for r in held]}", flush=True)
     expect(after[0].get("outcome") == "failed", f"o2cb_down: {after[0]}")
     error = after[0].get("error", "")
     expect("injected failure" in error and "undone: remount /mnt/ocfs2" in error, f"error: {error}")
