@@ -117,9 +117,11 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     the restart is reported failed."""
     hb = [lab.disk("hb2", "64M"), lab.disk("hb3", "64M")]
     n1, n2 = lab.pair(extra_disks={"n1": hb, "n2": hb})
-    for device, journal in (("/dev/vda", "16M"), ("/dev/vdb", "4M"), ("/dev/vdc", "4M")):
+    # The volume is labelled as EXPECTED names it, so the undo finds it again.
+    for device, options in (("/dev/vda", "-L labvol -J size=16M"), ("/dev/vdb", "-J size=4M"),
+                            ("/dev/vdc", "-J size=4M")):
         n1.sh(f"mkfs.ocfs2 -q -F -N 4 --cluster-stack=o2cb --cluster-name=labclu --global-heartbeat "
-              f"-J size={journal} {device}", timeout=120)
+              f"{options} {device}", timeout=120)
     for guest in (n1, n2):
         guest.sh(GLOBAL_ONLINE, timeout=120)
     for guest in (n1, n2):
