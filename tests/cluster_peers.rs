@@ -204,3 +204,40 @@ fn a_wrong_cluster_token_leaves_the_peer_down() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(n2.has("ocfs2_watchdog_maintenance 0"));
 }
+
+#[test]
+fn the_state_endpoint_answers_the_lease_state_to_the_token_only() {
+    use ocfs2_watchdog::cluster::client::request;
+    use ocfs2_watchdog::cluster::lease::consensus::NodeState;
+
+    let base = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut n2 = node(base.path(), "n2", port, "same");
+    n2.start();
+    let address = format!("127.0.0.3:{port}");
+    let ask = |token: Option<&str>| {
+        request(
+            &address,
+            "GET",
+            "/cluster/v1/state",
+            token,
+            Duration::from_secs(2),
+        )
+    };
+    wait("peer protocol listening", || ask(Some("same")).is_ok());
+    let answer = ask(Some("same")).unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let state: NodeState = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(state.node, "n2");
+    assert!(!state.holds_lease && !state.acting && state.intent_at.is_none());
+    assert!(state.disruptive_findings.is_empty());
+    assert_eq!(ask(None).unwrap().status, 401);
+    assert_eq!(ask(Some("other")).unwrap().status, 401);
+    // Not enforcing and nothing firing: no attempt yet, nothing held.
+    wait("the engine's first report", || {
+        n2.has("ocfs2_watchdog_lease_held{route=\"peers\"} 0")
+    });
+    assert!(
+        n2.has("ocfs2_watchdog_lease_acquisitions_total{route=\"peers\",result=\"acquired\"} 0")
+    );
+}

@@ -33,6 +33,24 @@ fn prepare_o2cb_host(layout: &Layout) {
         "O2CB_ENABLED=true\nO2CB_BOOTCLUSTER=lab\n",
     )
     .unwrap();
+    // A one-node cluster named like this host: the restart's cluster lease
+    // has no peer to ask (with another node in it, the restart would wait
+    // for that node's daemon to answer).
+    std::fs::create_dir_all("/etc/ocfs2").unwrap();
+    mount_tmpfs(Path::new("/etc/ocfs2"));
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .expect("/etc/hostname names this host");
+    std::fs::write(
+        "/etc/ocfs2/cluster.conf",
+        format!(
+            "cluster:\n\tnode_count = 1\n\tname = lab\n\nnode:\n\tip_port = 7777\n\t\
+             ip_address = 127.0.0.1\n\tnumber = 1\n\tname = {hostname}\n\tcluster = lab\n"
+        ),
+    )
+    .unwrap();
     // configfs stand-in: this kernel may not have configfs at all.
     mount_tmpfs(Path::new("/sys/kernel"));
     std::fs::create_dir_all("/sys/kernel/config").unwrap();

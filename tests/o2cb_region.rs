@@ -1,14 +1,19 @@
 //! `o2cb_down` on a failed global heartbeat region fails closed (issue #12
-//! item 4): whatever the on-disk slots say, no restart plan, and the finding
-//! says why. The facts are the collectors' own structs as the lab's three-
+//! item 4): no restart plan unless only this node lost the region, and the
+//! finding says why; even then the engine restarts only while it holds the
+//! cluster lease. The facts are the collectors' own structs as the lab's three-
 //! region global heartbeat pair fills them (tests/lab `global_region_loss`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ocfs2_watchdog::actions::audit::AuditRecord;
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
+use ocfs2_watchdog::cluster::lease::consensus::NodeState;
+use ocfs2_watchdog::cluster::lease::dlmfs::{DlmError, HeldLock, LockSpace};
+use ocfs2_watchdog::cluster::lease::{Lease, LocalState, Member, PeerAsker};
 use ocfs2_watchdog::collector::configfs::{ClusterConfig, HeartbeatMode, NodeConfig};
 use ocfs2_watchdog::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
 use ocfs2_watchdog::collector::heartbeat_disk::{NodeView, TrackerState};
@@ -195,7 +200,7 @@ fn a_region_failed_for_every_node_is_alert_only() {
 }
 
 #[test]
-fn only_this_node_lost_the_region_is_still_alert_only_without_a_lease() {
+fn only_this_node_lost_the_region_plans_a_restart_under_the_lease() {
     let hb = heartbeat(&[1], Some(&[(2, true), (3, true)]));
     assert_eq!(
         classify(&hb, Some(1)),
@@ -204,12 +209,18 @@ fn only_this_node_lost_the_region_is_still_alert_only_without_a_lease() {
         })
     );
     let findings = o2cb_down(&snapshot(hb, o2cb(true), mounts(false)));
-    assert_eq!(findings[0].plan, None);
+    assert!(
+        matches!(findings[0].plan, Some(Plan::RestartO2cb { .. })),
+        "{:?}",
+        findings[0]
+    );
     assert!(
         findings[0]
             .evidence
             .contains("only this node lost region 5463774C65E14ADC9DD4E83B56214226")
-            && findings[0].evidence.contains("needs the cluster lease"),
+            && findings[0]
+                .evidence
+                .contains("restart under the cluster lease"),
         "{}",
         findings[0].evidence
     );
@@ -292,8 +303,9 @@ fn unread_slots_or_an_unknown_region_number_fail_closed() {
 
 #[test]
 fn without_a_mounted_volume_a_failed_region_still_restarts_nothing() {
-    // Before: no volumes meant "nothing to lose", and a restart was planned.
-    let hb = heartbeat(&[0, 2], Some(&[(2, true), (3, true)]));
+    // Before: no volumes meant "nothing to lose", and a restart was planned
+    // for a region the whole cluster lost.
+    let hb = heartbeat(&[1], Some(&[(2, false), (3, false)]));
     let mut none = mounts(false);
     none.mounts.clear();
     let findings = o2cb_down(&snapshot(hb, o2cb(true), none));
@@ -301,7 +313,7 @@ fn without_a_mounted_volume_a_failed_region_still_restarts_nothing() {
     assert!(
         findings[0]
             .evidence
-            .starts_with("2 heartbeat regions failed; alert only:"),
+            .starts_with("1 heartbeat regions failed; alert only:"),
         "{}",
         findings[0].evidence
     );
@@ -336,11 +348,14 @@ impl Executor for Recorder {
     }
 }
 
-#[test]
-fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+/// An enforcing engine acting on `o2cb_down` after 2 s, recording what it
+/// executes.
+fn enforcing_engine(
+    dir: &Path,
+    adjust: impl FnOnce(&mut Config),
+) -> (Engine, Arc<Config>, Arc<Mutex<Vec<Plan>>>) {
     let mut config = Config {
-        state_dir: StateDir(dir.path().join("state")),
+        state_dir: StateDir(dir.join("state")),
         ..Config::default()
     };
     config.remediation.mode = Mode::Enforce;
@@ -351,14 +366,22 @@ fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
             ..RuleConfig::default()
         },
     );
+    adjust(&mut config);
     let config = Arc::new(config);
     let calls = Arc::new(Mutex::new(Vec::new()));
     let control = Arc::new(Control::new(&config.state_dir.0, None));
-    let mut engine = Engine::new(
+    let engine = Engine::new(
         Arc::clone(&config),
         Box::new(Recorder(Arc::clone(&calls))),
         control,
     );
+    (engine, config, calls)
+}
+
+#[test]
+fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut engine, config, calls) = enforcing_engine(dir.path(), |_| {});
     // Every node sees the same failed region: the whole-cluster outage case.
     let snapshot = snapshot(
         heartbeat(&[1], Some(&[(2, false), (3, false)])),
@@ -397,4 +420,130 @@ fn the_engine_enforcing_audits_alert_only_and_executes_nothing() {
     assert!(audit[0]
         .evidence
         .contains("stale on disk for live peer(s) 2, 3"));
+}
+
+/// A DLM whose every slot is free (the restart goes by the peers anyway).
+struct FreeDlm;
+
+impl LockSpace for FreeDlm {
+    fn try_slot(&self, _slot: u32) -> Result<Option<HeldLock>, DlmError> {
+        Ok(Some(Box::new(())))
+    }
+}
+
+/// Peers n2 and n3 answering `states` (an `Err` is a peer that does not
+/// answer).
+struct ScriptedPeers(Vec<Result<NodeState, String>>);
+
+impl PeerAsker for ScriptedPeers {
+    fn has_token(&self) -> bool {
+        true
+    }
+    fn members(&self) -> Result<(u8, Vec<Member>), String> {
+        Ok((
+            1,
+            (2..=3)
+                .map(|n| Member {
+                    node: format!("n{n}"),
+                    node_num: n,
+                    address: format!("10.0.0.{n}:9786"),
+                })
+                .collect(),
+        ))
+    }
+    fn ask_states(&self, _members: &[Member]) -> Vec<Result<NodeState, String>> {
+        self.0.clone()
+    }
+}
+
+/// Runs the enforcing engine with a lease over `hb` for a while; the
+/// executed plans and the `o2cb_down` audit outcomes.
+fn run_with_lease(
+    hb: HeartbeatFacts,
+    peers: Vec<Result<NodeState, String>>,
+) -> (Vec<Plan>, Vec<AuditRecord>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut engine, config, calls) = enforcing_engine(dir.path(), |config| {
+        config.remediation.startup_grace = Duration::ZERO;
+        config.remediation.max_unhealthy_nodes = Some(3);
+    });
+    let lease = Lease::new(
+        1,
+        Duration::from_secs(2),
+        Box::new(FreeDlm),
+        Arc::new(ScriptedPeers(peers)),
+        LocalState::new("n1"),
+    )
+    .with_sleep(|_| {});
+    engine.set_lease(Arc::new(lease));
+    let snapshot = snapshot(hb, o2cb(true), mounts(false));
+    let t0 = Instant::now();
+    for tick in 0..=4 {
+        engine.tick(&snapshot, t0 + Duration::from_secs(tick * 3));
+    }
+    let audit = std::fs::read_to_string(config.state_dir.0.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+        .filter(|r| r.rule == "o2cb_down")
+        .collect();
+    let plans = calls.lock().unwrap().clone();
+    (plans, audit)
+}
+
+fn idle_peer() -> Result<NodeState, String> {
+    Ok(NodeState::default())
+}
+
+#[test]
+fn only_this_node_lost_the_region_and_the_lease_is_held_restarts() {
+    let hb = heartbeat(&[1], Some(&[(2, true), (3, true)]));
+    let (plans, audit) = run_with_lease(hb, vec![idle_peer(), idle_peer()]);
+    assert_eq!(plans.len(), 1, "{audit:?}");
+    assert!(matches!(plans[0], Plan::RestartO2cb { .. }));
+    let outcomes: Vec<&str> = audit.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        vec!["started", "success", "skipped_cooldown"],
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn only_this_node_lost_the_region_but_the_lease_is_busy_or_a_peer_silent_waits() {
+    let hb = heartbeat(&[1], Some(&[(2, true), (3, true)]));
+    let holder = Ok(NodeState {
+        holds_lease: true,
+        lease_route: Some("peers".into()),
+        acting: true,
+        ..NodeState::default()
+    });
+    let (plans, audit) = run_with_lease(hb.clone(), vec![holder, idle_peer()]);
+    assert!(plans.is_empty(), "restarted while n2 held the lease");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].outcome.as_str(), "skipped_lease");
+    let detail = audit[0].detail.as_deref().unwrap_or("");
+    assert!(
+        detail.starts_with("lease busy by peers: held by n2 (node 2)"),
+        "{detail}"
+    );
+
+    let (plans, audit) = run_with_lease(hb, vec![idle_peer(), Err("timed out".into())]);
+    assert!(plans.is_empty(), "restarted while n3 did not answer");
+    assert_eq!(audit[0].outcome.as_str(), "skipped_lease");
+    let detail = audit[0].detail.as_deref().unwrap_or("");
+    assert!(
+        detail.contains("peers_unreachable")
+            && detail.contains("n3 (node 3) is live on the heartbeat disk"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_region_lost_by_others_too_stays_alert_only_even_with_the_lease_free() {
+    let hb = heartbeat(&[1], Some(&[(2, false), (3, true)]));
+    let (plans, audit) = run_with_lease(hb, vec![idle_peer(), idle_peer()]);
+    assert!(plans.is_empty());
+    let outcomes: Vec<&str> = audit.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["alert_only"]);
 }

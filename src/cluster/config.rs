@@ -22,6 +22,9 @@ pub struct ClusterConfig {
     pub poll_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How many nodes of the cluster may hold the lease for disruptive
+    /// actions at once (`cluster::lease`); 0 is read as 1.
+    pub max_concurrent_nodes: u32,
 }
 
 impl Default for ClusterConfig {
@@ -32,6 +35,7 @@ impl Default for ClusterConfig {
             listen: None,
             poll_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(2),
+            max_concurrent_nodes: 1,
         }
     }
 }

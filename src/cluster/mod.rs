@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod lease;
 pub mod maintenance;
 pub mod peers;
 pub mod tools;

@@ -12,6 +12,12 @@
 //! daemon that starts asks every peer before its first tick has long
 //! passed. Each peer's reachability is kept for `/metrics`
 //! (`ocfs2_watchdog_cluster_peer_up`).
+//!
+//! `GET /cluster/v1/state` answers this node's `lease::LocalState`: whether
+//! it holds the cluster lease, acts, intends to act, is in maintenance, and
+//! its firing disruptive findings. The lease's peer route asks it of every
+//! peer at once (`PeerAsker`); the poll round keeps the answers, so the
+//! storm brake's unhealthy-nodes gate counts the nodes that report trouble.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +33,15 @@ use serde::Serialize;
 
 use super::client::request;
 use super::config::ClusterConfig;
+use super::lease::consensus::NodeState;
+use super::lease::{LocalState, Member, PeerAsker};
 use super::maintenance::{Maintenance, MaintenanceRecord};
-use crate::collector::o2cb::cluster_conf::parse_cluster_conf;
+use crate::collector::nodemap::NodeSet;
+use crate::collector::o2cb::cluster_conf::{parse_cluster_conf, ConfNode};
 use crate::host::HostPaths;
 
 pub const MAINTENANCE_PATH: &str = "/cluster/v1/maintenance";
+pub const STATE_PATH: &str = "/cluster/v1/state";
 
 /// One peer as last asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,20 +59,34 @@ pub fn cluster_nodes(
     node: &str,
     port: u16,
 ) -> (Option<String>, Vec<(String, String)>) {
-    let Ok(text) = std::fs::read_to_string(paths.root("/etc/ocfs2/cluster.conf")) else {
-        return (None, Vec::new());
-    };
-    let conf = parse_cluster_conf(&text);
-    let Some(local) = conf.nodes.iter().find(|n| n.name == node) else {
+    let Ok((local, peers)) = members(paths, node) else {
         return (None, Vec::new());
     };
     let address = |ip: &str| format!("{ip}:{port}");
-    let peers = conf
-        .nodes_of(&local.cluster)
-        .filter(|n| n.name != local.name)
+    let peers = peers
+        .iter()
         .filter_map(|n| Some((n.name.clone(), address(n.ip_address.as_deref()?))))
         .collect();
     (local.ip_address.as_deref().map(address), peers)
+}
+
+/// This node and the other nodes of its cluster in cluster.conf.
+fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), String> {
+    let path = paths.root("/etc/ocfs2/cluster.conf");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let conf = parse_cluster_conf(&text);
+    let local = conf
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| format!("this node ({node}) is not in cluster.conf"))?;
+    let peers = conf
+        .nodes_of(&local.cluster)
+        .filter(|n| n.name != local.name)
+        .cloned()
+        .collect();
+    Ok((local.clone(), peers))
 }
 
 pub struct Peers {
@@ -71,6 +95,10 @@ pub struct Peers {
     token: Option<String>,
     maintenance: Arc<Maintenance>,
     views: Mutex<Vec<PeerView>>,
+    local: Arc<LocalState>,
+    /// Peers' node numbers whose last state reported a firing disruptive
+    /// finding.
+    troubled: Mutex<NodeSet>,
 }
 
 fn read_token(path: &Path) -> Option<String> {
@@ -90,9 +118,39 @@ impl Peers {
             config: config.clone(),
             paths,
             token,
+            local: LocalState::new(maintenance.node()),
             maintenance,
             views: Mutex::new(Vec::new()),
+            troubled: Mutex::new(NodeSet::new()),
         }
+    }
+
+    /// What this node answers at `GET /cluster/v1/state`.
+    pub fn local(&self) -> &Arc<LocalState> {
+        &self.local
+    }
+
+    /// Peers that reported a firing disruptive finding in the last round.
+    pub fn troubled(&self) -> NodeSet {
+        self.troubled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn ask_state(&self, token: &str, address: &str) -> Result<NodeState, String> {
+        let answer = request(
+            address,
+            "GET",
+            STATE_PATH,
+            Some(token),
+            self.config.request_timeout,
+        )
+        .map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("answered {}", answer.status));
+        }
+        serde_json::from_str(&answer.body).map_err(|e| format!("not a node state: {e}"))
     }
 
     pub fn enabled(&self) -> bool {
@@ -151,6 +209,14 @@ impl Peers {
                 }
             })
             .collect::<Vec<_>>();
+        let members: Vec<Member> = PeerAsker::members(self).map(|(_, m)| m).unwrap_or_default();
+        let troubled = members
+            .iter()
+            .zip(self.ask_states(&members))
+            .filter(|(_, s)| s.as_ref().is_ok_and(|s| !s.disruptive_findings.is_empty()))
+            .map(|(m, _)| m.node_num)
+            .collect();
+        *self.troubled.lock().unwrap_or_else(|e| e.into_inner()) = troubled;
         for view in views.iter().filter(|v| !v.up) {
             tracing::debug!(peer = %view.node, address = %view.address, error = view.error.as_deref().unwrap_or(""), "Peer unreachable.");
         }
@@ -199,11 +265,67 @@ impl Peers {
     }
 }
 
+impl PeerAsker for Peers {
+    fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn members(&self) -> Result<(u8, Vec<Member>), String> {
+        let (local, peers) = members(&self.paths, self.maintenance.node())?;
+        let port = self.config.port;
+        let members = peers
+            .into_iter()
+            .map(|n| Member {
+                address: n
+                    .ip_address
+                    .as_deref()
+                    .map_or_else(String::new, |ip| format!("{ip}:{port}")),
+                node: n.name,
+                node_num: n.number,
+            })
+            .collect();
+        Ok((local.number, members))
+    }
+
+    fn ask_states(&self, members: &[Member]) -> Vec<Result<NodeState, String>> {
+        let Some(token) = self.token.as_deref() else {
+            return members
+                .iter()
+                .map(|_| Err("no cluster token configured".to_string()))
+                .collect();
+        };
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = members
+                .iter()
+                .map(|m| {
+                    scope.spawn(move || {
+                        if m.address.is_empty() {
+                            return Err("no ip_address in cluster.conf".to_string());
+                        }
+                        self.ask_state(token, &m.address)
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .map(|a| a.join().unwrap_or_else(|_| Err("asking panicked".into())))
+                .collect()
+        })
+    }
+}
+
 /// The routes peers call.
 pub fn routes(peers: Arc<Peers>) -> Router {
     Router::new()
         .route(MAINTENANCE_PATH, get(maintenance))
+        .route(STATE_PATH, get(state))
         .with_state(peers)
+}
+
+async fn state(State(peers): State<Arc<Peers>>, headers: HeaderMap) -> Response {
+    if let Some(denied) = peers.refusal(&headers) {
+        return denied;
+    }
+    Json(peers.local.state()).into_response()
 }
 
 async fn maintenance(State(peers): State<Arc<Peers>>, headers: HeaderMap) -> Response {

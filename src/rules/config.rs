@@ -78,6 +78,9 @@ pub struct RemediationConfig {
     /// the whole action already runs in PID 1's mount namespace
     /// (`actions::hostns`), and the prefix is applied there.
     pub command_prefix: Vec<String>,
+    /// A remount (`missing_mount`) takes the cluster lease too, so the
+    /// nodes remount one at a time (`[cluster] max_concurrent_nodes`).
+    pub serialize_remounts: bool,
     /// Per-rule overrides, keyed by rule name (docs/rules.md).
     pub rules: BTreeMap<String, RuleConfig>,
 }
@@ -96,6 +99,7 @@ impl Default for RemediationConfig {
             action_timeout: Duration::from_secs(60),
             recent_audit_lines: 50,
             command_prefix: Vec::new(),
+            serialize_remounts: false,
             rules: BTreeMap::new(),
         }
     }

@@ -5,8 +5,9 @@
 //! brake on the freshest snapshot (`hold`); the startup grace; cooldown or
 //! backoff; `max_attempts` within the failure window (gives up); the global
 //! hourly budget and the rule's share; a volume still held by another
-//! action's thread; one disruptive action per tick. A skip is audited and
-//! counted once per reason, not once per tick.
+//! action's thread; one disruptive action per tick; the cluster lease
+//! (`lease_gate.rs`). A skip is audited and counted once per reason, not
+//! once per tick.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +45,8 @@ impl Engine {
         let fresh = self.freshest(snapshot);
         let snapshot = fresh.as_deref().unwrap_or(snapshot);
         let config = &self.config.remediation;
-        let engaged = storm::cluster_wide(snapshot, config, storm::is_destructive(plan));
+        let reported = self.peer_trouble();
+        let engaged = storm::cluster_wide(snapshot, config, storm::is_destructive(plan), &reported);
         let hold_down = Brake::hold_down(snapshot, config);
         self.brake
             .hold(&engaged, plan, snapshot, hold_down, now)
@@ -66,7 +68,8 @@ impl Engine {
         let snapshot = fresh.as_deref().unwrap_or(snapshot);
         let config = &self.config.remediation;
         let trouble = self.local_trouble(now);
-        let engaged = storm::cluster_wide(snapshot, config, trouble);
+        let reported = self.peer_trouble();
+        let engaged = storm::cluster_wide(snapshot, config, trouble, &reported);
         let left = self
             .brake
             .hold_down_left(Brake::hold_down(snapshot, config), now);
@@ -87,22 +90,13 @@ impl Engine {
             summary,
             reasons,
             hold_down_seconds: left.map_or(0.0, |l| l.as_secs_f64()),
-            unhealthy_nodes: storm::unhealthy_nodes(snapshot, trouble).len() as u32,
+            unhealthy_nodes: storm::unhealthy_nodes(snapshot, trouble, &reported).len() as u32,
         }
     }
 
     /// Whether this node has a firing target that would act destructively.
     fn local_trouble(&self, now: Instant) -> bool {
-        self.targets.iter().any(|(key, state)| {
-            let settings = &self.settings[key.0];
-            !settings.alert_only
-                && now.duration_since(state.since) >= settings.r#for
-                && state
-                    .finding
-                    .plan
-                    .as_ref()
-                    .is_some_and(storm::is_destructive)
-        })
+        !self.disruptive_findings(now).is_empty()
     }
 
     /// Notes this tick's cluster-wide brake evidence for the hold-down and
@@ -110,7 +104,8 @@ impl Engine {
     /// again, plus this node's share of `storm_release_jitter`.
     pub(super) fn observe_brake(&mut self, snapshot: &Snapshot, now: Instant) {
         let config = &self.config.remediation;
-        let engaged = storm::cluster_wide(snapshot, config, self.local_trouble(now));
+        let reported = self.peer_trouble();
+        let engaged = storm::cluster_wide(snapshot, config, self.local_trouble(now), &reported);
         let hold_down = Brake::hold_down(snapshot, config);
         let was_engaged = !self.brake_engaged.is_empty() || self.brake_holding;
         let released = self.brake.observe(&engaged, hold_down, now);
@@ -243,6 +238,9 @@ impl Engine {
                 true,
                 now,
             );
+            return;
+        }
+        if !self.take_lease(key, &plan, snapshot, now) {
             return;
         }
         self.act(key, settings, &plan, now);

@@ -82,6 +82,11 @@ pub struct Engine {
     pub(super) cluster_maintenance: Option<Arc<crate::cluster::Maintenance>>,
     /// The peer protocol, for the report (`ocfs2_watchdog_cluster_peer_up`).
     pub(super) peers: Option<Arc<crate::cluster::peers::Peers>>,
+    /// The cluster lease disruptive actions take (`lease_gate.rs`).
+    pub(super) lease: Option<Arc<crate::cluster::lease::Lease>>,
+    /// The grant taken for the action about to run; `execute` moves it
+    /// into the action's thread.
+    pub(super) lease_grant: Option<crate::cluster::lease::Grant>,
     pub(super) latest: Option<watch::Receiver<Arc<Snapshot>>>,
     pub(super) disruptive_taken: bool,
     /// Hold-down and release of the storm brake across ticks.
@@ -130,6 +135,8 @@ impl Engine {
             maintenance: Vec::new(),
             cluster_maintenance: None,
             peers: None,
+            lease: None,
+            lease_grant: None,
             latest: None,
             disruptive_taken: false,
             brake: super::storm::Brake::default(),
@@ -235,9 +242,10 @@ impl Engine {
         let executor = Arc::clone(&self.executor);
         let owner = format!("{rule}/{target}");
         let held = self.locks.claim(VolumeClaim::of(plan), owner.clone());
+        let lease = self.lease_grant.take();
         let plan = plan.clone();
         match self.runs.run(&owner, deadline, move || {
-            let _held = held;
+            let _held = (held, lease);
             executor.execute(&plan)
         }) {
             ProbeState::Done { value, .. } => value,
@@ -323,6 +331,7 @@ impl Engine {
             }
         }
         self.forget_settled(now);
+        self.publish_local_state(snapshot, now);
         if self.ledger_dirty {
             self.save_ledger();
         }
@@ -355,6 +364,8 @@ impl Engine {
             tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
             outcome
         };
+        // Not run (state or audit unwritable): the lease goes back now.
+        self.lease_grant = None;
         let audited = outcome.audit_outcome();
         let (detail, error) = match &outcome {
             Outcome::Failed(e) => (None, Some(e.clone())),

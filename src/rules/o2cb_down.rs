@@ -2,8 +2,9 @@
 //! mounts are expected, or a global heartbeat region failed. Action: restart
 //! o2cb (unmount, restart, remount). Decided here: when volumes are mounted,
 //! another node must be live in heartbeat, or this node is the last holder
-//! and the finding is alert-only. A failed global heartbeat region is always
-//! alert-only (`o2cb_region`: fails closed until a cluster lease exists).
+//! and the finding is alert-only. A failed global heartbeat region is
+//! alert-only unless only this node lost it (`o2cb_region`); the engine
+//! then restarts only under the cluster lease (`cluster::lease`).
 
 use std::time::Duration;
 
@@ -90,10 +91,12 @@ impl Rule for O2cbDown {
             }
             _ => None,
         };
-        // Fails closed: no restart for a failed region, whatever the plan.
-        let plan = plan.filter(|_| !region_failed);
+        // Fails closed: no restart for a failed region unless only this
+        // node lost it (and then the engine takes the cluster lease).
+        let plan = plan
+            .filter(|_| !region_failed || region_loss.as_ref().is_some_and(|l| l.allows_restart()));
         let evidence = if let Some(loss) = &region_loss {
-            format!("{evidence}; {}", loss.alert_only_reason())
+            format!("{evidence}; {}", loss.evidence_note())
         } else if disabled {
             format!("{evidence}; alert only: O2CB_ENABLED=false")
         } else if let Err(why) = &volumes {

@@ -1,19 +1,19 @@
-//! Why `o2cb_down` never restarts o2cb for a failed global heartbeat region
-//! (yet): the decision half of the rule for that evidence, kept apart from
-//! how the restart plan is built (`o2cb_down.rs`).
+//! When `o2cb_down` may restart o2cb for a failed global heartbeat region:
+//! the decision half of the rule for that evidence, kept apart from how the
+//! restart plan is built (`o2cb_down.rs`).
 //!
 //! Global heartbeat is designed to ride out fewer than half of its regions
 //! failing (fs/ocfs2/cluster/heartbeat.c `o2hb_write_timeout`: the node
 //! fences only when failed regions reach half of the quorum regions), and a
 //! restart cannot fix a dead LUN. Worse, a LUN that failed for everybody
 //! shows as a failed region on every node at once: restarting there is a
-//! whole-cluster outage made by the watchdog. A restart could only help when
+//! whole-cluster outage made by the watchdog. A restart can only help when
 //! this node alone lost the region (every live peer still heartbeats on it,
-//! as the on-disk slots this daemon reads show) and only one node acts at a
-//! time, which needs the cluster lease (issue #12). The lease does not exist
-//! in this version, so every verdict here is alert-only; the verdict only
-//! says which of the three situations it is, for the audit log and
-//! `/status`.
+//! as the on-disk slots this daemon reads show): only that verdict
+//! (`OnlyThisNode`) keeps the plan, and the engine then runs it only while
+//! holding the cluster lease (`cluster::lease`, peer route: the restart
+//! takes the DLM domain away), so one node restarts at a time. Every other
+//! verdict is alert-only, with its reason in the audit log and `/status`.
 
 use std::collections::BTreeSet;
 
@@ -40,12 +40,18 @@ pub enum RegionLoss {
 }
 
 impl RegionLoss {
-    /// The alert-only reason, appended to the finding's evidence.
-    pub fn alert_only_reason(&self) -> String {
+    /// Only this verdict allows a restart (under the cluster lease).
+    pub fn allows_restart(&self) -> bool {
+        matches!(self, RegionLoss::OnlyThisNode { .. })
+    }
+
+    /// What the verdict means for the restart, appended to the finding's
+    /// evidence: the reason it is alert-only, or the lease it waits for.
+    pub fn evidence_note(&self) -> String {
         match self {
             RegionLoss::OnlyThisNode { regions } => format!(
-                "alert only: only this node lost region {} (every live peer's slot on it is fresh), \
-                 but a restart also needs the cluster lease, which this version does not have",
+                "only this node lost region {} (every live peer's slot on it is fresh): \
+                 restart under the cluster lease",
                 regions.join(", ")
             ),
             RegionLoss::NotOnlyThisNode {

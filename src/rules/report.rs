@@ -56,6 +56,9 @@ pub struct Report {
     pub unhealthy_nodes: u32,
     /// The peers as last asked; `None` without a cluster token.
     pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
+    /// The cluster lease (an engine without one, `--once`: nothing held,
+    /// never asked).
+    pub lease: Option<crate::cluster::lease::LeaseView>,
     /// Cluster maintenance in force now (`cluster::maintenance`).
     pub maintenance: Option<crate::cluster::MaintenanceRecord>,
     /// Seconds of startup grace left (0 once over).
@@ -155,6 +158,13 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         storm_hold_down_seconds: brake.hold_down_seconds,
         unhealthy_nodes: brake.unhealthy_nodes,
         maintenance,
+        lease: Some(engine.lease.as_ref().map_or_else(
+            || crate::cluster::lease::LeaseView {
+                max_concurrent_nodes: engine.config.cluster.max_concurrent_nodes.max(1),
+                ..Default::default()
+            },
+            |l| l.view(Instant::now()),
+        )),
         peers: engine
             .peers
             .as_ref()
@@ -225,7 +235,7 @@ impl Report {
         for (rule, left) in &self.rule_budget_remaining {
             rule_budget.push(&[("rule", rule)], f64::from(*left));
         }
-        vec![
+        let mut families = vec![
             firing,
             actions,
             gave_up,
@@ -307,7 +317,9 @@ impl Report {
                 "Times the remediation state (budget, attempts, give-ups) could not be restored or saved; no action runs while it cannot be saved.",
             )
             .with(&[], self.state_errors as f64),
-        ]
+        ];
+        families.extend(self.lease.clone().unwrap_or_default().families());
+        families
     }
 }
 

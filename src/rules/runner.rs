@@ -42,11 +42,22 @@ pub fn spawn(
         actions = executor.placement(),
         "Remediation engine starting."
     );
+    let config_cluster = config.cluster.clone();
     let mut engine = Engine::new(config, executor, control);
     engine.set_boot_time(boot);
     engine.follow_snapshots(snapshots.clone());
     if let Some((maintenance, peers)) = cluster {
         engine.set_cluster_maintenance(maintenance, paths.clone());
+        let dlmfs = crate::cluster::lease::dlmfs::Dlmfs::new(paths, config_cluster.request_timeout);
+        dlmfs.release_stale();
+        let lease = crate::cluster::lease::Lease::new(
+            config_cluster.max_concurrent_nodes,
+            config_cluster.request_timeout,
+            Box::new(dlmfs),
+            Arc::clone(&peers) as Arc<dyn crate::cluster::lease::PeerAsker>,
+            Arc::clone(peers.local()),
+        );
+        engine.set_lease(Arc::new(lease));
         engine.set_peers(peers);
     }
     let handle = std::thread::Builder::new()

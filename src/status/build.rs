@@ -373,6 +373,13 @@ fn remediation(snapshot: &Snapshot) -> RemediationView {
             seconds: None,
         });
     }
+    if let Some(lease) = report.lease.as_ref().filter(|l| l.contended_seconds > 0.0) {
+        holds.push(Hold {
+            kind: HoldKind::Lease,
+            detail: lease.last_denial.clone().unwrap_or_default(),
+            seconds: Some(lease.contended_seconds),
+        });
+    }
     let skip = report.recent_audit.len().saturating_sub(ACTIONS_SHOWN);
     RemediationView {
         mode: if report.enforcing { "enforce" } else { mode }.to_string(),

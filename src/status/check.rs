@@ -318,6 +318,9 @@ pub fn evaluate(overview: &Overview, config: &CheckConfig) -> Verdict {
                 .seconds
                 .is_some_and(|s| s >= config.paused_warning_after.as_secs_f64()),
             super::model::HoldKind::StormBrake => true,
+            // As Ocfs2WatchdogLeaseContended: waiting a while is the
+            // lease doing its job, half an hour is a stuck holder.
+            super::model::HoldKind::Lease => hold.seconds.is_some_and(|s| s >= 1800.0),
         };
         if long_enough {
             let how_long = hold

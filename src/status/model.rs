@@ -271,6 +271,9 @@ pub enum HoldKind {
     Paused,
     /// The storm brake: too many targets failing at once.
     StormBrake,
+    /// A disruptive action waits for the cluster lease (held elsewhere, or
+    /// the peers cannot be asked).
+    Lease,
 }
 
 impl HoldKind {
@@ -278,6 +281,7 @@ impl HoldKind {
         match self {
             Self::Paused => "paused",
             Self::StormBrake => "storm brake",
+            Self::Lease => "cluster lease",
         }
     }
 }

@@ -158,3 +158,20 @@ def action_outcomes(lab: Lab, node: str, rule: str) -> list[str]:
     return [r.get("outcome", "") for r in audit(lab, node) if r.get("rule") == rule]
 
 
+
+
+# The peer protocol: every daemon of a scenario that restarts o2cb needs it,
+# as the cluster lease asks the peers before an o2cb restart (fails closed
+# without a token or with a live peer whose daemon does not answer).
+PEER_PROTOCOL = """
+[cluster]
+token_file = "/host/lab/cluster-token"
+poll_interval = "2s"
+request_timeout = "2s"
+"""
+
+
+def write_cluster_token(lab: Lab) -> None:
+    """The token file every daemon of the run reads (same on every node)."""
+    (lab.share / "lab").mkdir(parents=True, exist_ok=True)
+    (lab.share / "lab" / "cluster-token").write_text("lab-cluster-token-0123456789abcdef\n")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 
 from labkit import Lab
-from scenario_kit import (ENFORCE, EXPECTED, action_outcomes, audit, daemon_config, events, expect,
-                          find, mounted_pair, scenario, value, volume_uuid, wait_for, watch_until_reboot)
+from scenario_kit import (ENFORCE, EXPECTED, PEER_PROTOCOL, action_outcomes, audit, daemon_config, events, expect,
+                          find, mounted_pair, scenario, value, volume_uuid, wait_for, watch_until_reboot, write_cluster_token)
 
 
 
@@ -195,7 +195,11 @@ def scenario_o2cb_offline(lab: Lab) -> None:
     # to go offline until then.
     n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
           "! o2cb cluster-status", timeout=120)
-    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE))
+    # The restart takes the cluster lease from the peers: n1's daemon (dry
+    # run) answers that it is not acting.
+    write_cluster_token(lab)
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE + PEER_PROTOCOL))
     def restored():
         m = n2.metrics()
         return (find(m, "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0

@@ -7,7 +7,8 @@ See tests/lab/README.md for wall times.
 from __future__ import annotations
 
 from labkit import Lab
-from scenario_kit import EXPECTED, audit, daemon_config, expect, find, scenario, wait_for
+from scenario_kit import (EXPECTED, PEER_PROTOCOL, audit, daemon_config, expect, find, scenario, wait_for,
+                          write_cluster_token)
 
 
 
@@ -39,7 +40,11 @@ def scenario_o2cb_restart_timeouts(lab: Lab) -> None:
     lab.online(n1, n2)
     lab.mkfs_and_mount(n1, n2)
     earlier = len(audit(lab, "n2"))
-    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s")))
+    # The restart takes the cluster lease from the peers: n1's daemon (dry
+    # run) answers.
+    write_cluster_token(lab)
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("25s") + PEER_PROTOCOL))
     wait_for("n2's daemon to see the running timeouts", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_idle_timeout_seconds", o2cb_cluster="labclu") == 10.0)
     n2.sh("umount /mnt/ocfs2 && for i in $(seq 1 30); do o2cb unregister-cluster labclu && break; sleep 1; done; "
@@ -95,22 +100,28 @@ chmod 755 /usr/sbin/o2cb
 
 
 
-# Not registered: its trigger, a global region lost by n2 alone, is alert only
-# until the cluster lease exists (o2cb_region fails closed), so o2cb_down never
-# restarts with the volume mounted. It passed on the real kernel before that
-# change (97 s); register it again with @scenario(480) when the lease allows a
-# restart for a region only this node lost.
+# n2's writes to its third heartbeat disk (QEMU drive virtio2) throttled to
+# one byte a second, its reads not: the region's heartbeat writes time out on
+# n2, so the region fails there, while n2 still reads n1's fresh slot on it
+# (the region was lost by n2 alone, o2cb_region's OnlyThisNode).
+THROTTLE_N2_REGION_WRITES = "block_set_io_throttle virtio2 0 0 1 0 0 0"
+
+
+@scenario(600)
 def scenario_o2cb_restart_undo(lab: Lab) -> None:
-    """Global heartbeat on three shared disks; n2 loses one region (its QEMU
-    drive deleted), so o2cb_down restarts o2cb there with the volume mounted.
-    The stack then refuses to stop (injected, after the unmount): the undo
-    journal mounts the volume back exactly, audits the step, and the restart
-    is reported failed."""
+    """Global heartbeat on three shared disks; n2's writes to the third hang
+    (QEMU I/O throttle), its reads do not: the region fails on n2 alone, so
+    o2cb_down restarts o2cb there, under the cluster lease, with the volume
+    mounted. The stack then refuses to stop (injected, after the unmount):
+    the undo journal mounts the volume back exactly, audits the step, and
+    the restart is reported failed."""
     hb = [lab.disk("hb2", "64M"), lab.disk("hb3", "64M")]
     n1, n2 = lab.pair(extra_disks={"n1": hb, "n2": hb})
-    for device, journal in (("/dev/vda", "16M"), ("/dev/vdb", "4M"), ("/dev/vdc", "4M")):
+    # The volume is labelled as EXPECTED names it, so the undo finds it again.
+    for device, options in (("/dev/vda", "-L labvol -J size=16M"), ("/dev/vdb", "-J size=4M"),
+                            ("/dev/vdc", "-J size=4M")):
         n1.sh(f"mkfs.ocfs2 -q -F -N 4 --cluster-stack=o2cb --cluster-name=labclu --global-heartbeat "
-              f"-J size={journal} {device}", timeout=120)
+              f"{options} {device}", timeout=120)
     for guest in (n1, n2):
         guest.sh(GLOBAL_ONLINE, timeout=120)
     for guest in (n1, n2):
@@ -125,18 +136,29 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     before = n2.sh("grep ' /mnt/ocfs2 ' /proc/self/mountinfo | cut -d' ' -f3-6")
     n2.sh(STOP_FAILS_ONCE)
     earlier = len(audit(lab, "n2"))
-    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s")))
+    write_cluster_token(lab)
+    n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s") + PEER_PROTOCOL))
     wait_for("n2's daemon to see both nodes live", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0)
-    # n2's third disk (QEMU drive virtio2) goes away: its region fails there
-    # after the write timeout; two regions of three keep the node up.
-    n2.qmp("drive_del virtio2")
+    # n2's writes to its third region fail: the region fails there after the
+    # write timeout; two regions of three keep the node up.
+    n2.qmp(THROTTLE_N2_REGION_WRITES)
 
-    after = wait_for("n2's o2cb_down restart to end", 120,
+    # The hung write makes n2's kernel negotiate (`hb write hung ...
+    # negotiate timeout`), which the storm brake takes as a storm for
+    # `storm_window` (2 min), then its hold-down and the release jitter: the
+    # restart comes after that (`skipped_storm` first).
+    after = wait_for("n2's o2cb_down restart to end", 300,
                      lambda: o2cb_down_records(lab, "n2", "after", earlier), interval=2)
+    held = [r for r in audit(lab, "n2")[earlier:] if r.get("rule") == "o2cb_down"
+            and r.get("outcome") == "skipped_storm"]
+    print(f"n2 o2cb_down held by the storm brake first: {[r.get('detail', '')[:80] for r in held]}", flush=True)
     expect(after[0].get("outcome") == "failed", f"o2cb_down: {after[0]}")
     error = after[0].get("error", "")
     expect("injected failure" in error and "undone: remount /mnt/ocfs2" in error, f"error: {error}")
+    started = o2cb_down_records(lab, "n2", "before", earlier)
+    expect("only this node lost region" in started[0].get("evidence", ""), f"o2cb_down evidence: {started[0]}")
     print(f"n2 o2cb_down: {error}", flush=True)
     undo = o2cb_down_records(lab, "n2", "undo", earlier)
     expect(len(undo) == 1 and undo[0].get("outcome") == "success"

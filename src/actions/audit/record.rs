@@ -49,6 +49,9 @@ pub enum AuditOutcome {
     SkippedTickLimit,
     /// Cluster maintenance is on, or an OCFS2 tool runs on the volume.
     SkippedMaintenance,
+    /// The cluster lease was not granted (busy, peers unreachable, no
+    /// cluster token).
+    SkippedLease,
     GaveUp,
     AlertOnly,
     Resolved,
@@ -79,6 +82,7 @@ impl AuditOutcome {
             Self::SkippedVolumeBusy => "skipped_volume_busy",
             Self::SkippedTickLimit => "skipped_tick_limit",
             Self::SkippedMaintenance => "skipped_maintenance",
+            Self::SkippedLease => "skipped_lease",
             Self::GaveUp => "gave_up",
             Self::AlertOnly => "alert_only",
             Self::Resolved => "resolved",

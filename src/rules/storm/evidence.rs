@@ -71,14 +71,24 @@ fn local_node(snapshot: &Snapshot) -> Option<u8> {
 
 /// Nodes the on-disk heartbeat slots show writing, over every region read.
 fn live_on_disk(snapshot: &Snapshot) -> NodeSet {
-    snapshot
+    disk_view(snapshot).unwrap_or_default()
+}
+
+/// Nodes the on-disk heartbeat slots show writing, over every region
+/// read; `None` when no region's slots were read (nothing is known).
+pub fn disk_view(snapshot: &Snapshot) -> Option<NodeSet> {
+    let read: Vec<_> = snapshot
         .heartbeat()
         .into_iter()
         .flat_map(|h| h.regions.iter())
         .filter_map(|r| r.disk.as_ref())
-        .filter(|d| !d.last_read_failed)
-        .flat_map(|d| d.nodes.iter().filter(|(_, v)| v.active).map(|(n, _)| *n))
-        .collect()
+        .filter(|d| !d.last_read_failed && d.observed_at.is_some())
+        .collect();
+    (!read.is_empty()).then(|| {
+        read.iter()
+            .flat_map(|d| d.nodes.iter().filter(|(_, v)| v.active).map(|(n, _)| *n))
+            .collect()
+    })
 }
 
 /// A peer the heartbeat (kernel or disk) shows live but o2net has no
@@ -114,14 +124,16 @@ pub(super) fn partition(snapshot: &Snapshot) -> Option<Engaged> {
 /// Nodes showing a disruptive problem in this node's view: this node when
 /// `local_trouble`; a configured peer not live on the heartbeat disk (when
 /// it could be read) or, with the stack up, not live in the kernel's
-/// heartbeat; a node in a DLM domain's recovery or missing from a domain.
-/// A peer this node knows nothing about is not counted.
-pub fn unhealthy_nodes(snapshot: &Snapshot, local_trouble: bool) -> NodeSet {
+/// heartbeat; a node in a DLM domain's recovery or missing from a domain;
+/// a peer that reported a firing disruptive finding over the peer protocol
+/// (`reported`). A peer this node knows nothing about is not counted.
+pub fn unhealthy_nodes(snapshot: &Snapshot, local_trouble: bool, reported: &NodeSet) -> NodeSet {
     let local = local_node(snapshot);
     let mut unhealthy = NodeSet::new();
     if local_trouble {
         unhealthy.extend(local);
     }
+    unhealthy.extend(reported.iter().copied().filter(|n| Some(*n) != local));
     if let Some(heartbeat) = snapshot.heartbeat() {
         let disk_read = heartbeat
             .regions
@@ -153,6 +165,7 @@ pub(super) fn too_many_unhealthy(
     snapshot: &Snapshot,
     config: &RemediationConfig,
     local_trouble: bool,
+    reported: &NodeSet,
 ) -> Option<Engaged> {
     let configured = snapshot.heartbeat().map_or(0, |h| h.configured.len());
     if configured == 0 {
@@ -161,7 +174,7 @@ pub(super) fn too_many_unhealthy(
     let max = config
         .max_unhealthy_nodes
         .map_or((configured / 2).max(1), |m| m as usize);
-    let unhealthy = unhealthy_nodes(snapshot, local_trouble);
+    let unhealthy = unhealthy_nodes(snapshot, local_trouble, reported);
     (unhealthy.len() > max).then(|| {
         let nodes: Vec<String> = unhealthy.iter().map(u8::to_string).collect();
         Engaged::new(
@@ -196,4 +209,73 @@ pub(super) fn target_evidence(snapshot: &Snapshot, plan: &Plan) -> Option<Engage
                 format!("mount probe on {} is stuck", m.mountpoint),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::collector::configfs::{ClusterConfig, NodeConfig};
+    use crate::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
+    use crate::collector::o2cb::O2cbFacts;
+    use crate::snapshot::Facts;
+
+    /// n1 of three, stack up, every node live in the kernel's heartbeat.
+    fn healthy_cluster() -> Snapshot {
+        let node = |num: u8| NodeConfig {
+            name: format!("n{num}"),
+            num: Some(num),
+            local: Some(num == 1),
+            ..NodeConfig::default()
+        };
+        let o2cb = O2cbFacts {
+            cluster_name: "c".into(),
+            cluster: Some(ClusterConfig {
+                name: "c".into(),
+                nodes: (1..=3).map(node).collect(),
+                ..ClusterConfig::default()
+            }),
+            online: true,
+            ..O2cbFacts::default()
+        };
+        let heartbeat = HeartbeatFacts {
+            cluster: "c".into(),
+            configured: (1..=3).collect(),
+            live_any: (1..=3).collect(),
+            regions: vec![RegionHeartbeat {
+                uuid: "R".into(),
+                live: (1..=3).collect(),
+                ..RegionHeartbeat::default()
+            }],
+            ..HeartbeatFacts::default()
+        };
+        let mut snapshot = Snapshot::empty();
+        snapshot.insert_facts("o2cb", Facts::O2cb(Arc::new(o2cb)));
+        snapshot.insert_facts("heartbeat", Facts::Heartbeat(Arc::new(heartbeat)));
+        snapshot
+    }
+
+    #[test]
+    fn peers_reporting_a_disruptive_finding_count_as_unhealthy() {
+        let snapshot = healthy_cluster();
+        assert!(unhealthy_nodes(&snapshot, false, &NodeSet::new()).is_empty());
+        let reported: NodeSet = [1, 3].into_iter().collect();
+        // This node's own report is its local trouble, not a peer's.
+        assert_eq!(
+            unhealthy_nodes(&snapshot, false, &reported),
+            [3].into_iter().collect()
+        );
+        let config = RemediationConfig::default();
+        assert!(too_many_unhealthy(&snapshot, &config, false, &reported).is_none());
+        let engaged = too_many_unhealthy(&snapshot, &config, true, &reported)
+            .expect("2 of 3 unhealthy is more than half");
+        assert!(
+            engaged
+                .describe()
+                .contains("2 of 3 nodes unhealthy (max 1): 1, 3"),
+            "{}",
+            engaged.describe()
+        );
+    }
 }

@@ -26,7 +26,7 @@ use crate::metrics::{bool_value, Family};
 use crate::rules::config::RemediationConfig;
 use crate::snapshot::Snapshot;
 
-pub use evidence::{is_destructive, unhealthy_nodes};
+pub use evidence::{disk_view, is_destructive, unhealthy_nodes};
 
 /// Hold-down when the heartbeat timeout is unknown: 2 × o2cb's default
 /// 60 s (threshold 31 × 2 s).
@@ -100,11 +100,13 @@ pub fn evaluate(snapshot: &Snapshot, config: &RemediationConfig) -> Option<Strin
 /// Every cluster-wide reason on this snapshot, regardless of target: storm
 /// signals, missing collectors and heartbeat-disk reads, a partition, and
 /// the unhealthy-nodes gate counting this node as unhealthy when
-/// `local_trouble` (it has a firing destructive finding).
+/// `local_trouble` (it has a firing destructive finding), and the peers
+/// that `reported` one over the peer protocol.
 pub fn cluster_wide(
     snapshot: &Snapshot,
     config: &RemediationConfig,
     local_trouble: bool,
+    reported: &crate::collector::nodemap::NodeSet,
 ) -> Vec<Engaged> {
     let mut engaged = Vec::new();
     if let Some(why) = signals::evaluate(snapshot, config) {
@@ -117,6 +119,7 @@ pub fn cluster_wide(
         snapshot,
         config,
         local_trouble,
+        reported,
     ));
     engaged
 }
