@@ -219,7 +219,7 @@ mod tests {
     use crate::collector::configfs::{ClusterConfig, NodeConfig};
     use crate::collector::heartbeat::{HeartbeatFacts, RegionHeartbeat};
     use crate::collector::o2cb::O2cbFacts;
-    use crate::snapshot::Facts;
+    use crate::collector::Facts;
 
     /// n1 of three, stack up, every node live in the kernel's heartbeat.
     fn healthy_cluster() -> Snapshot {
