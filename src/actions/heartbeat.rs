@@ -61,6 +61,10 @@ impl Action for KillLeakedHeartbeat {
         false
     }
 
+    fn needs_lease(&self, _serialize_remounts: bool) -> bool {
+        true
+    }
+
     fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
         None
     }

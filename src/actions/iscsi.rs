@@ -69,6 +69,10 @@ impl Action for IscsiRelogin {
         false
     }
 
+    fn needs_lease(&self, _serialize_remounts: bool) -> bool {
+        true
+    }
+
     fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
         None
     }

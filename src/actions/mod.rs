@@ -66,6 +66,10 @@ pub trait Action: Sync {
     fn destructive(&self) -> bool;
     /// Unmounts or restarts the stack: held during a network partition.
     fn held_by_partition(&self) -> bool;
+    /// Can disturb other nodes or lose this node's volumes, so it runs
+    /// only under the cluster lease (`cluster::lease`); a remount does when
+    /// `[remediation] serialize_remounts` is on.
+    fn needs_lease(&self, serialize_remounts: bool) -> bool;
     /// Mount points the plan takes down (`None`: it unmounts nothing): a
     /// stuck probe on one of them, or no fresh mount table, holds it.
     fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>>;

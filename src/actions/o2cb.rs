@@ -105,6 +105,10 @@ impl Action for RestartO2cb {
         true
     }
 
+    fn needs_lease(&self, _serialize_remounts: bool) -> bool {
+        true
+    }
+
     fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
         match plan {
             Plan::RestartO2cb { volumes, .. } => {

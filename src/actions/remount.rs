@@ -72,6 +72,10 @@ impl Action for Remount {
         false
     }
 
+    fn needs_lease(&self, serialize_remounts: bool) -> bool {
+        serialize_remounts
+    }
+
     fn takes_down<'p>(&self, _plan: &'p Plan) -> Option<Vec<&'p str>> {
         None
     }

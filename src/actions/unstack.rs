@@ -69,6 +69,11 @@ impl Action for Unstack {
         true
     }
 
+    fn needs_lease(&self, _serialize_remounts: bool) -> bool {
+        // Only a duplicate layer goes; the volume stays mounted.
+        false
+    }
+
     fn takes_down<'p>(&self, plan: &'p Plan) -> Option<Vec<&'p str>> {
         match plan {
             Plan::Unstack { mountpoint } => Some(vec![mountpoint.as_str()]),

@@ -36,13 +36,7 @@ pub use view::LeaseView;
 /// when `[remediation] serialize_remounts` is on. `unstack` never needs it:
 /// it unmounts a duplicate layer, never a volume's last one.
 pub fn needs_lease(plan: &Plan, serialize_remounts: bool) -> bool {
-    match plan {
-        Plan::RestartO2cb { .. } | Plan::IscsiRelogin { .. } | Plan::KillLeakedHeartbeat { .. } => {
-            true
-        }
-        Plan::Remount(_) => serialize_remounts,
-        Plan::Unstack { .. } => false,
-    }
+    plan.action().needs_lease(serialize_remounts)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
