@@ -20,6 +20,7 @@ use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::Config;
 use ocfs2_watchdog::rules::config::RuleConfig;
 use ocfs2_watchdog::rules::control::PAUSE_FILE;
+use ocfs2_watchdog::snapshot::Snapshot;
 
 fn rule(config: &mut Config) -> &mut RuleConfig {
     config
@@ -407,9 +408,9 @@ fn session(name: &str, state: &str) -> Session {
     }
 }
 
-#[test]
-fn one_disruptive_action_per_tick() {
-    let mut f = fixture(Outcome::Success("done".into()), |c| {
+/// Two failed iSCSI sessions, the re-login rule enforcing without `for`.
+fn two_failed_sessions(tune: impl FnOnce(&mut Config)) -> (Fixture, Snapshot) {
+    let f = fixture(Outcome::Success("done".into()), |c| {
         c.remediation.actions_per_hour = 100;
         rule(c).enabled = Some(false);
         c.remediation.rules.insert(
@@ -421,6 +422,7 @@ fn one_disruptive_action_per_tick() {
                 ..RuleConfig::default()
             },
         );
+        tune(c);
     });
     let mut snapshot = f.snapshot();
     let iscsi = IscsiFacts {
@@ -431,6 +433,35 @@ fn one_disruptive_action_per_tick() {
         ],
     };
     with_section(&mut snapshot, "iscsi", Facts::Iscsi(Arc::new(iscsi)));
+    (f, snapshot)
+}
+
+#[test]
+fn an_engine_without_the_cluster_lease_does_not_act_on_what_needs_it() {
+    let (mut f, snapshot) = two_failed_sessions(|_| {});
+    f.restart_without_lease();
+    let t0 = Instant::now();
+    let report = f.engine.tick(&snapshot, t0);
+    assert_eq!(f.calls(), 0, "an iSCSI re-login needs the lease");
+    assert_eq!(count(&report, "skipped_lease"), 2, "both sessions wait");
+    let skipped: Vec<AuditRecord> = f
+        .audit()
+        .into_iter()
+        .filter(|r| r.outcome == AuditOutcome::SkippedLease)
+        .collect();
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped.iter().all(|r| r
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("no cluster lease"))),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn one_disruptive_action_per_tick() {
+    let (mut f, snapshot) = two_failed_sessions(|_| {});
     let t0 = Instant::now();
     let report = f.engine.tick(&snapshot, t0);
     assert_eq!(f.calls(), 1, "one re-login per tick");

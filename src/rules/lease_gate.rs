@@ -6,8 +6,9 @@
 //! tick (its number, maintenance, firing disruptive findings).
 //!
 //! Dry-run takes no lease: it changes nothing, and a dry-run node holding
-//! the lease would hold up a peer that acts. An engine without a lease
-//! (unit tests of other rules) does not gate; the daemon always has one.
+//! the lease would hold up a peer that acts. An engine built without a
+//! lease fails closed: what needs the lease is skipped (`skipped_lease`);
+//! the daemon always builds one.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -116,14 +117,18 @@ impl Engine {
         snapshot: &Snapshot,
         now: Instant,
     ) -> bool {
-        let Some(lease) = self.lease.clone() else {
-            return true;
-        };
         if self.executor_mode() != Mode::Enforce
             || !needs_lease(plan, self.config.remediation.serialize_remounts)
         {
             return true;
         }
+        let Some(lease) = self.lease.clone() else {
+            // Fail closed: an engine built without the lease must not act
+            // alone on what needs the cluster's agreement.
+            let detail = "lease unavailable: this engine has no cluster lease".to_string();
+            self.skip(key, AuditOutcome::SkippedLease, Some(detail), true, now);
+            return false;
+        };
         let context = Context {
             stack_online: snapshot.o2cb().is_some_and(|o| o.online),
             live_on_disk: storm::disk_view(snapshot),

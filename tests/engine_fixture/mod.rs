@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use ocfs2_watchdog::actions::audit::AuditRecord;
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
+use ocfs2_watchdog::cluster::lease::consensus::NodeState;
+use ocfs2_watchdog::cluster::lease::dlmfs::{DlmError, HeldLock, LockSpace};
+use ocfs2_watchdog::cluster::lease::{Lease, LocalState, Member, PeerAsker};
 use ocfs2_watchdog::collector::Context;
 use ocfs2_watchdog::collector::Facts;
 use ocfs2_watchdog::config::{Config, StateDir};
@@ -49,6 +52,45 @@ impl Executor for Recorder {
         let scripted = self.script.lock().unwrap().pop_front();
         scripted.unwrap_or_else(|| self.outcome.lock().unwrap().clone())
     }
+}
+
+/// A DLM whose every lock is free.
+struct FreeDlm;
+
+impl LockSpace for FreeDlm {
+    fn try_slot(&self, _slot: u32) -> Result<Option<HeldLock>, DlmError> {
+        Ok(Some(Box::new(())))
+    }
+}
+
+/// A one-node cluster: nobody to ask, so the peer route grants.
+struct LoneNode;
+
+impl PeerAsker for LoneNode {
+    fn has_token(&self) -> bool {
+        false
+    }
+    fn members(&self) -> Result<(u8, Vec<Member>), String> {
+        Ok((1, Vec::new()))
+    }
+    fn ask_states(&self, _members: &[Member]) -> Vec<Result<NodeState, String>> {
+        Vec::new()
+    }
+}
+
+/// The cluster lease of a one-node cluster: always granted, so the engine's
+/// tests of other guards see their own decisions, not the lease's.
+pub fn lone_node_lease() -> Arc<Lease> {
+    Arc::new(
+        Lease::new(
+            1,
+            Duration::from_secs(1),
+            Box::new(FreeDlm),
+            Arc::new(LoneNode),
+            LocalState::new("n1"),
+        )
+        .with_sleep(|_| {}),
+    )
 }
 
 pub struct Fixture {
@@ -105,11 +147,12 @@ pub fn fixture(outcome: Outcome, tune: impl FnOnce(&mut Config)) -> Fixture {
         script: Arc::default(),
         hook: Arc::default(),
     };
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         Arc::clone(&config),
         Box::new(recorder.clone()),
         Arc::clone(&control),
     );
+    engine.set_lease(lone_node_lease());
     Fixture {
         dir,
         config,
@@ -134,6 +177,12 @@ impl Fixture {
     /// A new engine (and control) on the same state directory: a daemon
     /// restart, as far as the engine's memory goes.
     pub fn restart(&mut self) {
+        self.restart_without_lease();
+        self.engine.set_lease(lone_node_lease());
+    }
+
+    /// A restart whose engine was built without the cluster lease.
+    pub fn restart_without_lease(&mut self) {
         self.control = Arc::new(Control::new(&self.config.state_dir.0, None));
         self.engine = Engine::new(
             Arc::clone(&self.config),
