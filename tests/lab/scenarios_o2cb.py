@@ -12,10 +12,11 @@ from scenario_kit import (EXPECTED, PEER_PROTOCOL, audit, daemon_config, expect,
 
 
 
-def restart_first(missing_mount_for: str) -> str:
+def restart_first(missing_mount_for: str, remediation: str = "") -> str:
     """Enforcing; o2cb_down acts within seconds, missing_mount only after
-    `missing_mount_for`, so the restart (and its undo) run first."""
-    return ("\n[remediation]\nmode = \"enforce\"\nstartup_grace = \"0s\"\n"
+    `missing_mount_for`, so the restart (and its undo) run first.
+    `remediation`: more `[remediation]` keys."""
+    return ("\n[remediation]\nmode = \"enforce\"\nstartup_grace = \"0s\"\n" + remediation +
             f"[remediation.rules.missing_mount]\nfor = \"{missing_mount_for}\"\n"
             "[remediation.rules.o2cb_down]\nfor = \"2s\"\n")
 
@@ -138,7 +139,10 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
     earlier = len(audit(lab, "n2"))
     write_cluster_token(lab)
     n1.start_daemon(daemon_config("n1", PEER_PROTOCOL))
-    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s") + PEER_PROTOCOL))
+    # A short storm window and release jitter: the hung write below is a
+    # storm for the brake, and the lab need not wait the default 2 min + 30 s.
+    short_storm = 'storm_window = "40s"\nstorm_release_jitter = "5s"\n'
+    n2.start_daemon(daemon_config("n2", EXPECTED + restart_first("600s", short_storm) + PEER_PROTOCOL))
     wait_for("n2's daemon to see both nodes live", 60,
              lambda: find(n2.metrics(), "ocfs2_o2cb_cluster_online", o2cb_cluster="labclu") == 1.0)
     # n2's writes to its third region fail: the region fails there after the
@@ -147,13 +151,15 @@ def scenario_o2cb_restart_undo(lab: Lab) -> None:
 
     # The hung write makes n2's kernel negotiate (`hb write hung ...
     # negotiate timeout`), which the storm brake takes as a storm for
-    # `storm_window` (2 min), then its hold-down and the release jitter: the
-    # restart comes after that (`skipped_storm` first).
+    # `storm_window` (40 s here), then its hold-down (2 x the 12 s heartbeat
+    # timeout) and the release jitter: the restart comes after that
+    # (`skipped_storm` first).
     after = wait_for("n2's o2cb_down restart to end", 300,
                      lambda: o2cb_down_records(lab, "n2", "after", earlier), interval=2)
     held = [r for r in audit(lab, "n2")[earlier:] if r.get("rule") == "o2cb_down"
             and r.get("outcome") == "skipped_storm"]
     print(f"n2 o2cb_down held by the storm brake first: {[r.get('detail', '')[:80] for r in held]}", flush=True)
+    expect(held, "the hung heartbeat write held o2cb_down as a storm first")
     expect(after[0].get("outcome") == "failed", f"o2cb_down: {after[0]}")
     error = after[0].get("error", "")
     expect("injected failure" in error and "undone: remount /mnt/ocfs2" in error, f"error: {error}")
