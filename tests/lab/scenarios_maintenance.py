@@ -4,7 +4,7 @@ peer protocol over the interconnect with a cluster token.
 
 Maintenance is turned on from n1 with the CLI, the volume is unmounted on
 n2 and n1 as the procedure says, nothing may remount it for 30 s on either
-node, then `maintenance off` on n2 (the other node, its clock set five
+node (n2's daemon is SIGKILLed and started again in that window), then `maintenance off` on n2 (the other node, its clock set five
 minutes behind n1's: records merge by their change time) frees both.
 Timings: tests/lab/README.md.
 """
@@ -70,10 +70,22 @@ def scenario_maintenance_resize(lab: Lab) -> None:
     n2.sh("umount /mnt/ocfs2", timeout=120)
     n1.sh("umount /mnt/ocfs2", timeout=120)
     unmounted_at = time.monotonic()
+    restarted = False
     while time.monotonic() - unmounted_at < 30:
         for guest in (n1, n2):
             expect(not mounted(guest), f"{guest.name} remounted the volume during maintenance")
+        if not restarted and time.monotonic() - unmounted_at > 9:
+            # n2's daemon killed and started again mid-maintenance (a crash
+            # loop, an upgrade): it must hold from its first tick, from the
+            # record it persisted and from n1.
+            n2.sh("killall -9 ocfs2-watchdog; sleep 1", check=False)
+            n2.start_daemon(daemon_config("n2", EXPECTED + ENFORCE + CLUSTER))
+            # Its first tick (the series appears then) already holds.
+            wait_for("n2's restarted daemon to hold for maintenance", 10,
+                     lambda: value(n2.metrics(), "ocfs2_watchdog_maintenance") == 1.0, interval=0.5)
+            restarted = True
         time.sleep(3)
+    expect(restarted, "n2's daemon was not restarted during maintenance")
     for guest in (n1, n2):
         m = guest.metrics()
         expect(value(m, "ocfs2_watchdog_maintenance") == 1.0, f"{guest.name}: maintenance not 1")
