@@ -181,6 +181,47 @@ fn unreadable_heartbeat_disk_brakes() {
     );
 }
 
+/// A peer's clean heartbeat stop (its last unmount in local mode) shows for
+/// one heartbeat interval as live but not connected: the brake holds that
+/// tick, but no hold-down follows it.
+#[test]
+fn a_partition_of_one_moment_starts_no_hold_down() {
+    let mut f = brake_fixture(|c| {
+        c.remediation.storm_release_jitter = Duration::ZERO;
+    });
+    let mut split = f.snapshot();
+    with_cluster(
+        &mut split,
+        cluster(1, &[1, 2]),
+        heartbeat(&[1, 2], &[1, 2], None),
+        &[],
+    );
+    // The next tick: the cut was a moment (connected again; a peer that
+    // left cleanly is out of both views the same way).
+    let mut after = f.snapshot();
+    with_cluster(
+        &mut after,
+        cluster(1, &[1, 2]),
+        heartbeat(&[1, 2], &[1, 2], None),
+        &[2],
+    );
+    let t0 = Instant::now();
+    let report = f.engine.tick(&split, t0);
+    assert_eq!(report.storm_brake_reasons, ["partition"]);
+    let report = f.engine.tick(&after, at(t0, 2));
+    assert!(
+        report.storm_brake_reasons.is_empty(),
+        "no hold-down after a 2 s partition: {:?}",
+        report.storm_brake_reasons
+    );
+    assert_eq!(report.storm_hold_down_seconds, 0.0);
+    // The release restarted every target's 10 s `for`.
+    f.engine.tick(&after, at(t0, 11));
+    assert_eq!(f.calls(), 0);
+    let report = f.engine.tick(&after, at(t0, 12));
+    assert_eq!(f.calls(), 3, "{:?}", report.storm_brake_reasons);
+}
+
 #[test]
 fn a_partition_brakes_unmounts_then_holds_down_then_for_restarts() {
     let mut f = brake_fixture(|c| {

@@ -132,7 +132,21 @@ pub struct Brake {
     /// What engaged it last, shown through the hold-down.
     last_reason: Option<Engaged>,
     engaged: bool,
+    /// Since when a partition has been seen without a break.
+    partition_since: Option<Instant>,
 }
+
+/// How long a partition must last before it starts a hold-down. A peer
+/// that stops its heartbeat cleanly (the last unmount in local mode)
+/// closes its o2net sockets first and writes its clear generation after
+/// (fs/ocfs2/cluster/heartbeat.c `o2hb_thread`: `o2hb_shutdown_slot`, then
+/// `o2hb_prepare_block(reg, 0)`); this node's kernel marks it down at its
+/// next slot read, within one 2 s heartbeat interval. For that moment the
+/// peer is live but not connected: the brake holds then, but a hold-down
+/// of 2 x the heartbeat timeout after it would hold every destructive
+/// action for half a minute after each clean unmount. A real partition
+/// lasts at least the network idle timeout (10 s and more).
+pub const PARTITION_SETTLE: Duration = Duration::from_secs(4);
 
 impl Brake {
     /// The hold-down: `storm_hold_down`, else 2 × the heartbeat timeout.
@@ -150,16 +164,21 @@ impl Brake {
 
     /// Notes this tick's cluster-wide evidence; true on the tick the brake
     /// releases after storm evidence (it cleared and the hold-down passed).
-    /// Only storm, partition and unhealthy-nodes evidence start a hold-down
-    /// and restart the targets' `for` on release: missing evidence brakes
+    /// Only storm, partition (once it lasted `PARTITION_SETTLE`) and
+    /// unhealthy-nodes evidence start a hold-down and restart the targets'
+    /// `for` on release: missing evidence brakes
     /// for as long as it is missing, and a collector that is slow now and
     /// then must not keep every target pending forever.
     pub fn observe(&mut self, engaged: &[Engaged], hold_down: Duration, now: Instant) -> bool {
-        if let Some(storm) = engaged.iter().find(|e| {
-            matches!(
-                e.reason,
-                BrakeReason::Storm | BrakeReason::Partition | BrakeReason::UnhealthyNodes
-            )
+        let partition = engaged.iter().any(|e| e.reason == BrakeReason::Partition);
+        self.partition_since = partition.then(|| self.partition_since.unwrap_or(now));
+        let partition_settled = self
+            .partition_since
+            .is_some_and(|since| now.duration_since(since) >= PARTITION_SETTLE);
+        if let Some(storm) = engaged.iter().find(|e| match e.reason {
+            BrakeReason::Storm | BrakeReason::UnhealthyNodes => true,
+            BrakeReason::Partition => partition_settled,
+            _ => false,
         }) {
             self.last_evidence = Some(now);
             self.last_reason = Some(storm.clone());
