@@ -181,12 +181,10 @@ fn unreadable_heartbeat_disk_brakes() {
     );
 }
 
-/// A peer's clean heartbeat stop (its last unmount in local mode) shows for
-/// one heartbeat interval as live but not connected: the brake holds that
-/// tick, but no hold-down follows it.
-#[test]
-fn a_partition_of_one_moment_starts_no_hold_down() {
-    let mut f = brake_fixture(|c| {
+/// No release jitter; two node snapshots: n2 live on the heartbeat but not
+/// connected over o2net, and the same pair connected again.
+fn partition_pair() -> (Fixture, Snapshot, Snapshot) {
+    let f = brake_fixture(|c| {
         c.remediation.storm_release_jitter = Duration::ZERO;
     });
     let mut split = f.snapshot();
@@ -196,15 +194,23 @@ fn a_partition_of_one_moment_starts_no_hold_down() {
         heartbeat(&[1, 2], &[1, 2], None),
         &[],
     );
-    // The next tick: the cut was a moment (connected again; a peer that
-    // left cleanly is out of both views the same way).
-    let mut after = f.snapshot();
+    let mut healed = f.snapshot();
     with_cluster(
-        &mut after,
+        &mut healed,
         cluster(1, &[1, 2]),
         heartbeat(&[1, 2], &[1, 2], None),
         &[2],
     );
+    (f, split, healed)
+}
+
+/// A peer's clean heartbeat stop (its last unmount in local mode) shows for
+/// one heartbeat interval as live but not connected: the brake holds that
+/// tick, but no hold-down follows it. (Connected again on the next tick; a
+/// peer that left cleanly is out of both views the same way.)
+#[test]
+fn a_partition_of_one_moment_starts_no_hold_down() {
+    let (mut f, split, after) = partition_pair();
     let t0 = Instant::now();
     let report = f.engine.tick(&split, t0);
     assert_eq!(report.storm_brake_reasons, ["partition"]);
@@ -224,23 +230,7 @@ fn a_partition_of_one_moment_starts_no_hold_down() {
 
 #[test]
 fn a_partition_brakes_unmounts_then_holds_down_then_for_restarts() {
-    let mut f = brake_fixture(|c| {
-        c.remediation.storm_release_jitter = Duration::ZERO;
-    });
-    let mut split = f.snapshot();
-    with_cluster(
-        &mut split,
-        cluster(1, &[1, 2]),
-        heartbeat(&[1, 2], &[1, 2], None),
-        &[],
-    );
-    let mut healed = f.snapshot();
-    with_cluster(
-        &mut healed,
-        cluster(1, &[1, 2]),
-        heartbeat(&[1, 2], &[1, 2], None),
-        &[2],
-    );
+    let (mut f, split, healed) = partition_pair();
     let t0 = Instant::now();
     f.engine.tick(&split, t0);
     let report = f.engine.tick(&split, at(t0, 10));

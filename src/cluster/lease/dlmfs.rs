@@ -27,8 +27,10 @@
 //! A blocking open is never made: it waits in D state, and while it is
 //! queued every trylock of that name on every node blocks too. A trylock
 //! can still block behind someone else's blocking open (an admin's shell),
-//! so it runs on its own thread with a deadline; a lock that thread gets
-//! after the deadline is released when its answer finds nobody waiting.
+//! and a trylock or a domain join waits for o2net while a node is dying
+//! (over 10 s in the lab), so leaving, joining and the trylock run on their
+//! own thread with a deadline; a lock that thread gets after the deadline
+//! is released when its answer finds nobody waiting.
 //!
 //! `LockSpace` is the seam: the engine's decision logic is tested with a
 //! fake, the real `Dlmfs` in the QEMU lab. In a container (`--path.rootfs`
@@ -70,7 +72,7 @@ pub enum DlmError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the trylock of {path} did not return within {seconds} s (a blocking open of that lock is queued somewhere)")]
+    #[error("the DLM did not answer the domain join or trylock of {path} within {seconds} s (a node dying, or a blocking open of that lock queued somewhere)")]
     Stuck { path: String, seconds: u64 },
 }
 
@@ -218,22 +220,56 @@ fn mount_in_host_namespace(namespace: &Path) -> Result<(), String> {
         .ok_or_else(|| format!("mount helper exited with {status}"))
 }
 
-impl Dlmfs {
-    /// Leaves the domain when this node holds no lock in it, so the next
-    /// `mkdir` joins it afresh: a domain joined while this node heartbeated
-    /// stays joined as a one-node island after its heartbeat stopped (local
-    /// mode, last volume unmounted) and grants every lock; a fresh join
-    /// fails with EINVAL instead. `ENOTEMPTY`: a grant of this node is
-    /// alive (its lock files are there), the domain is in use.
-    fn leave_idle_domain(&self, domain: &Path) {
-        match std::fs::remove_dir(domain) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-            Err(error) => {
-                tracing::debug!(path = %domain.display(), error = %error, "Cannot leave the lease's DLM domain before joining it again.");
-            }
+/// Leaves the domain when this node holds no lock in it, so the next
+/// `mkdir` joins it afresh: a domain joined while this node heartbeated
+/// stays joined as a one-node island after its heartbeat stopped (local
+/// mode, last volume unmounted) and grants every lock; a fresh join
+/// fails with EINVAL instead. `ENOTEMPTY`: a grant of this node is
+/// alive (its lock files are there), the domain is in use.
+fn leave_idle_domain(domain: &Path) {
+    match std::fs::remove_dir(domain) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+        Err(error) => {
+            tracing::debug!(path = %domain.display(), error = %error, "Cannot leave the lease's DLM domain before joining it again.");
         }
+    }
+}
+
+/// Joins the lease's domain afresh (`rejoin`: after leaving it if idle)
+/// and trylocks `path` in it. Both talk to the other nodes: run on the
+/// trylock thread, under the deadline.
+fn join_and_trylock(domain: &Path, path: PathBuf, rejoin: bool) -> Result<DlmLock, DlmError> {
+    if rejoin {
+        leave_idle_domain(domain);
+    }
+    match std::fs::create_dir(domain) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(DlmError::Domain {
+                path: domain.display().to_string(),
+                source,
+            })
+        }
+    }
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(file) => Ok(DlmLock {
+            file: Some(file),
+            path,
+        }),
+        Err(source) => Err(DlmError::Lock {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 
@@ -241,38 +277,14 @@ impl LockSpace for Dlmfs {
     fn try_slot(&self, slot: u32) -> Result<Option<HeldLock>, DlmError> {
         self.ensure_mounted()?;
         let domain = self.mount.join(DOMAIN);
-        if slot == 0 {
-            self.leave_idle_domain(&domain);
-        }
-        match std::fs::create_dir(&domain) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(DlmError::Domain {
-                    path: domain.display().to_string(),
-                    source,
-                })
-            }
-        }
         let path = domain.join(format!("lease-{slot}"));
         let (answer, wait) = mpsc::channel();
         let opening = path.clone();
         std::thread::Builder::new()
             .name("lease-trylock".into())
             .spawn(move || {
-                let result = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NONBLOCK)
-                    .open(&opening)
-                    .map(|file| DlmLock {
-                        file: Some(file),
-                        path: opening,
-                    });
                 // Nobody waiting any more: dropping the lock releases it.
-                let _ = answer.send(result);
+                let _ = answer.send(join_and_trylock(&domain, opening, slot == 0));
             })
             .map_err(|source| DlmError::Lock {
                 path: path.display().to_string(),
@@ -280,11 +292,12 @@ impl LockSpace for Dlmfs {
             })?;
         match wait.recv_timeout(self.deadline) {
             Ok(Ok(lock)) => Ok(Some(Box::new(lock))),
-            Ok(Err(e)) if e.raw_os_error() == Some(libc::ETXTBSY) => Ok(None),
-            Ok(Err(source)) => Err(DlmError::Lock {
-                path: path.display().to_string(),
-                source,
-            }),
+            Ok(Err(DlmError::Lock { source, .. }))
+                if source.raw_os_error() == Some(libc::ETXTBSY) =>
+            {
+                Ok(None)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(DlmError::Stuck {
                 path: path.display().to_string(),
                 seconds: self.deadline.as_secs(),
