@@ -21,6 +21,7 @@ pub mod once;
 pub mod probe;
 pub mod rules;
 pub mod sampler;
+pub mod secret;
 pub mod service;
 pub mod snapshot;
 pub mod startup;

@@ -15,6 +15,9 @@ use ocfs2_watchdog::cli::{init_logging, Args, Command, MaintenanceAction};
 use ocfs2_watchdog::cluster::peers::Peers;
 use ocfs2_watchdog::cluster::{self, Maintenance};
 use ocfs2_watchdog::collector::Context;
+use ocfs2_watchdog::config::AdminListen;
+use ocfs2_watchdog::http::fdlimit;
+use ocfs2_watchdog::http::serve::{serve, Deadlines, Gate, Listener};
 use ocfs2_watchdog::http::{admin, router_with, AppState, Security};
 use ocfs2_watchdog::rules::config::Mode;
 use ocfs2_watchdog::rules::{self, control::Control};
@@ -223,6 +226,30 @@ fn run(
     };
     let address = config.web.listen_address.clone();
     let mut first_snapshot = state.snapshots.clone();
+    // Before any listener: the connection caps leave descriptors for the
+    // collectors, the helper pipes and the audit log.
+    let nofile = fdlimit::raise_nofile();
+    let budget = fdlimit::budget(nofile, config.web.limits.max_connections)
+        .context("sizing the connection caps")?;
+    if budget.scrape < config.web.limits.max_connections {
+        tracing::warn!(
+            limit = nofile,
+            configured = config.web.limits.max_connections,
+            cap = budget.scrape,
+            "The open-file limit cannot hold web.limits.max_connections and the reserve; lowered the cap (raise LimitNOFILE)."
+        );
+    }
+    tracing::info!(
+        open_files = budget.limit,
+        scrape = budget.scrape,
+        admin = budget.admin,
+        peer = budget.peer,
+        reserved = fdlimit::FD_RESERVE,
+        "Connection caps."
+    );
+    let mut security = security;
+    security.limits.max_connections = budget.scrape;
+    let deadlines = Deadlines::from_limits(&config.web.limits);
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
@@ -252,6 +279,7 @@ fn run(
         if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
             let mut stopped = stopped.clone();
             let router = cluster::peers::routes(Arc::clone(&peers));
+            let peer_stats = security.stats.listener("peer");
             tokio::spawn(async move {
                 match tokio::net::TcpListener::bind(&listen).await {
                     Ok(listener) => {
@@ -259,12 +287,8 @@ fn run(
                         let shutdown = async move {
                             let _ = stopped.wait_for(|s| *s).await;
                         };
-                        if let Err(error) = axum::serve(listener, router)
-                            .with_graceful_shutdown(shutdown)
-                            .await
-                        {
-                            tracing::error!(error = %error, "The peer protocol stopped.");
-                        }
+                        let gate = Gate::new(budget.peer, peer_stats);
+                        serve(Listener::Tcp(listener), router, gate, deadlines, shutdown).await;
                     }
                     Err(error) => {
                         tracing::error!(address = %listen, error = %error, "Cannot serve the peer protocol; peers cannot see this node.");
@@ -272,30 +296,50 @@ fn run(
                 }
             });
         }
-        // With [web] admin_listen the scrape port has no state-changing route.
-        let state_changing = match config.web.admin_listen() {
-            Some(listen) => {
-                let mut stopped = stopped.clone();
-                let limits = config.web.limits.clone();
-                let control = Arc::clone(&control);
-                let extra = cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance));
-                tokio::spawn(async move {
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    };
-                    if let Err(error) =
-                        admin::serve(listen, control, extra, &limits, shutdown).await
-                    {
-                        tracing::error!(error = %error, "Cannot serve the control endpoints; pause, resume and reset are unavailable.");
-                    }
-                });
-                axum::Router::new()
+        // The scrape port has no state-changing route: they are on the
+        // admin socket and the optional TCP admin listener.
+        let admin_router = admin::router(
+            Arc::clone(&control),
+            cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance)),
+            &config.web.limits,
+        );
+        let admin_gate = Gate::new(budget.admin, security.stats.listener("admin"));
+        if let Some(path) = config.admin_socket() {
+            let own_directory = !matches!(config.web.admin_listen(), Some(AdminListen::Unix(_)));
+            let listener = admin::bind_socket(&path, own_directory)
+                .context("opening the admin socket for pause, resume, reset and maintenance")?;
+            let mut stopped = stopped.clone();
+            let (router, gate) = (admin_router.clone(), admin_gate.clone());
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                admin::serve_socket(listener, &path, router, gate, deadlines, shutdown).await;
+            });
+        }
+        if let Some(listen) = config.web.admin_tcp() {
+            let (address, tls) = match listen {
+                AdminListen::Network(address) => (address, security.tls.clone()),
+                AdminListen::Loopback(address) => (address, None),
+                AdminListen::Unix(_) => unreachable!("admin_tcp is TCP"),
+            };
+            if matches!(listen, AdminListen::Network(_)) && tls.is_none() {
+                anyhow::bail!("web.admin_listen {address} is not loopback and no TLS is configured");
             }
-            None => admin::routes(Arc::clone(&control)).merge(cluster::admin::routes(
-                Arc::clone(&control),
-                Arc::clone(&maintenance),
-            )),
-        };
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(error) =
+                    admin::serve_tcp(address, tls, admin_router, admin_gate, deadlines, shutdown)
+                        .await
+                {
+                    tracing::error!(address = %address, error = %error, "Cannot serve the control endpoints on TCP; use the admin socket.");
+                }
+            });
+        }
+        let state_changing = axum::Router::new();
         let app = router_with(state, &security, state_changing);
         let shutdown = async move {
             shutdown_signal().await;
@@ -389,27 +433,29 @@ fn maintenance_command(
     config: &ocfs2_watchdog::config::Config,
 ) -> ExitCode {
     use ocfs2_watchdog::cluster::client::{encode, request};
-    let address = match config.web.admin_listen() {
-        Some(ocfs2_watchdog::config::AdminListen::Unix(path)) => format!("unix:{}", path.display()),
-        Some(ocfs2_watchdog::config::AdminListen::Loopback(address)) => address.to_string(),
-        None => config
-            .web
-            .listen_address
-            .replace("0.0.0.0", "127.0.0.1")
-            .replace("[::]", "[::1]"),
-    };
-    let token = config
-        .web
-        .admin_token_file
-        .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .map(|t| t.trim().to_string());
-    if token.is_none() {
+    let Some(path) = config.web.admin_token_file.as_deref() else {
         eprintln!(
-            "ocfs2-watchdog: no admin token: set [web] admin_token_file (readable by this user)"
+            "ocfs2-watchdog: no admin token: set [web] admin_token_file (docs/deploy.md, \"Admin socket\")"
         );
         return ExitCode::FAILURE;
-    }
+    };
+    let token = match ocfs2_watchdog::secret::load_token(path) {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("ocfs2-watchdog: web.admin_token_file: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The daemon serves the control routes on this socket whenever a token
+    // is configured; a TCP admin listener is for remote tools.
+    let address = match config.admin_socket() {
+        Some(socket) => format!("unix:{}", socket.display()),
+        None => {
+            eprintln!("ocfs2-watchdog: no admin socket configured");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token = Some(token.expose().to_string());
     let (method, path) = match action {
         MaintenanceAction::On { reason, duration } => {
             let mut path = format!("/maintenance/on?reason={}", encode(reason));

@@ -60,9 +60,24 @@ pub struct WebLimitsConfig {
     /// 503 at once instead of queueing. Raise it for many Prometheus replicas.
     pub max_concurrent_scrapes: usize,
     /// Deadline for a client to finish the TLS handshake; a client that
-    /// stalls it holds nothing past this.
+    /// stalls it holds one connection slot until then and blocks nobody.
     #[serde(with = "humantime_serde")]
     pub tls_handshake_timeout: Duration,
+    /// Once the first byte of a request arrives, its whole head (request
+    /// line and headers) must within this; a client dripping it byte by
+    /// byte is cut off.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    /// Longer than Prometheus' usual scrape interval, so a scraper keeps its
+    /// connection between scrapes.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections the scrape listener keeps open at once; more are closed
+    /// as soon as they are accepted. Lowered at start when the open-file
+    /// limit cannot hold it and the descriptors reserved for collectors and
+    /// the audit log (docs/deploy.md, "Open files").
+    pub max_connections: usize,
 }
 
 impl Default for WebLimitsConfig {
@@ -72,6 +87,9 @@ impl Default for WebLimitsConfig {
             request_timeout: Duration::from_secs(10),
             max_concurrent_scrapes: 8,
             tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 4096,
         }
     }
 }
@@ -83,7 +101,16 @@ pub enum AdminListen {
     Unix(PathBuf),
     /// A loopback TCP address: reachable from this host only.
     Loopback(std::net::SocketAddr),
+    /// Any other TCP address: served over TLS only (the scrape port's
+    /// certificate), which `validate` requires.
+    Network(std::net::SocketAddr),
 }
+
+/// The directory under `state_dir` that holds the default admin socket:
+/// made by the daemon, root's alone (0700).
+pub const ADMIN_SOCKET_DIR: &str = "admin";
+/// The default admin socket's name in `ADMIN_SOCKET_DIR`.
+pub const ADMIN_SOCKET_NAME: &str = "control.sock";
 
 /// Why an `admin_listen` value is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +120,7 @@ pub enum AdminListenError {
     #[error("{0:?} is neither unix:/path nor host:port (e.g. \"127.0.0.1:9785\")")]
     Unparsable(String),
     #[error(
-        "{0:?} is not a loopback address: the control endpoints must not be reachable from the network"
+        "{0:?} is not a loopback address: the control endpoints may be reachable from the network only over TLS; set [web.tls] (or tls_server_config in web.config_file), or use a loopback address or unix:/path"
     )]
     NotLoopback(String),
 }
@@ -115,9 +142,30 @@ impl AdminListen {
             .parse()
             .map_err(|_| AdminListenError::Unparsable(text.to_string()))?;
         if !address.ip().is_loopback() {
-            return Err(AdminListenError::NotLoopback(text.to_string()));
+            return Ok(Self::Network(address));
         }
         Ok(Self::Loopback(address))
+    }
+}
+
+impl super::Config {
+    /// The Unix socket the control routes are served on: `admin_listen`'s
+    /// when it names one, else, with an admin token configured,
+    /// `<state_dir>/admin/control.sock`. Under `state_dir` and not in /run:
+    /// the state directory is root's and exists wherever the daemon runs,
+    /// including a container with a read-only root filesystem, and a
+    /// scratch state directory gives every test its own socket.
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        match self.web.admin_listen() {
+            Some(AdminListen::Unix(path)) => Some(path),
+            _ if self.web.admin_token_file.is_some() => Some(
+                self.state_dir
+                    .0
+                    .join(ADMIN_SOCKET_DIR)
+                    .join(ADMIN_SOCKET_NAME),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -127,6 +175,12 @@ impl WebConfig {
         self.admin_listen
             .as_deref()
             .and_then(|text| AdminListen::parse(text).ok())
+    }
+
+    /// The TCP control listener (`admin_listen` = host:port), if any.
+    pub fn admin_tcp(&self) -> Option<AdminListen> {
+        self.admin_listen()
+            .filter(|listen| !matches!(listen, AdminListen::Unix(_)))
     }
 
     /// Relative secret and certificate paths name files next to the config.
@@ -151,8 +205,16 @@ impl WebConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         if let Some(text) = &self.admin_listen {
-            if let Err(reason) = AdminListen::parse(text) {
-                return invalid("web.admin_listen", reason.to_string());
+            match AdminListen::parse(text) {
+                Err(reason) => return invalid("web.admin_listen", reason.to_string()),
+                // The web config file's TLS is checked when it is read.
+                Ok(AdminListen::Network(_)) if self.tls.is_none() && self.config_file.is_none() => {
+                    return invalid(
+                        "web.admin_listen",
+                        AdminListenError::NotLoopback(text.clone()).to_string(),
+                    )
+                }
+                Ok(_) => {}
             }
         }
         let limits = &self.limits;
@@ -162,7 +224,21 @@ impl WebConfig {
                 "must be at least 1".into(),
             );
         }
-        if limits.request_timeout.is_zero() || limits.tls_handshake_timeout.is_zero() {
+        if limits.max_connections < limits.max_concurrent_scrapes {
+            return invalid(
+                "web.limits.max_connections",
+                "must be at least web.limits.max_concurrent_scrapes".into(),
+            );
+        }
+        if [
+            limits.request_timeout,
+            limits.tls_handshake_timeout,
+            limits.header_read_timeout,
+            limits.idle_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
             return invalid("web.limits", "timeouts must be greater than 0".into());
         }
         check_bcrypt_users("web.auth.basic_auth_users", &self.auth.basic_auth_users)?;
@@ -173,19 +249,51 @@ impl WebConfig {
                     .into(),
             );
         }
-        let path = &self.telemetry_path;
-        if !path.starts_with('/') || RESERVED_PATHS.contains(&path.as_str()) {
-            return invalid(
-                "web.telemetry_path",
-                format!("{path:?} must start with / and not be one of {RESERVED_PATHS:?}"),
-            );
-        }
-        Ok(())
+        check_telemetry_path(&self.telemetry_path)
     }
 }
 
-/// Routes the telemetry path may not take over.
-const RESERVED_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/status", "/pause", "/resume"];
+/// Routes the telemetry path may not take over: the scrape port's own, the
+/// control routes (served on the admin listener, but a scrape path that
+/// looks like one would confuse whoever reads the logs) and the peer
+/// protocol's. axum panics on a route registered twice.
+pub const RESERVED_PATHS: &[&str] = &[
+    "/",
+    "/healthz",
+    "/readyz",
+    "/status",
+    "/pause",
+    "/resume",
+    "/reset",
+    "/maintenance",
+    "/maintenance/on",
+    "/maintenance/off",
+];
+
+/// A path axum can route to and that no other route has: starts with `/`,
+/// no wildcard or capture segment (`{`, `}`, `*`), no `//`, no query,
+/// printable ASCII.
+fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: String| {
+        Err(ConfigError::Invalid {
+            key: "web.telemetry_path",
+            reason,
+        })
+    };
+    let normalized = path.trim_end_matches('/');
+    if RESERVED_PATHS.contains(&path) || RESERVED_PATHS.contains(&normalized) {
+        return invalid(format!(
+            "{path:?} is a route the daemon serves already; reserved: {RESERVED_PATHS:?}"
+        ));
+    }
+    let bad_char = |c: char| !c.is_ascii_graphic() || matches!(c, '{' | '}' | '*' | '?' | '#');
+    if !path.starts_with('/') || path.contains("//") || path.chars().any(bad_char) {
+        return invalid(format!(
+            "{path:?} must start with / and hold only printable ASCII without {{, }}, *, ?, # or //"
+        ));
+    }
+    Ok(())
+}
 
 /// bcrypt would reject a malformed hash at every request; say so at start.
 pub(super) fn check_bcrypt_users(
@@ -247,7 +355,7 @@ mod tests {
         assert!(AdminListen::parse("[::1]:9785").is_ok());
         assert_eq!(
             AdminListen::parse("10.0.0.1:9785"),
-            Err(AdminListenError::NotLoopback("10.0.0.1:9785".into()))
+            Ok(AdminListen::Network("10.0.0.1:9785".parse().unwrap()))
         );
         assert_eq!(
             AdminListen::parse("nowhere"),
@@ -255,8 +363,48 @@ mod tests {
         );
         let err = parse("[web]\nadmin_listen = \"0.0.0.0:9785\"\n").unwrap_err();
         assert!(err.to_string().contains("not a loopback"), "{err}");
+        assert!(err.to_string().contains("[web.tls]"), "{err}");
+        // Over TLS a network admin listener is allowed.
+        let config = parse(
+            "[web]\nadmin_listen = \"0.0.0.0:9785\"\n\
+             [web.tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            config.web.admin_tcp(),
+            Some(AdminListen::Network(_))
+        ));
         let err = parse("[web]\nadmin_listen = \"unix:relative.sock\"\n").unwrap_err();
         assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_socket_defaults_under_the_state_dir_with_a_token() {
+        let config = parse("state_dir = \"/s\"\n").unwrap();
+        assert_eq!(config.admin_socket(), None);
+        let config = parse("state_dir = \"/s\"\n[web]\nadmin_token_file = \"/t\"\n").unwrap();
+        assert_eq!(
+            config.admin_socket(),
+            Some(PathBuf::from("/s/admin/control.sock"))
+        );
+        assert_eq!(config.web.admin_tcp(), None);
+        let config = parse(
+            "[web]\nadmin_token_file = \"/t\"\nadmin_listen = \"unix:/run/a.sock\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.admin_socket(), Some(PathBuf::from("/run/a.sock")));
+    }
+
+    #[test]
+    fn a_telemetry_path_on_a_served_route_is_a_config_error() {
+        for path in [
+            "/", "/healthz", "/healthz/", "/status", "/pause", "/reset", "/maintenance",
+            "metrics", "/{x}", "/a/*rest", "/a b", "//m",
+        ] {
+            let err = parse(&format!("[web]\ntelemetry_path = {path:?}\n")).unwrap_err();
+            assert!(err.to_string().contains("web.telemetry_path"), "{path}: {err}");
+        }
+        assert!(parse("[web]\ntelemetry_path = \"/probe/metrics\"\n").is_ok());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum AuthError {
     },
     #[error("the bearer token file {0} is empty")]
     TokenEmpty(PathBuf),
+    #[error("the bearer token file {0} holds a placeholder token shipped with ocfs2-watchdog that anyone can read; replace it: openssl rand -hex 32 > {0}")]
+    TokenPlaceholder(PathBuf),
     #[error("cannot make the dummy bcrypt hash: {0}")]
     Bcrypt(#[from] bcrypt::BcryptError),
 }
@@ -59,16 +61,28 @@ pub struct ScrapeAuth {
     excluded_paths: Vec<String>,
 }
 
+/// The cost of the dummy hash checked for unknown users: the highest cost
+/// among the configured hashes, so an unknown user takes at least as long
+/// as any known one and timing does not tell which users exist.
+fn dummy_cost(users: &BTreeMap<String, String>) -> Option<u32> {
+    users
+        .values()
+        .map(|hash| {
+            hash.parse::<bcrypt::HashParts>()
+                .map_or(bcrypt::DEFAULT_COST, |parts| parts.get_cost())
+        })
+        .max()
+}
+
 impl ScrapeAuth {
     /// None when nothing is configured: the endpoints stay open.
     pub fn from_config(config: &WebAuthConfig) -> Result<Option<Arc<Self>>, AuthError> {
         if !config.is_required() {
             return Ok(None);
         }
-        let dummy_hash = if config.basic_auth_users.is_empty() {
-            String::new()
-        } else {
-            bcrypt::hash("not a password", bcrypt::DEFAULT_COST)?
+        let dummy_hash = match dummy_cost(&config.basic_auth_users) {
+            None => String::new(),
+            Some(cost) => bcrypt::hash("not a password", cost)?,
         };
         let auth = Self {
             users: config.basic_auth_users.clone(),
@@ -103,6 +117,9 @@ impl ScrapeAuth {
         let token = text.trim();
         if token.is_empty() {
             return Err(AuthError::TokenEmpty(path.clone()));
+        }
+        if crate::secret::is_placeholder(token) {
+            return Err(AuthError::TokenPlaceholder(path.clone()));
         }
         *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(sha256(&[token.as_bytes()]));
         Ok(())
@@ -262,6 +279,29 @@ mod tests {
         ] {
             assert_eq!(parse_authorization(garbage), None, "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_the_users_hashes_cost() {
+        let users = |hashes: &[&str]| -> BTreeMap<String, String> {
+            hashes
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (format!("u{i}"), h.to_string()))
+                .collect()
+        };
+        let cost4 = bcrypt::hash("a", 4).unwrap();
+        let cost5 = bcrypt::hash("b", 5).unwrap();
+        assert_eq!(dummy_cost(&users(&[])), None);
+        assert_eq!(dummy_cost(&users(&[&cost4])), Some(4));
+        assert_eq!(dummy_cost(&users(&[&cost4, &cost5])), Some(5));
+        let config = WebAuthConfig {
+            basic_auth_users: users(&[&cost4]),
+            bearer_token_file: None,
+        };
+        let auth = ScrapeAuth::from_config(&config).unwrap().unwrap();
+        let parts: bcrypt::HashParts = auth.dummy_hash.parse().unwrap();
+        assert_eq!(parts.get_cost(), 4, "not bcrypt's default 12");
     }
 
     #[test]

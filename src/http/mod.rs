@@ -17,7 +17,9 @@
 pub mod admin;
 pub mod auth;
 pub mod client_auth;
+pub mod fdlimit;
 pub mod security;
+pub mod serve;
 pub mod telemetry;
 pub mod tls;
 

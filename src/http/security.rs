@@ -14,6 +14,7 @@ use axum::Router;
 
 use super::auth::{self, ScrapeAuth};
 use super::telemetry::{HttpStats, RateLimiter};
+use super::serve;
 use super::tls::{self, CertStore};
 use crate::config::web_file::WebConfigFile;
 use crate::config::{ConfigError, WebAuthConfig, WebConfig, WebLimitsConfig};
@@ -27,26 +28,18 @@ pub enum SecurityError {
     Tls(#[from] tls::TlsError),
     #[error("web config file: {0}")]
     File(#[from] ConfigError),
-    #[error("cannot read web.admin_token_file {path}: {source} (create it: openssl rand -hex 32 > {path}; chmod 0600 {path})")]
-    AdminTokenRead {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("web.admin_token_file {0} is empty")]
-    AdminTokenEmpty(std::path::PathBuf),
+    #[error("web.admin_token_file: {0}")]
+    AdminToken(#[from] crate::secret::TokenError),
+    #[error("web.admin_listen {0} is not a loopback address and web.config_file has no tls_server_config: the control endpoints may be reachable from the network only over TLS")]
+    AdminNeedsTls(String),
 }
 
-/// The admin token must be readable and non-empty at start, as the scrape
-/// token must: a missing file would leave pause, resume and reset closed
-/// with nobody noticing until the night they are needed.
+/// The admin token must pass the token rules at start, as the scrape token
+/// must be readable: a bad file would leave pause, resume and reset closed
+/// (or guarded by a guessable token) with nobody noticing until the night
+/// they are needed.
 fn check_admin_token(path: &std::path::Path) -> Result<(), SecurityError> {
-    let token = std::fs::read_to_string(path).map_err(|source| SecurityError::AdminTokenRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if token.trim().is_empty() {
-        return Err(SecurityError::AdminTokenEmpty(path.to_path_buf()));
-    }
+    crate::secret::load_token(path)?;
     Ok(())
 }
 
@@ -86,6 +79,10 @@ impl Security {
         if let Some(path) = &web.admin_token_file {
             check_admin_token(path)?;
         }
+        let admin_on_network = matches!(
+            web.admin_tcp(),
+            Some(crate::config::AdminListen::Network(_))
+        );
         let mut security = Self {
             limits: web.limits.clone(),
             telemetry_path: web.telemetry_path.clone(),
@@ -110,6 +107,11 @@ impl Security {
                     basic_auth_users: file.basic_auth_users.clone(),
                     bearer_token_file: None,
                 };
+                if admin_on_network && file.tls_server_config.is_none() {
+                    return Err(SecurityError::AdminNeedsTls(
+                        web.admin_listen.clone().unwrap_or_default(),
+                    ));
+                }
                 security.auth = ScrapeAuth::from_config(&users)?
                     .map(|auth| auth.with_excluded_paths(&file.basic_auth_excluded_paths));
                 security.headers = file.http_server_config.headers.into_iter().collect();
@@ -141,35 +143,30 @@ impl Security {
     }
 
     /// Serves `router` on `listener`, over TLS when configured, until
-    /// `shutdown` completes.
+    /// `shutdown` completes, with at most `limits.max_connections`
+    /// connections (see `crate::http::serve`).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         router: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        match &self.tls {
-            None => {
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<super::admin::Caller>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-            }
-            Some(store) => {
-                let listener = tls::TlsListener::new(
-                    listener,
-                    Arc::clone(store),
-                    self.limits.tls_handshake_timeout,
-                )?;
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<super::admin::Caller>(),
-                )
-                .with_graceful_shutdown(shutdown)
-                .await
-            }
-        }
+        let listener = match &self.tls {
+            None => serve::Listener::Tcp(listener),
+            Some(store) => serve::Listener::Tls(listener, Arc::clone(store)),
+        };
+        let gate = serve::Gate::new(
+            self.limits.max_connections,
+            self.stats.listener("scrape"),
+        );
+        serve::serve(
+            listener,
+            router,
+            gate,
+            serve::Deadlines::from_limits(&self.limits),
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }

@@ -21,14 +21,96 @@ use axum::response::{IntoResponse, Response};
 
 use crate::metrics::Family;
 
-/// Requests answered, by route and status code, and scrapes refused.
+/// Requests answered, by route and status code, scrapes refused, and the
+/// connections of every listener.
 #[derive(Debug, Default)]
 pub struct HttpStats {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     refused: AtomicU64,
+    listeners: Mutex<BTreeMap<&'static str, Arc<ListenerStats>>>,
+}
+
+/// Which connection deadline closed a connection (`crate::http::serve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    HeaderRead,
+    Idle,
+    TlsHandshake,
+}
+
+impl TimeoutKind {
+    const ALL: [Self; 3] = [Self::HeaderRead, Self::Idle, Self::TlsHandshake];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HeaderRead => "header_read",
+            Self::Idle => "idle",
+            Self::TlsHandshake => "tls_handshake",
+        }
+    }
+}
+
+/// One listener's connections: open now, its cap, refused at the cap and
+/// closed by a deadline.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub open: AtomicU64,
+    pub max: AtomicU64,
+    pub refused: AtomicU64,
+    timed_out: [AtomicU64; 3],
+}
+
+impl ListenerStats {
+    pub fn timed_out(&self, kind: TimeoutKind) {
+        let index = TimeoutKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.timed_out[index].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl HttpStats {
+    /// The counters of the listener called `name` (`scrape`, `admin`,
+    /// `admin_socket`, `peer`), made on first use.
+    pub fn listener(&self, name: &'static str) -> Arc<ListenerStats> {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(listeners.entry(name).or_default())
+    }
+
+    fn connection_families(&self) -> Vec<Family> {
+        let mut open = Family::gauge(
+            "ocfs2_watchdog_http_connections_open",
+            "Connections open on the listener.",
+        );
+        let mut max = Family::gauge(
+            "ocfs2_watchdog_http_connections_max",
+            "Connections the listener keeps open at once; more are closed at once.",
+        );
+        let mut refused = Family::counter(
+            "ocfs2_watchdog_http_connections_refused",
+            "Connections closed at once because the listener was at its cap.",
+        );
+        let mut timed_out = Family::counter(
+            "ocfs2_watchdog_http_connections_timed_out",
+            "Connections closed by a deadline: header_read, idle or tls_handshake.",
+        );
+        let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, stats) in listeners.iter() {
+            let label = [("listener", *name)];
+            open.push(&label, stats.open.load(Ordering::Relaxed) as f64);
+            max.push(&label, stats.max.load(Ordering::Relaxed) as f64);
+            refused.push(&label, stats.refused.load(Ordering::Relaxed) as f64);
+            for (kind, count) in TimeoutKind::ALL.iter().zip(&stats.timed_out) {
+                timed_out.push(
+                    &[("listener", *name), ("reason", kind.as_str())],
+                    count.load(Ordering::Relaxed) as f64,
+                );
+            }
+        }
+        vec![open, max, refused, timed_out]
+    }
+
     pub fn record(&self, handler: &str, code: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests.entry((handler.to_string(), code)).or_default() += 1;
@@ -54,14 +136,16 @@ impl HttpStats {
                 *count as f64,
             );
         }
-        vec![
+        let mut families = vec![
             requests,
             Family::counter(
                 "ocfs2_watchdog_http_scrapes_refused",
                 "Scrapes answered 503 at once because web.limits.max_concurrent_scrapes were in progress.",
             )
             .with(&[], self.refused.load(Ordering::Relaxed) as f64),
-        ]
+        ];
+        families.extend(self.connection_families());
+        families
     }
 }
 

@@ -6,28 +6,21 @@
 //! open connection. Client certificates (mutual TLS) are checked as
 //! exporter-toolkit's `client_auth_type` says, see `client_auth`. A pair that fails to load or does not match is
 //! logged and the pair in force stays: a botched renewal never takes the
-//! endpoint down. Handshakes run in their own tasks with a deadline, so a
-//! client that stalls one neither blocks other clients nor holds a slot.
+//! endpoint down. Handshakes run in each connection's own task with a
+//! deadline (`crate::http::serve`), so a client that stalls one blocks
+//! nobody and holds one connection slot until the deadline.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use super::client_auth;
 use crate::config::web_file::TlsServerConfig;
 use crate::config::WebTlsConfig;
-
-/// Handshakes in progress at once; more wait in the kernel's accept queue.
-const MAX_HANDSHAKES: usize = 64;
 
 /// Why a certificate/key pair could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -198,81 +191,4 @@ fn load_pair(settings: &TlsServerConfig) -> Result<Arc<CertifiedKey>, TlsError> 
         Err(error) => return Err(pair_error(error)),
     }
     Ok(Arc::new(certified))
-}
-
-/// An `axum::serve` listener that yields connections after their handshake.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(
-        listener: TcpListener,
-        store: Arc<CertStore>,
-        handshake_timeout: Duration,
-    ) -> std::io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (send, ready) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(accept_loop(listener, store, handshake_timeout, send));
-        Ok(Self { ready, local })
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    store: Arc<CertStore>,
-    handshake_timeout: Duration,
-    send: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %error, "Cannot accept a connection.");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if send.is_closed() {
-            return;
-        }
-        let acceptor = TlsAcceptor::from(store.server_config());
-        let ready = send.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = ready.send((stream, peer)).await;
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(peer = %peer, error = %error, "TLS handshake failed.");
-                }
-                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out."),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept loop ended (the runtime is shutting down): never
-            // yield again, graceful shutdown completes on its own.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

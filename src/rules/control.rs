@@ -104,8 +104,7 @@ impl Control {
     pub fn reload(&self) {
         if let Some(path) = &self.token_file {
             if let Ok(token) = read_token(path) {
-                *self.token.write().unwrap_or_else(|e| e.into_inner()) =
-                    Some(token).filter(|t| !t.is_empty());
+                *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(token);
                 tracing::info!(file = %path.display(), "Reloaded the admin token.");
             }
         }
@@ -267,11 +266,14 @@ impl Control {
     }
 }
 
-fn read_token(path: &Path) -> std::io::Result<String> {
-    std::fs::read_to_string(path)
-        .map(|t| t.trim().to_string())
+/// The token file under the rules of `crate::secret`; a refused file is
+/// logged and leaves the token in force (none at start: the control routes
+/// stay closed, but start-up has refused such a file already).
+fn read_token(path: &Path) -> Result<String, crate::secret::TokenError> {
+    crate::secret::load_token(path)
+        .map(|token| token.expose().to_string())
         .inspect_err(|e| {
-            tracing::error!(file = %path.display(), error = %e, "Cannot read the admin token; pause, resume and reset stay closed.");
+            tracing::error!(file = %path.display(), error = %e, "Cannot use the admin token file; the token in force stays.");
         })
 }
 
@@ -343,19 +345,32 @@ mod tests {
     #[test]
     fn resets_name_a_known_rule_and_tokens_reload() {
         let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, "old\n").unwrap();
+        let write = |text: &str| {
+            std::fs::write(&token_file, text).unwrap();
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        };
+        let (old, new) = ("o".repeat(32), "n".repeat(40));
+        write(&format!("{old}\n"));
         let mut config = crate::config::Config {
             state_dir: crate::config::StateDir(dir.path().to_path_buf()),
             ..Default::default()
         };
         config.web.admin_token_file = Some(token_file.clone());
         let control = Control::from_config(&config);
-        assert_eq!(control.token_matches("old"), Some(true));
-        std::fs::write(&token_file, "new\n").unwrap();
+        assert_eq!(control.token_matches(&old), Some(true));
+        write(&format!("{new}\n"));
         control.reload();
-        assert_eq!(control.token_matches("old"), Some(false));
-        assert_eq!(control.token_matches("new"), Some(true));
+        assert_eq!(control.token_matches(&old), Some(false));
+        assert_eq!(control.token_matches(&new), Some(true));
+        // A reloaded token that breaks the rules is refused: the one in
+        // force stays.
+        write("short\n");
+        control.reload();
+        assert_eq!(control.token_matches("short"), Some(false));
+        assert_eq!(control.token_matches(&new), Some(true));
         assert!(matches!(
             control.reset("nope", None, "me"),
             Err(ControlError::UnknownRule(_))
