@@ -254,8 +254,12 @@ fn run(
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .with_context(|| format!("listening on {address}"))?;
+        // The bound address, so that port 0 (tests) can be read back.
+        let bound = listener
+            .local_addr()
+            .map_or_else(|_| address.clone(), |a| a.to_string());
         tracing::info!(
-            address = %address,
+            address = %bound,
             tls = security.tls.is_some(),
             auth = security.auth.is_some(),
             version = env!("CARGO_PKG_VERSION"),

@@ -1,5 +1,6 @@
 //! `--check-config` as an operator meets it: errors name their key and say
-//! what a valid value looks like, the admin token must exist, the sampler
+//! what a valid value looks like, the admin token must exist and follow the
+//! token rules, a telemetry path may not take a served route, the sampler
 //! interval must fit systemd's watchdog, and every rule's effective settings
 //! are printed.
 
@@ -51,6 +52,62 @@ fn a_missing_admin_token_file_is_exit_2_naming_the_key() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("web.admin_token_file"), "{stderr}");
     assert!(stderr.contains("openssl rand -hex 32"), "{stderr}");
+}
+
+/// `--check-config` with an admin token file holding `token` with `mode`.
+fn check_token(token: &str, mode: u32) -> (Option<i32>, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    let (output, _, stderr) = check(
+        &format!("[web]\nadmin_token_file = \"{}\"\n", file.display()),
+        &[],
+    );
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn admin_tokens_that_break_the_rules_are_refused_with_the_fix() {
+    let good = "0123456789abcdef0123456789abcdef";
+    assert_eq!(check_token(good, 0o600).0, Some(0));
+    for (token, mode, fix) in [
+        (good, 0o644, "chmod 600"),
+        (good, 0o640, "chmod 600"),
+        ("0123456789abcdef", 0o600, "openssl rand -hex 32"),
+        // What the shipped DaemonSet's Secret holds until it is replaced.
+        ("CHANGE-ME-admin-token", 0o400, "placeholder"),
+    ] {
+        let (code, stderr) = check_token(token, mode);
+        assert_eq!(code, Some(2), "{token:?} {mode:o}: {stderr}");
+        assert!(stderr.contains("web.admin_token_file"), "{stderr}");
+        assert!(stderr.contains(fix), "{token:?} {mode:o}: {stderr}");
+    }
+}
+
+#[test]
+fn a_telemetry_path_on_a_served_route_is_a_configuration_error() {
+    for path in ["/healthz", "/status", "/", "/pause", "/maintenance/on"] {
+        let (output, _, stderr) = check(&format!("[web]\ntelemetry_path = {path:?}\n"), &[]);
+        assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
+        assert!(stderr.contains("web.telemetry_path"), "{stderr}");
+        // The flag is checked as the file is.
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .args(["--check-config", "--web.telemetry-path", path])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{path}: {output:?}");
+    }
+}
+
+#[test]
+fn a_network_admin_listener_needs_tls() {
+    let (output, _, stderr) = check("[web]\nadmin_listen = \"0.0.0.0:9785\"\n", &[]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("TLS"), "{stderr}");
 }
 
 #[test]

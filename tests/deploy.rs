@@ -34,7 +34,12 @@ fn check_config(args: &[String]) -> String {
     // (/etc/ocfs2-watchdog/..., a Kubernetes Secret); a scratch token stands in.
     let scratch = tempfile::tempdir().unwrap();
     let token = scratch.path().join("admin-token");
-    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(
+        &token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let rewrite = |path: &str| {
         let text: String = std::fs::read_to_string(path)
             .unwrap()
@@ -182,6 +187,13 @@ fn systemd_unit_keeps_the_settings_the_daemon_relies_on() {
             "{forbidden} would break mounts"
         );
     }
+    // The open-file limit holds the default connection caps and the
+    // reserve without lowering the scrape cap.
+    let limit: u64 = get("LimitNOFILE").parse().unwrap();
+    let budget =
+        ocfs2_watchdog::http::fdlimit::budget(limit, defaults.web.limits.max_connections)
+            .unwrap();
+    assert_eq!(budget.scrape, defaults.web.limits.max_connections);
     // The default state_dir is the StateDirectory.
     assert_eq!(
         defaults.state_dir.0,
@@ -442,7 +454,12 @@ fn assert_probes_answer_without_credentials(
     use ocfs2_watchdog::http::{router_with, AppState, Security};
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "t").unwrap();
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+    std::fs::set_permissions(
+        &token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut web = config.web.clone();
     web.auth.bearer_token_file = Some(token.clone());
     web.admin_token_file = web.admin_token_file.as_ref().map(|_| token);
@@ -668,4 +685,68 @@ fn the_daemonset_acts_in_the_host_namespace() {
             }
         }
     }
+}
+
+/// Every placeholder token shipped in the repository is one the daemon
+/// refuses, so a deployment that kept one fails at start instead of running
+/// with a secret anyone can read.
+#[test]
+fn every_shipped_placeholder_token_is_refused() {
+    use ocfs2_watchdog::secret::PLACEHOLDER_TOKENS;
+    let placeholder = regex::Regex::new(r"CHANGE-ME[-A-Za-z0-9_]*").unwrap();
+    let mut files = vec![repo("README.md"), repo("deploy/config.example.toml")];
+    for dir in ["deploy", "deploy/kubernetes", "deploy/systemd", "docs"] {
+        for entry in std::fs::read_dir(repo(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    let mut found = 0;
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for token in placeholder.find_iter(&text) {
+            found += 1;
+            assert!(
+                PLACEHOLDER_TOKENS.contains(&token.as_str()),
+                "{}: {} is not in secret::PLACEHOLDER_TOKENS",
+                file.display(),
+                token.as_str()
+            );
+        }
+    }
+    assert!(found > 0, "the scan finds the DaemonSet's placeholders");
+    // Whatever the shipped Secret holds, whatever its spelling.
+    let docs = documents(DAEMONSET);
+    let secret = kind(&docs, "Secret");
+    for (key, value) in secret["stringData"].as_mapping().unwrap() {
+        assert!(
+            PLACEHOLDER_TOKENS.contains(&text(value)),
+            "{key:?} of the shipped Secret is not a known placeholder"
+        );
+    }
+    // --check-config refuses the shipped admin token as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, text(&secret["stringData"]["admin-token"])).unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+        .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[web]\nadmin_token_file = \"{}\"\n", token.display()),
+    )
+    .unwrap();
+    let output = watchdog()
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("placeholder") && stderr.contains("openssl rand"), "{stderr}");
 }

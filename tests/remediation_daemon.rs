@@ -25,7 +25,7 @@ fn write_config_with(dir: &Path, token: Option<&str>, web: &str, rest: &str) -> 
     let token_line = match token {
         Some(token) => {
             let file = dir.join("token");
-            std::fs::write(&file, format!("{token}\n")).unwrap();
+            write_token(&file, token);
             format!("admin_token_file = \"{}\"\n", file.display())
         }
         None => String::new(),
@@ -54,6 +54,16 @@ backoff = "1s"
     let path = dir.join("config.toml");
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// Admin tokens must be 32 bytes or more in a file only root can read.
+const TOKEN: &str = "s3cret-s3cret-s3cret-s3cret-s3cret";
+const ROTATED: &str = "rotated-rotated-rotated-rotated-rotated";
+
+fn write_token(file: &Path, token: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn start(config: &Path, address: &str) -> Child {
@@ -106,13 +116,26 @@ fn metric_line(address: &str, prefix: &str) -> bool {
 
 #[test]
 fn pause_and_resume_need_the_admin_token() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&write_config(dir.path(), Some("s3cret")), &address);
-    assert_eq!(post(&address, "/pause", None), 401);
-    assert_eq!(post(&address, "/pause", Some("wrong")), 401);
-    assert_eq!(post(&address, "/resume", None), 401);
-    assert_eq!(post(&address, "/pause", Some("s3cret")), 200);
+    let mut daemon = start(&write_config(dir.path(), Some(TOKEN)), &address);
+    // With a token and no admin_listen: a root-only socket under state_dir,
+    // and nothing state-changing on the scrape port.
+    let socket = dir.path().join("state/admin/control.sock");
+    support::wait_for("the admin socket", Duration::from_secs(10), || {
+        socket.exists()
+    });
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+    for path in ["/pause", "/resume", "/reset?rule=x", "/maintenance/on"] {
+        assert_eq!(post(&address, path, Some(TOKEN)), 404, "{path} on the scrape port");
+    }
+    assert_eq!(post_unix_status(&socket, "/pause", None), 401);
+    assert_eq!(post_unix(&socket, "/pause", "wrong"), 401);
+    assert_eq!(post_unix_status(&socket, "/resume", None), 401);
+    assert_eq!(post_unix(&socket, "/pause", TOKEN), 200);
     assert!(dir.path().join("state/pause").exists());
     support::wait_for("paused metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 1")
@@ -120,7 +143,7 @@ fn pause_and_resume_need_the_admin_token() {
     assert!(metric_line(&address, "ocfs2_watchdog_enforcing 1"));
     let (_, _, status) = http_get(&address, "/status").unwrap();
     assert!(status.contains("\"remediation\""), "{status}");
-    assert_eq!(post(&address, "/resume", Some("s3cret")), 200);
+    assert_eq!(post_unix(&socket, "/resume", TOKEN), 200);
     assert!(!dir.path().join("state/pause").exists());
     let callers: Vec<String> = audit_records(&dir.path().join("state/audit.jsonl"))
         .into_iter()
@@ -128,33 +151,45 @@ fn pause_and_resume_need_the_admin_token() {
         .collect();
     assert_eq!(callers.len(), 2, "pause and resume are audited");
     assert!(
-        callers.iter().all(|c| c.starts_with("127.0.0.1:")),
+        callers.iter().all(|c| c.starts_with("unix:pid=")),
         "{callers:?}"
     );
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
     // A new admin token is read on SIGHUP; the old one stops working.
-    std::fs::write(dir.path().join("token"), "rotated\n").unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    write_token(&dir.path().join("token"), ROTATED);
+    hup();
     support::wait_for("the rotated admin token", Duration::from_secs(10), || {
-        post(&address, "/pause", Some("rotated")) == 200
+        post_unix(&socket, "/pause", ROTATED) == 200
     });
-    assert_eq!(post(&address, "/resume", Some("s3cret")), 401);
-    assert_eq!(post(&address, "/resume", Some("rotated")), 200);
+    assert_eq!(post_unix(&socket, "/resume", TOKEN), 401);
+    assert_eq!(post_unix(&socket, "/resume", ROTATED), 200);
     support::wait_for("resumed metric", Duration::from_secs(10), || {
         metric_line(&address, "ocfs2_watchdog_paused 0")
     });
+    // A reloaded token that breaks the rules is refused; the one in force
+    // stays.
+    write_token(&dir.path().join("token"), "short");
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(post_unix(&socket, "/pause", "short"), 401);
+    assert_eq!(post_unix(&socket, "/pause", ROTATED), 200);
+    assert_eq!(post_unix(&socket, "/resume", ROTATED), 200);
     let _ = daemon.kill();
     let _ = daemon.wait();
 
-    // No token configured: state-changing endpoints are closed.
+    // No token configured: no admin socket, nothing on the scrape port.
     let other = tempfile::tempdir().unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&write_config(other.path(), None), &address);
-    assert_eq!(post(&address, "/pause", Some("anything")), 403);
-    assert_eq!(post(&address, "/resume", None), 403);
+    assert_eq!(post(&address, "/pause", Some("anything")), 404);
+    assert_eq!(post(&address, "/resume", None), 404);
+    assert!(!other.path().join("state/admin").exists());
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
@@ -341,10 +376,17 @@ options = "ro"
 
 /// POSTs over a Unix socket; the status code.
 fn post_unix(socket: &Path, path: &str, token: &str) -> u16 {
+    post_unix_status(socket, path, Some(token))
+}
+
+fn post_unix_status(socket: &Path, path: &str, token: Option<&str>) -> u16 {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -361,7 +403,7 @@ fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/admin.sock");
     let web = format!("admin_listen = \"unix:{}\"", socket.display());
-    let config = write_config_with(dir.path(), Some("s3cret"), &web, "");
+    let config = write_config_with(dir.path(), Some(TOKEN), &web, "");
     let address = format!("127.0.0.1:{}", free_port());
     let mut daemon = start(&config, &address);
     support::wait_for("the admin socket", Duration::from_secs(10), || {
@@ -373,23 +415,23 @@ fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
         0o600
     );
     assert_eq!(
-        post(&address, "/pause", Some("s3cret")),
+        post(&address, "/pause", Some(TOKEN)),
         404,
         "not on the scrape port"
     );
     assert_eq!(post_unix(&socket, "/pause", "wrong"), 401);
-    assert_eq!(post_unix(&socket, "/pause", "s3cret"), 200);
+    assert_eq!(post_unix(&socket, "/pause", TOKEN), 200);
     assert_eq!(
-        post_unix(&socket, "/reset", "s3cret"),
+        post_unix(&socket, "/reset", TOKEN),
         400,
         "a rule is required"
     );
-    assert_eq!(post_unix(&socket, "/reset?rule=nope", "s3cret"), 400);
+    assert_eq!(post_unix(&socket, "/reset?rule=nope", TOKEN), 400);
     assert_eq!(
-        post_unix(&socket, "/reset?rule=missing_mount&target=/srv/a", "s3cret"),
+        post_unix(&socket, "/reset?rule=missing_mount&target=/srv/a", TOKEN),
         202
     );
-    assert_eq!(post_unix(&socket, "/resume", "s3cret"), 200);
+    assert_eq!(post_unix(&socket, "/resume", TOKEN), 200);
     let audit = dir.path().join("state/audit.jsonl");
     support::wait_for("the reset line", Duration::from_secs(10), || {
         audit_records(&audit).iter().any(|r| r.outcome == "reset")
