@@ -693,7 +693,7 @@ fn the_daemonset_acts_in_the_host_namespace() {
 #[test]
 fn every_shipped_placeholder_token_is_refused() {
     use ocfs2_watchdog::secret::PLACEHOLDER_TOKENS;
-    let placeholder = regex::Regex::new(r"CHANGE-ME[-A-Za-z0-9_]*").unwrap();
+    let placeholder = regex::Regex::new(r"CHANGE-ME-[A-Za-z0-9_-]+").unwrap();
     let mut files = vec![repo("README.md"), repo("deploy/config.example.toml")];
     for dir in ["deploy", "deploy/kubernetes", "deploy/systemd", "docs"] {
         for entry in std::fs::read_dir(repo(dir)).unwrap() {
