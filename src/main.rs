@@ -302,9 +302,18 @@ fn run(
         }
         // The scrape port has no state-changing route: they are on the
         // admin socket and the optional TCP admin listener.
+        let cluster_routes =
+            cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance));
         let admin_router = admin::router(
             Arc::clone(&control),
-            cluster::admin::routes(Arc::clone(&control), Arc::clone(&maintenance)),
+            cluster_routes.clone(),
+            &config.web.limits,
+        );
+        // `/status` too on the socket only: root-only, it needs no scrape
+        // credentials, which a TCP admin listener must not bypass.
+        let socket_router = admin::router(
+            Arc::clone(&control),
+            cluster_routes.merge(ocfs2_watchdog::http::status_routes(state.clone())),
             &config.web.limits,
         );
         let admin_gate = Gate::new(budget.admin, security.stats.listener("admin"));
@@ -313,7 +322,7 @@ fn run(
             let listener = admin::bind_socket(&path, own_directory)
                 .context("opening the admin socket for pause, resume, reset and maintenance")?;
             let mut stopped = stopped.clone();
-            let (router, gate) = (admin_router.clone(), admin_gate.clone());
+            let (router, gate) = (socket_router, admin_gate.clone());
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;

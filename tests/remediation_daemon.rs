@@ -143,6 +143,18 @@ fn pause_and_resume_need_the_admin_token() {
     assert!(metric_line(&address, "ocfs2_watchdog_enforcing 1"));
     let (_, _, status) = http_get(&address, "/status").unwrap();
     assert!(status.contains("\"remediation\""), "{status}");
+    // `status` asks the admin socket first.
+    let out = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .args(["--config", dir.path().join("config.toml").to_str().unwrap()])
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        document["source"]["address"],
+        format!("unix:{}", socket.display()),
+        "{document}"
+    );
     assert_eq!(post_unix(&socket, "/resume", TOKEN), 200);
     assert!(!dir.path().join("state/pause").exists());
     let callers: Vec<String> = audit_records(&dir.path().join("state/audit.jsonl"))

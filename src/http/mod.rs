@@ -141,6 +141,14 @@ pub fn router_with(
         .with_state(state)
 }
 
+/// `GET /status` alone, for the admin socket: the `status` subcommand asks
+/// there first (root-only, so it needs no scrape credentials).
+pub fn status_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .with_state(state)
+}
+
 /// Serves at most `max` requests of `router` at once; the next one is
 /// answered 503 at once, so Prometheus sees a failed scrape instead of a
 /// queue that grows behind a stalled client. One semaphore shared by every

@@ -1,4 +1,5 @@
-//! Asks the local daemon for its status: `GET /status` on the configured
+//! Asks the local daemon for its status: `GET /status` on its admin socket
+//! when there is one (root-only, so no credentials), else on the configured
 //! listen address (the unspecified address means loopback), over TLS when
 //! `[web.tls]` is set, with the configured credentials. The daemon's
 //! certificate is pinned to `web.tls.cert_file` (the file it serves), so a
@@ -41,9 +42,14 @@ pub enum DaemonError {
     Tls(String),
     #[error("cannot read the credentials: {0}")]
     Credentials(String),
+    #[error("no daemon answers on the admin socket {path}: {source}")]
+    NoSocketAnswer {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("the daemon on {address} answered HTTP {status}{hint}")]
     Refused {
-        address: SocketAddr,
+        address: String,
         status: u16,
         hint: &'static str,
     },
@@ -92,8 +98,22 @@ pub fn fetch_overview(web: &WebConfig) -> Result<(SocketAddr, Overview), DaemonE
         }
     }
     .map_err(io)?;
-    let overview = parse_response(address, &response)?;
+    let overview = parse_response(&address.to_string(), &response)?;
     Ok((address, overview))
+}
+
+/// The daemon's overview, from `/status` on its admin socket.
+pub fn fetch_overview_from_socket(path: &std::path::Path) -> Result<Overview, DaemonError> {
+    let io = |source| DaemonError::NoSocketAnswer {
+        path: path.to_path_buf(),
+        source,
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+    let request = "GET /status HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n\r\n";
+    let response = exchange(stream, request).map_err(io)?;
+    parse_response(&format!("unix:{}", path.display()), &response)
 }
 
 fn exchange(mut stream: impl Read + Write, request: &str) -> std::io::Result<Vec<u8>> {
@@ -120,7 +140,7 @@ fn authorization(web: &WebConfig) -> Result<String, DaemonError> {
     }
 }
 
-fn parse_response(address: SocketAddr, response: &[u8]) -> Result<Overview, DaemonError> {
+fn parse_response(address: &str, response: &[u8]) -> Result<Overview, DaemonError> {
     let text = String::from_utf8_lossy(response);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -137,7 +157,7 @@ fn parse_response(address: SocketAddr, response: &[u8]) -> Result<Overview, Daem
             _ => "",
         };
         return Err(DaemonError::Refused {
-            address,
+            address: address.to_string(),
             status,
             hint,
         });

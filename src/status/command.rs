@@ -21,7 +21,8 @@ use crate::host::HostPaths;
 /// Where the overview came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Daemon(std::net::SocketAddr),
+    /// The daemon's address: its admin socket (`unix:/path`) or TCP.
+    Daemon(String),
     /// Taken by this command; why the daemon was not used.
     Local(String),
 }
@@ -78,8 +79,22 @@ pub fn gather(
     let why = if options.local {
         "--local".to_string()
     } else {
+        // The admin socket first: root-only, so no scrape credentials needed.
+        if let Some(socket) = config.admin_socket().filter(|path| path.exists()) {
+            match client::fetch_overview_from_socket(&socket) {
+                Ok(overview) => {
+                    let address = format!("unix:{}", socket.display());
+                    return Ok((overview, Source::Daemon(address)));
+                }
+                Err(error) => {
+                    tracing::debug!(error = %error, "Asking the scrape port: the admin socket did not answer.");
+                }
+            }
+        }
         match client::fetch_overview(&config.web) {
-            Ok((address, overview)) => return Ok((overview, Source::Daemon(address))),
+            Ok((address, overview)) => {
+                return Ok((overview, Source::Daemon(address.to_string())))
+            }
             Err(error) => {
                 tracing::debug!(error = %error, "Taking a snapshot here: the daemon did not answer.");
                 error.to_string()
