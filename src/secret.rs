@@ -27,15 +27,14 @@ const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 /// manifest, an example or a document. A deployment that kept one of them
 /// has a secret everyone knows; tests/deploy.rs checks that every
 /// `CHANGE-ME` placeholder in the repository is listed here.
-pub const PLACEHOLDER_TOKENS: &[&str] = &[
-    "CHANGE-ME-admin-token",
-    "CHANGE-ME-scrape-token",
-];
+pub const PLACEHOLDER_TOKENS: &[&str] = &["CHANGE-ME-admin-token", "CHANGE-ME-scrape-token"];
 
 /// Why a token file is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read {path}: {source} (create it: openssl rand -hex 32 > {path}; chmod 600 {path})")]
+    #[error(
+        "cannot read {path}: {source} (create it: openssl rand -hex 32 > {path}; chmod 600 {path})"
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -184,7 +183,10 @@ mod tests {
         ];
         for (text, mode, fix) in cases {
             let error = load_token(&file(dir.path(), text, mode)).unwrap_err();
-            assert!(error.to_string().contains(fix), "{text:?} {mode:o}: {error}");
+            assert!(
+                error.to_string().contains(fix),
+                "{text:?} {mode:o}: {error}"
+            );
         }
         let error = load_token(&dir.path().join("missing")).unwrap_err();
         assert!(error.to_string().contains("openssl rand"), "{error}");

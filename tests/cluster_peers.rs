@@ -30,7 +30,11 @@ fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> Node {
     std::fs::create_dir_all(root.join("proc")).unwrap();
     std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
     std::fs::write(root.join("etc/ocfs2/cluster.conf"), CLUSTER_CONF).unwrap();
-    std::fs::write(dir.join("admin-token"), "admin-admin-admin-admin-admin-admin\n").unwrap();
+    std::fs::write(
+        dir.join("admin-token"),
+        "admin-admin-admin-admin-admin-admin\n",
+    )
+    .unwrap();
     std::fs::set_permissions(
         dir.join("admin-token"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),

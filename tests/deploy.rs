@@ -35,11 +35,7 @@ fn check_config(args: &[String]) -> String {
     let scratch = tempfile::tempdir().unwrap();
     let token = scratch.path().join("admin-token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::set_permissions(
-        &token,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let rewrite = |path: &str| {
         let text: String = std::fs::read_to_string(path)
             .unwrap()
@@ -191,8 +187,7 @@ fn systemd_unit_keeps_the_settings_the_daemon_relies_on() {
     // reserve without lowering the scrape cap.
     let limit: u64 = get("LimitNOFILE").parse().unwrap();
     let budget =
-        ocfs2_watchdog::http::fdlimit::budget(limit, defaults.web.limits.max_connections)
-            .unwrap();
+        ocfs2_watchdog::http::fdlimit::budget(limit, defaults.web.limits.max_connections).unwrap();
     assert_eq!(budget.scrape, defaults.web.limits.max_connections);
     // The default state_dir is the StateDirectory.
     assert_eq!(
@@ -455,11 +450,7 @@ fn assert_probes_answer_without_credentials(
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
-    std::fs::set_permissions(
-        &token,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut web = config.web.clone();
     web.auth.bearer_token_file = Some(token.clone());
     web.admin_token_file = web.admin_token_file.as_ref().map(|_| token);
@@ -732,8 +723,7 @@ fn every_shipped_placeholder_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("admin-token");
     std::fs::write(&token, text(&secret["stringData"]["admin-token"])).unwrap();
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-        .unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -748,5 +738,8 @@ fn every_shipped_placeholder_token_is_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("placeholder") && stderr.contains("openssl rand"), "{stderr}");
+    assert!(
+        stderr.contains("placeholder") && stderr.contains("openssl rand"),
+        "{stderr}"
+    );
 }

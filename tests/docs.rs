@@ -29,10 +29,19 @@ const NO_FIXTURE_CAN_SHOW: &[(&str, &str)] = &[
         "ocfs2_watchdog_http_scrapes_refused",
         "tests/exporter_conventions.rs",
     ),
-    ("ocfs2_watchdog_http_connections_open", "tests/http_abuse.rs"),
+    (
+        "ocfs2_watchdog_http_connections_open",
+        "tests/http_abuse.rs",
+    ),
     ("ocfs2_watchdog_http_connections_max", "tests/http_abuse.rs"),
-    ("ocfs2_watchdog_http_connections_refused", "tests/http_abuse.rs"),
-    ("ocfs2_watchdog_http_connections_timed_out", "tests/http_abuse.rs"),
+    (
+        "ocfs2_watchdog_http_connections_refused",
+        "tests/http_abuse.rs",
+    ),
+    (
+        "ocfs2_watchdog_http_connections_timed_out",
+        "tests/http_abuse.rs",
+    ),
 ];
 
 fn base(name: &str) -> &str {

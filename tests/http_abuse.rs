@@ -86,7 +86,12 @@ admin_token_file = "{token}"
         .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
             .args(["--config", config.to_str().unwrap()])
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "json"])
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.format",
+                "json",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -131,8 +136,9 @@ admin_token_file = "{token}"
 /// the last byte, and the body.
 fn timed_scrape(address: &str) -> (Duration, String) {
     let started = Instant::now();
-    let (status, _, body) = support::http_get_accepting(address, "/metrics", support::PROMETHEUS_ACCEPT)
-        .unwrap_or_else(|e| panic!("scrape failed after {:?}: {e}", started.elapsed()));
+    let (status, _, body) =
+        support::http_get_accepting(address, "/metrics", support::PROMETHEUS_ACCEPT)
+            .unwrap_or_else(|e| panic!("scrape failed after {:?}: {e}", started.elapsed()));
     let took = started.elapsed();
     assert_eq!(status, 200, "{body}");
     (took, body)
@@ -140,7 +146,9 @@ fn timed_scrape(address: &str) -> (Duration, String) {
 
 /// The value of the first sample `name` with `labels`.
 fn sample_value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    support::samples::values(body, name, labels).first().copied()
+    support::samples::values(body, name, labels)
+        .first()
+        .copied()
 }
 
 /// The collectors whose `ocfs2_watchdog_collector_success` is 1.
@@ -230,21 +238,32 @@ fn metrics_answer_within_a_second_under_idle_and_slow_drip_connections() {
     // Every connection is held by the daemon, none refused.
     support::wait_for("the connections open", Duration::from_secs(10), || {
         let body = daemon.metrics();
-        sample_value(&body, "ocfs2_watchdog_http_connections_open", &[("listener", "scrape")])
-            .is_some_and(|open| open >= (IDLE + DRIP) as f64)
+        sample_value(
+            &body,
+            "ocfs2_watchdog_http_connections_open",
+            &[("listener", "scrape")],
+        )
+        .is_some_and(|open| open >= (IDLE + DRIP) as f64)
     });
     // Scrapes while the drip is on (it is cut off at 3 s).
     let mut slowest = Duration::ZERO;
     let mut body = String::new();
     for _ in 0..5 {
         let (took, answer) = timed_scrape(&daemon.address);
-        assert!(took < SCRAPE_LIMIT, "a scrape took {took:?} under the flood");
+        assert!(
+            took < SCRAPE_LIMIT,
+            "a scrape took {took:?} under the flood"
+        );
         slowest = slowest.max(took);
         body = answer;
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(
-        sample_value(&body, "ocfs2_watchdog_http_connections_refused_total", &[("listener", "scrape")]),
+        sample_value(
+            &body,
+            "ocfs2_watchdog_http_connections_refused_total",
+            &[("listener", "scrape")]
+        ),
         Some(0.0)
     );
     // An admin action is audited while the flood holds.
@@ -323,10 +342,16 @@ fn connections_past_the_cap_are_closed_at_once_and_counted() {
     drop(held);
     support::wait_for("the refusals counted", Duration::from_secs(10), || {
         support::http_get(&daemon.address, "/metrics").is_ok_and(|(_, _, body)| {
-            sample_value(&body, "ocfs2_watchdog_http_connections_refused_total", &[("listener", "scrape")])
-                >= Some(10.0)
-                && sample_value(&body, "ocfs2_watchdog_http_connections_max", &[("listener", "scrape")])
-                    == Some(20.0)
+            sample_value(
+                &body,
+                "ocfs2_watchdog_http_connections_refused_total",
+                &[("listener", "scrape")],
+            ) >= Some(10.0)
+                && sample_value(
+                    &body,
+                    "ocfs2_watchdog_http_connections_max",
+                    &[("listener", "scrape")],
+                ) == Some(20.0)
         })
     });
 }

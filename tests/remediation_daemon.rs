@@ -130,7 +130,11 @@ fn pause_and_resume_need_the_admin_token() {
     assert_eq!(mode(&socket), 0o600);
     assert_eq!(mode(socket.parent().unwrap()), 0o700);
     for path in ["/pause", "/resume", "/reset?rule=x", "/maintenance/on"] {
-        assert_eq!(post(&address, path, Some(TOKEN)), 404, "{path} on the scrape port");
+        assert_eq!(
+            post(&address, path, Some(TOKEN)),
+            404,
+            "{path} on the scrape port"
+        );
     }
     assert_eq!(post_unix_status(&socket, "/pause", None), 401);
     assert_eq!(post_unix(&socket, "/pause", "wrong"), 401);

@@ -388,21 +388,33 @@ mod tests {
             Some(PathBuf::from("/s/admin/control.sock"))
         );
         assert_eq!(config.web.admin_tcp(), None);
-        let config = parse(
-            "[web]\nadmin_token_file = \"/t\"\nadmin_listen = \"unix:/run/a.sock\"\n",
-        )
-        .unwrap();
+        let config =
+            parse("[web]\nadmin_token_file = \"/t\"\nadmin_listen = \"unix:/run/a.sock\"\n")
+                .unwrap();
         assert_eq!(config.admin_socket(), Some(PathBuf::from("/run/a.sock")));
     }
 
     #[test]
     fn a_telemetry_path_on_a_served_route_is_a_config_error() {
         for path in [
-            "/", "/healthz", "/healthz/", "/status", "/pause", "/reset", "/maintenance",
-            "metrics", "/{x}", "/a/*rest", "/a b", "//m",
+            "/",
+            "/healthz",
+            "/healthz/",
+            "/status",
+            "/pause",
+            "/reset",
+            "/maintenance",
+            "metrics",
+            "/{x}",
+            "/a/*rest",
+            "/a b",
+            "//m",
         ] {
             let err = parse(&format!("[web]\ntelemetry_path = {path:?}\n")).unwrap_err();
-            assert!(err.to_string().contains("web.telemetry_path"), "{path}: {err}");
+            assert!(
+                err.to_string().contains("web.telemetry_path"),
+                "{path}: {err}"
+            );
         }
         assert!(parse("[web]\ntelemetry_path = \"/probe/metrics\"\n").is_ok());
     }

@@ -188,8 +188,8 @@ pub fn bind_socket(
     path: &Path,
     own_directory: bool,
 ) -> Result<tokio::net::UnixListener, SocketError> {
-    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _};
     use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _};
     let dir = path.parent().unwrap_or(Path::new("/"));
     let directory = |source| SocketError::Directory {
         path: dir.to_path_buf(),

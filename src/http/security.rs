@@ -13,8 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 
 use super::auth::{self, ScrapeAuth};
-use super::telemetry::{HttpStats, RateLimiter};
 use super::serve;
+use super::telemetry::{HttpStats, RateLimiter};
 use super::tls::{self, CertStore};
 use crate::config::web_file::WebConfigFile;
 use crate::config::{ConfigError, WebAuthConfig, WebConfig, WebLimitsConfig};
@@ -155,10 +155,7 @@ impl Security {
             None => serve::Listener::Tcp(listener),
             Some(store) => serve::Listener::Tls(listener, Arc::clone(store)),
         };
-        let gate = serve::Gate::new(
-            self.limits.max_connections,
-            self.stats.listener("scrape"),
-        );
+        let gate = serve::Gate::new(self.limits.max_connections, self.stats.listener("scrape"));
         serve::serve(
             listener,
             router,

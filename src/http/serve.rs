@@ -206,9 +206,7 @@ async fn connection<I>(
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             use tower_service::Service as _;
             let mut router = router.clone();
-            request
-                .extensions_mut()
-                .insert(ConnectInfo(caller.clone()));
+            request.extensions_mut().insert(ConnectInfo(caller.clone()));
             let in_flight = InFlight::begin(&activity);
             async move {
                 let response = router.call(request.map(axum::body::Body::new)).await;
@@ -312,7 +310,10 @@ impl Activity {
                 at(started, deadlines.header_read),
                 Some(TimeoutKind::HeaderRead),
             ),
-            None => (at(state.idle_since, deadlines.idle), Some(TimeoutKind::Idle)),
+            None => (
+                at(state.idle_since, deadlines.idle),
+                Some(TimeoutKind::Idle),
+            ),
         }
     }
 

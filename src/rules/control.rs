@@ -349,8 +349,7 @@ mod tests {
         let token_file = dir.path().join("token");
         let write = |text: &str| {
             std::fs::write(&token_file, text).unwrap();
-            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
-                .unwrap();
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         };
         let (old, new) = ("o".repeat(32), "n".repeat(40));
         write(&format!("{old}\n"));

@@ -92,9 +92,7 @@ pub fn gather(
             }
         }
         match client::fetch_overview(&config.web) {
-            Ok((address, overview)) => {
-                return Ok((overview, Source::Daemon(address.to_string())))
-            }
+            Ok((address, overview)) => return Ok((overview, Source::Daemon(address.to_string()))),
             Err(error) => {
                 tracing::debug!(error = %error, "Taking a snapshot here: the daemon did not answer.");
                 error.to_string()
