@@ -141,7 +141,8 @@ pub fn check_text(path: &Path, text: &str) -> Result<Token, TokenError> {
     Ok(Token(token.to_string()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equality in time independent of where the inputs first differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -36,6 +36,11 @@ use crate::config::WebLimitsConfig;
 
 /// How long shutdown waits for open connections to finish their request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The read buffer of a connection, so the largest request head: hyper's
+/// default (~400 KiB) times the connection cap would be gigabytes an
+/// attacker could make the daemon hold; a scrape's head is under 1 KiB.
+/// A larger head is answered 431.
+const MAX_BUFFER_BYTES: usize = 16 * 1024;
 /// Back-off after a failed accept (EMFILE and friends), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -221,6 +226,7 @@ async fn connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .serve_connection(TokioIo::new(tracked), service);
     let mut connection = std::pin::pin!(connection);
     let mut draining = false;

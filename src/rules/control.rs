@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
 use crate::actions::audit::{AuditLog, AuditOutcome, AuditRecord, Phase};
+use crate::secret::constant_time_eq;
 
 pub const PAUSE_FILE: &str = "pause";
 
@@ -275,10 +276,6 @@ fn read_token(path: &Path) -> Result<String, crate::secret::TokenError> {
         .inspect_err(|e| {
             tracing::error!(file = %path.display(), error = %e, "Cannot use the admin token file; the token in force stays.");
         })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
