@@ -108,6 +108,19 @@ fn a_network_admin_listener_needs_tls() {
     let (output, _, stderr) = check("[web]\nadmin_listen = \"0.0.0.0:9785\"\n", &[]);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("TLS"), "{stderr}");
+    // An exporter-toolkit web config file without tls_server_config.
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "").unwrap();
+    let (output, _, stderr) = check(
+        &format!(
+            "[web]\nadmin_listen = \"0.0.0.0:9785\"\nconfig_file = \"{}\"\n",
+            web.display()
+        ),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tls_server_config"), "{stderr}");
 }
 
 #[test]

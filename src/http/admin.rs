@@ -52,7 +52,8 @@ pub(crate) fn caller(extensions: &Extensions) -> String {
         .map_or_else(|| "unknown".to_string(), |info| info.0 .0.clone())
 }
 
-/// The control routes, merged into the scrape router or served alone.
+/// The control routes, served on the admin socket and the optional TCP
+/// admin listener (`router`), never on the scrape port.
 pub fn routes<S: Clone + Send + Sync + 'static>(control: Arc<Control>) -> Router<S> {
     Router::new()
         .route("/pause", post(pause))
