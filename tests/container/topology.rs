@@ -179,7 +179,9 @@ pub fn config_from_configmap(
     config.insert("kernel_log".into(), kernel_log.into());
     // Token files: the Secret's paths do not exist here.
     let token = layout.dir.join("token");
-    std::fs::write(&token, "t\n").unwrap();
+    // Admin tokens: 32 bytes or more, in a file only root can read.
+    std::fs::write(&token, "container-admin-token-0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut web = section(&mut config, "web");
     web.insert("listen_address".into(), address.into());
     web.insert(

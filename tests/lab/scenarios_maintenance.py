@@ -17,9 +17,12 @@ from labkit import Guest, Lab
 from scenario_kit import (ENFORCE, EXPECTED, audit, daemon_config, expect, find,
                           scenario, value, wait_for)
 
+# The admin socket on the guest's own /run (tmpfs), not under the 9p state
+# share; the CLI finds it from the same config.
 CLUSTER = """
 [web]
 admin_token_file = "/host/cfg/admin-token"
+admin_listen = "unix:/run/ocfs2-watchdog/admin.sock"
 [cluster]
 token_file = "/host/cfg/cluster-token"
 poll_interval = "1s"
@@ -49,7 +52,9 @@ def scenario_maintenance_resize(lab: Lab) -> None:
     lab.online(n1, n2)
     lab.mkfs_and_mount(n1, n2)
     (lab.share / "cfg").mkdir(exist_ok=True)
-    (lab.share / "cfg" / "admin-token").write_text("lab-admin-token\n")
+    # Admin tokens: 32 bytes or more, in a file only root can read.
+    (lab.share / "cfg" / "admin-token").write_text("lab-admin-token-" + "0" * 32 + "\n")
+    (lab.share / "cfg" / "admin-token").chmod(0o600)
     (lab.share / "cfg" / "cluster-token").write_text("lab-cluster-token\n")
     for guest in (n1, n2):
         guest.start_daemon(daemon_config(guest.name, EXPECTED + ENFORCE + CLUSTER))
