@@ -173,7 +173,11 @@ fn run(
     .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
     let maintenance = Arc::new(Maintenance::open(
         &config.state_dir.0,
-        &node_name(&args.host_paths()),
+        &config
+            .cluster
+            .node_name
+            .clone()
+            .unwrap_or_else(|| node_name(&args.host_paths())),
         control.audit(),
     ));
     ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
@@ -247,28 +251,28 @@ fn run(
             Arc::clone(&control),
             args.clone(),
             unstack_ignore,
+            Arc::clone(&peers),
         ));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
             let mut stopped = stopped.clone();
             let router = cluster::peers::routes(Arc::clone(&peers));
             tokio::spawn(async move {
-                match tokio::net::TcpListener::bind(&listen).await {
-                    Ok(listener) => {
-                        tracing::info!(address = %listen, "Peer protocol listening.");
-                        let shutdown = async move {
-                            let _ = stopped.wait_for(|s| *s).await;
-                        };
-                        if let Err(error) = axum::serve(listener, router)
-                            .with_graceful_shutdown(shutdown)
-                            .await
-                        {
-                            tracing::error!(error = %error, "The peer protocol stopped.");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(address = %listen, error = %error, "Cannot serve the peer protocol; peers cannot see this node.");
-                    }
+                let Some(listener) = bind_peer_listener(&listen, &mut stopped).await else {
+                    return;
+                };
+                tracing::info!(address = %listen, "Peer protocol listening.");
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                // The source address is checked against the sender's
+                // cluster.conf ip_address.
+                let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(error) = axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %error, "The peer protocol stopped.");
                 }
             });
         }
@@ -316,6 +320,31 @@ fn run(
     Ok(())
 }
 
+/// Binds the peer listener, retrying with a backoff (1 s doubling to 60 s)
+/// while the interconnect address is not up yet or the port is taken;
+/// `None` once the daemon stops.
+async fn bind_peer_listener(
+    listen: &str,
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::net::TcpListener> {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => return Some(listener),
+            Err(error) => {
+                tracing::error!(address = %listen, error = %error, retry_seconds = backoff.as_secs(), "Cannot serve the peer protocol; peers cannot see this node until the bind succeeds.");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|s| *s) => return None,
+        }
+        backoff = backoff
+            .saturating_mul(2)
+            .min(std::time::Duration::from_secs(60));
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -333,7 +362,7 @@ async fn shutdown_signal() {
     service::stopping();
 }
 
-/// SIGHUP reloads the TLS certificate, the bearer and admin tokens, and
+/// SIGHUP reloads the TLS certificate, the bearer, admin and cluster tokens, and
 /// reopens the audit log (after logrotate). Installing the handler also
 /// keeps SIGHUP from killing the daemon, its default action.
 async fn reload_on_sighup(
@@ -341,6 +370,7 @@ async fn reload_on_sighup(
     control: Arc<Control>,
     args: Args,
     unstack_ignore: UnstackIgnore,
+    peers: Arc<Peers>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -357,6 +387,7 @@ async fn reload_on_sighup(
         );
         security.reload();
         control.reload();
+        peers.reload();
         // What must be left stacked takes effect at once, in the actions;
         // every other setting still needs a restart.
         match args.effective_config() {
@@ -371,7 +402,8 @@ async fn reload_on_sighup(
     }
 }
 
-/// This node's name in maintenance records: the host's short hostname.
+/// This node's name in maintenance records and the peer protocol when
+/// `[cluster] node_name` is unset: the host's short hostname.
 fn node_name(paths: &ocfs2_watchdog::host::HostPaths) -> String {
     std::fs::read_to_string(paths.root("/etc/hostname"))
         .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))

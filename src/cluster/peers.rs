@@ -4,9 +4,16 @@
 //! Peers are the nodes of this node's cluster in `/etc/ocfs2/cluster.conf`
 //! (read under the root each round, so an edited file is followed), at
 //! their interconnect `ip_address` and `[cluster] port`; this node is the
-//! one named like its hostname. Requests carry `Authorization: Bearer
-//! <cluster token>` from `[cluster] token_file`; without a token nothing
-//! is served or asked (anything that needs the peers fails closed). Pull
+//! one named `[cluster] node_name` (default its short hostname). When that
+//! name is not in cluster.conf it says so (`node_known`, the
+//! `ocfs2_watchdog_cluster_node_known` gauge) and the lease holds what
+//! needs it. Both directions are authenticated with the cluster token from
+//! `[cluster] token_file` (`peer_auth.rs`: an HMAC, the token never goes on
+//! the wire), re-read on SIGHUP (`reload`); without a token nothing is
+//! served or asked (anything that needs the peers fails closed). Every
+//! route goes through one verifier (`authenticate`, a middleware over
+//! `peer_routes`) and every ask through one client function (`call`): a
+//! total deadline (`request_timeout`) and a 64 KiB cap per exchange. Pull
 //! only: a record set or cleared on any node reaches every other node on
 //! its next round (`Maintenance::merge`: the newer change wins), and a
 //! daemon that starts asks every peer before its first tick has long
@@ -19,23 +26,32 @@
 //! peer at once (`PeerAsker`); the poll round keeps the answers, so the
 //! storm brake's unhealthy-nodes gate counts the nodes that report trouble.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::client::request;
+use super::client::{exchange, ExchangeError};
 use super::config::ClusterConfig;
 use super::lease::consensus::NodeState;
 use super::lease::{LocalState, Member, PeerAsker};
 use super::maintenance::{Maintenance, MaintenanceRecord};
+use super::peer_auth::{
+    fresh_time, unix_now, valid_nonce, Direction, NonceCache, PeerError, PeerKey, PeerMetrics,
+    Reason, Rejections, RequestAuth, SignedAnswer, MAC_HEADER, MAX_MESSAGE, NODE_HEADER,
+    NONCE_HEADER, TIME_HEADER,
+};
 use crate::collector::nodemap::NodeSet;
 use crate::collector::o2cb::cluster_conf::{parse_cluster_conf, ConfNode};
 use crate::host::HostPaths;
@@ -76,11 +92,9 @@ fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), S
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let conf = parse_cluster_conf(&text);
-    let local = conf
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .ok_or_else(|| format!("this node ({node}) is not in cluster.conf"))?;
+    let local = conf.nodes.iter().find(|n| n.name == node).ok_or_else(|| {
+        format!("this node ({node}, [cluster] node_name) is not a node of cluster.conf")
+    })?;
     let peers = conf
         .nodes_of(&local.cluster)
         .filter(|n| n.name != local.name)
@@ -89,10 +103,16 @@ fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), S
     Ok((local.clone(), peers))
 }
 
+fn ip_of(node: &ConfNode) -> Option<IpAddr> {
+    node.ip_address.as_deref()?.parse().ok()
+}
+
 pub struct Peers {
     config: ClusterConfig,
     paths: HostPaths,
-    token: Option<String>,
+    key: RwLock<Option<Arc<PeerKey>>>,
+    nonces: NonceCache,
+    rejections: Rejections,
     maintenance: Arc<Maintenance>,
     views: Mutex<Vec<PeerView>>,
     local: Arc<LocalState>,
@@ -101,9 +121,11 @@ pub struct Peers {
     troubled: Mutex<NodeSet>,
 }
 
-fn read_token(path: &Path) -> Option<String> {
+fn read_token(path: &Path) -> Option<PeerKey> {
     match std::fs::read_to_string(path) {
-        Ok(token) => Some(token.trim().to_string()).filter(|t| !t.is_empty()),
+        Ok(token) => Some(token.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(|t| PeerKey::new(t.as_bytes())),
         Err(error) => {
             tracing::error!(file = %path.display(), error = %error, "Cannot read the cluster token; no peer protocol, and what needs the peers stays alert only.");
             None
@@ -111,13 +133,27 @@ fn read_token(path: &Path) -> Option<String> {
     }
 }
 
+/// Where one ask goes: the node cluster.conf names at `address`, sent from
+/// this node's interconnect address.
+struct Target<'a> {
+    node: &'a str,
+    address: &'a str,
+    from: Option<IpAddr>,
+}
+
 impl Peers {
     pub fn new(config: &ClusterConfig, paths: HostPaths, maintenance: Arc<Maintenance>) -> Self {
-        let token = config.token_file.as_deref().and_then(read_token);
+        let key = config
+            .token_file
+            .as_deref()
+            .and_then(read_token)
+            .map(Arc::new);
         Self {
             config: config.clone(),
             paths,
-            token,
+            key: RwLock::new(key),
+            nonces: NonceCache::default(),
+            rejections: Rejections::default(),
             local: LocalState::new(maintenance.node()),
             maintenance,
             views: Mutex::new(Vec::new()),
@@ -125,9 +161,50 @@ impl Peers {
         }
     }
 
+    /// Re-reads the cluster token (SIGHUP): a rotated token is used from
+    /// the next request on. An unreadable file keeps the token in use.
+    pub fn reload(&self) {
+        let Some(path) = self.config.token_file.as_deref() else {
+            return;
+        };
+        match read_token(path) {
+            Some(key) => {
+                *self.key.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(key));
+                tracing::info!(file = %path.display(), "Reloaded the cluster token.");
+            }
+            None => {
+                tracing::error!(file = %path.display(), "Keeping the cluster token in use: the file cannot be read or is empty.");
+            }
+        }
+    }
+
+    fn key(&self) -> Option<Arc<PeerKey>> {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// What this node answers at `GET /cluster/v1/state`.
     pub fn local(&self) -> &Arc<LocalState> {
         &self.local
+    }
+
+    /// This node's cluster.conf name.
+    pub fn node(&self) -> &str {
+        self.maintenance.node()
+    }
+
+    /// `Ok` when this node's name is a node of cluster.conf; else why not
+    /// (no peers can be asked, the lease holds what needs it).
+    pub fn node_known(&self) -> Result<(), String> {
+        members(&self.paths, self.node()).map(|_| ())
+    }
+
+    /// The identity gauge and the rejection counters, for `/metrics`.
+    pub fn metrics(&self) -> PeerMetrics {
+        PeerMetrics {
+            node_known: self.node_known().is_ok(),
+            node_name: self.node().to_string(),
+            rejected: self.rejections.snapshot(),
+        }
     }
 
     /// Peers that reported a firing disruptive finding in the last round.
@@ -138,23 +215,8 @@ impl Peers {
             .clone()
     }
 
-    fn ask_state(&self, token: &str, address: &str) -> Result<NodeState, String> {
-        let answer = request(
-            address,
-            "GET",
-            STATE_PATH,
-            Some(token),
-            self.config.request_timeout,
-        )
-        .map_err(|e| e.to_string())?;
-        if answer.status != 200 {
-            return Err(format!("answered {}", answer.status));
-        }
-        serde_json::from_str(&answer.body).map_err(|e| format!("not a node state: {e}"))
-    }
-
     pub fn enabled(&self) -> bool {
-        self.token.is_some()
+        self.key().is_some()
     }
 
     /// Where to serve: `[cluster] listen`, else this node's interconnect
@@ -163,52 +225,142 @@ impl Peers {
         self.config
             .listen
             .clone()
-            .or_else(|| cluster_nodes(&self.paths, self.maintenance.node(), self.config.port).0)
+            .or_else(|| cluster_nodes(&self.paths, self.node(), self.config.port).0)
     }
 
     pub fn views(&self) -> Vec<PeerView> {
         self.views.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Asks every peer for its record once and merges what is newer.
-    pub fn poll_once(&self) {
-        let Some(token) = self.token.as_deref() else {
-            return;
+    /// The one client function of the peer protocol: `GET path` of the
+    /// node cluster.conf names at `target.address`, signed with the
+    /// cluster token, within `request_timeout` in all and `MAX_MESSAGE`
+    /// bytes; the answer must be signed by that node for this request.
+    /// Every rejection is counted. A signed answer other than 200 is an
+    /// error, not a rejection.
+    fn call(&self, target: &Target<'_>, path: &str) -> Result<Vec<u8>, PeerError> {
+        let key = self
+            .key()
+            .ok_or_else(|| PeerError::unreachable("no cluster token configured"))?;
+        let auth = key.sign_request("GET", path, b"", self.node())?;
+        let answer = exchange(
+            target.address,
+            target.from,
+            "GET",
+            path,
+            &auth.headers(),
+            self.config.request_timeout,
+            MAX_MESSAGE,
+        );
+        let result = match answer {
+            Ok(answer) => key
+                .verify_response(target.node, &auth.nonce, &SignedAnswer::of(&answer))
+                .and_then(|()| match answer.status {
+                    200 => Ok(answer.body),
+                    status => Err(PeerError::unreachable(format!("answered {status}"))),
+                }),
+            Err(error @ ExchangeError::Timeout { .. }) => {
+                Err(PeerError::rejected(Reason::Timeout, error.to_string()))
+            }
+            Err(error @ ExchangeError::TooLarge { .. }) => {
+                Err(PeerError::rejected(Reason::TooLarge, error.to_string()))
+            }
+            Err(error @ ExchangeError::Malformed { .. }) => {
+                Err(PeerError::rejected(Reason::Malformed, error.to_string()))
+            }
+            Err(error) => Err(PeerError::unreachable(error.to_string())),
         };
-        let (_, peers) = cluster_nodes(&self.paths, self.maintenance.node(), self.config.port);
-        let views = peers
-            .into_iter()
-            .map(|(node, address)| {
-                let answer = request(
-                    &address,
-                    "GET",
-                    MAINTENANCE_PATH,
-                    Some(token),
-                    self.config.request_timeout,
-                );
-                let error = match answer {
-                    Ok(answer) if answer.status == 200 => {
-                        match serde_json::from_str::<Option<MaintenanceRecord>>(&answer.body) {
+        if let Err(PeerError {
+            reason: Some(reason),
+            message,
+        }) = &result
+        {
+            let peer = format!("{} {}", target.node, target.address);
+            self.rejections
+                .count(Direction::Response, *reason, &peer, message);
+        }
+        result
+    }
+
+    /// `call`, decoded as JSON; an answer that does not decode is counted
+    /// `malformed`.
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+    ) -> Result<T, PeerError> {
+        let body = self.call(target, path)?;
+        serde_json::from_slice(&body).map_err(|e| {
+            let error = PeerError::rejected(Reason::Malformed, format!("{path}: {e}"));
+            let peer = format!("{} {}", target.node, target.address);
+            self.rejections.count(
+                Direction::Response,
+                Reason::Malformed,
+                &peer,
+                &error.message,
+            );
+            error
+        })
+    }
+
+    /// This node's interconnect address, to send from.
+    fn local_ip(&self) -> Option<IpAddr> {
+        members(&self.paths, self.node())
+            .ok()
+            .and_then(|(local, _)| ip_of(&local))
+    }
+
+    /// Asks every peer for its record and state at once and merges what
+    /// is newer. Runs on the peer thread (and once before the engine
+    /// starts), never on the engine's.
+    pub fn poll_once(&self) {
+        if !self.enabled() {
+            return;
+        }
+        let from = self.local_ip();
+        let (_, peers) = cluster_nodes(&self.paths, self.node(), self.config.port);
+        let views = std::thread::scope(|scope| {
+            let asks: Vec<_> = peers
+                .iter()
+                .map(|(node, address)| {
+                    scope.spawn(move || {
+                        let target = Target {
+                            node,
+                            address,
+                            from,
+                        };
+                        let error = match self
+                            .call_json::<Option<MaintenanceRecord>>(&target, MAINTENANCE_PATH)
+                        {
                             Ok(Some(record)) => self
                                 .maintenance
                                 .merge(record, &format!("{node} {address}"))
                                 .err()
                                 .map(|e| e.to_string()),
                             Ok(None) => None,
-                            Err(e) => Some(format!("not a maintenance record: {e}")),
+                            Err(e) => Some(e.to_string()),
+                        };
+                        PeerView {
+                            node: node.clone(),
+                            address: address.clone(),
+                            up: error.is_none(),
+                            error,
                         }
-                    }
-                    Ok(answer) => Some(format!("answered {}", answer.status)),
-                    Err(e) => Some(e.to_string()),
-                };
-                PeerView {
-                    node,
-                    address,
-                    up: error.is_none(),
-                    error,
-                }
-            })
-            .collect::<Vec<_>>();
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .zip(&peers)
+                .map(|(ask, (node, address))| {
+                    ask.join().unwrap_or_else(|_| PeerView {
+                        node: node.clone(),
+                        address: address.clone(),
+                        up: false,
+                        error: Some("asking panicked".into()),
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
         let members: Vec<Member> = PeerAsker::members(self).map(|(_, m)| m).unwrap_or_default();
         let troubled = members
             .iter()
@@ -244,34 +396,86 @@ impl Peers {
             })
     }
 
-    /// `Some(refusal)` unless the request carries the cluster token.
-    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
-        let Some(token) = self.token.as_deref() else {
-            return Some((StatusCode::FORBIDDEN, "no cluster token configured\n").into_response());
+    /// Checks one request's authentication: the headers are present and
+    /// well formed, the sender is a node of this cluster (sending from its
+    /// `ip_address` when the source is known), the MAC is right, the time
+    /// is fresh and the nonce new. The MAC is checked before the nonce is
+    /// remembered, so only a holder of the token can fill the cache.
+    fn verify_request(
+        &self,
+        key: &PeerKey,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        source: Option<IpAddr>,
+    ) -> Result<RequestAuth, (Reason, String)> {
+        let field = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| (Reason::BadMac, format!("no {name} header")))
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let same = given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        (!same)
-            .then(|| (StatusCode::UNAUTHORIZED, "missing or wrong cluster token\n").into_response())
+        let auth = RequestAuth {
+            node: field(NODE_HEADER)?,
+            nonce: field(NONCE_HEADER)?,
+            time: field(TIME_HEADER)?.parse().map_err(|_| {
+                (
+                    Reason::Malformed,
+                    "the time is not Unix seconds".to_string(),
+                )
+            })?,
+            mac: field(MAC_HEADER)?,
+        };
+        if !valid_nonce(&auth.nonce) {
+            return Err((Reason::Malformed, "the nonce is not 16 bytes of hex".into()));
+        }
+        let (_, peers) = members(&self.paths, self.node())
+            .map_err(|why| (Reason::UnknownNode, format!("no peers known: {why}")))?;
+        let sender = peers.iter().find(|n| n.name == auth.node).ok_or_else(|| {
+            (
+                Reason::UnknownNode,
+                format!(
+                    "{} is not a peer of this cluster in cluster.conf",
+                    auth.node.escape_debug()
+                ),
+            )
+        })?;
+        if let (Some(expected), Some(source)) = (ip_of(sender), source) {
+            if expected.to_canonical() != source.to_canonical() {
+                return Err((
+                    Reason::WrongNode,
+                    format!(
+                        "{} sends from {source}, cluster.conf says {expected}",
+                        auth.node
+                    ),
+                ));
+            }
+        }
+        key.verify_request(method, path, body, &auth)
+            .map_err(|r| (r, "the request's signature is wrong".to_string()))?;
+        let now = unix_now();
+        fresh_time(auth.time, now)
+            .map_err(|r| (r, format!("sent at {}, this clock says {now}", auth.time)))?;
+        self.nonces
+            .admit(&auth.nonce, now)
+            .map_err(|r| (r, "the nonce was seen before".to_string()))?;
+        Ok(auth)
     }
 }
 
 impl PeerAsker for Peers {
     fn has_token(&self) -> bool {
-        self.token.is_some()
+        self.enabled()
+    }
+
+    fn node_known(&self) -> Result<(), String> {
+        Peers::node_known(self)
     }
 
     fn members(&self) -> Result<(u8, Vec<Member>), String> {
-        let (local, peers) = members(&self.paths, self.maintenance.node())?;
+        let (local, peers) = members(&self.paths, self.node())?;
         let port = self.config.port;
         let members = peers
             .into_iter()
@@ -287,13 +491,16 @@ impl PeerAsker for Peers {
         Ok((local.number, members))
     }
 
+    /// Asked at once, each within `request_timeout`: the lease waits at
+    /// most about one deadline per round.
     fn ask_states(&self, members: &[Member]) -> Vec<Result<NodeState, String>> {
-        let Some(token) = self.token.as_deref() else {
+        if !self.enabled() {
             return members
                 .iter()
                 .map(|_| Err("no cluster token configured".to_string()))
                 .collect();
-        };
+        }
+        let from = self.local_ip();
         std::thread::scope(|scope| {
             let asks: Vec<_> = members
                 .iter()
@@ -302,7 +509,13 @@ impl PeerAsker for Peers {
                         if m.address.is_empty() {
                             return Err("no ip_address in cluster.conf".to_string());
                         }
-                        self.ask_state(token, &m.address)
+                        let target = Target {
+                            node: &m.node,
+                            address: &m.address,
+                            from,
+                        };
+                        self.call_json(&target, STATE_PATH)
+                            .map_err(|e| e.to_string())
                     })
                 })
                 .collect();
@@ -313,24 +526,103 @@ impl PeerAsker for Peers {
     }
 }
 
-/// The routes peers call.
-pub fn routes(peers: Arc<Peers>) -> Router {
+/// The routes peers call. Add a route here: `routes` puts every one
+/// behind `authenticate`.
+fn peer_routes() -> Router<Arc<Peers>> {
     Router::new()
         .route(MAINTENANCE_PATH, get(maintenance))
         .route(STATE_PATH, get(state))
+}
+
+/// The peer listener's router: every route of `peer_routes`, each request
+/// verified and each answer signed by `authenticate`. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so the source
+/// address can be checked.
+pub fn routes(peers: Arc<Peers>) -> Router {
+    peer_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&peers),
+            authenticate,
+        ))
         .with_state(peers)
 }
 
-async fn state(State(peers): State<Arc<Peers>>, headers: HeaderMap) -> Response {
-    if let Some(denied) = peers.refusal(&headers) {
-        return denied;
+fn refuse(peers: &Peers, reason: Reason, source: Option<IpAddr>, detail: &str) -> Response {
+    let peer = source.map_or_else(|| "unknown address".to_string(), |s| s.to_string());
+    peers
+        .rejections
+        .count(Direction::Request, reason, &peer, detail);
+    let status = match reason {
+        Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::NonceCacheFull => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    (status, format!("rejected: {}\n", reason.as_str())).into_response()
+}
+
+/// The one server-side verifier of the peer protocol (see `verify_request`)
+/// and the signer of every answer.
+async fn authenticate(State(peers): State<Arc<Peers>>, request: Request, next: Next) -> Response {
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let Some(key) = peers.key() else {
+        return (StatusCode::FORBIDDEN, "no cluster token configured\n").into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_MESSAGE).await else {
+        return refuse(
+            &peers,
+            Reason::TooLarge,
+            source,
+            "request body over the limit",
+        );
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let auth = match peers.verify_request(
+        &key,
+        parts.method.as_str(),
+        &path,
+        &parts.headers,
+        &body,
+        source,
+    ) {
+        Ok(auth) => auth,
+        Err((reason, detail)) => return refuse(&peers, reason, source, &detail),
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_MESSAGE).await else {
+        tracing::error!(path = %path, "A peer-protocol answer is over the size limit; not sent.");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mac = key.sign_response(peers.node(), &auth.nonce, parts.status.as_u16(), &body);
+    for (name, value) in [
+        (NODE_HEADER, peers.node()),
+        (NONCE_HEADER, auth.nonce.as_str()),
+        (MAC_HEADER, mac.as_str()),
+    ] {
+        match HeaderValue::from_str(value) {
+            Ok(value) => {
+                parts.headers.insert(name, value);
+            }
+            Err(_) => {
+                tracing::error!(node = %peers.node().escape_debug(), "This node's name cannot be sent in a header; peers cannot check its answers.");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
     }
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn state(State(peers): State<Arc<Peers>>) -> Response {
     Json(peers.local.state()).into_response()
 }
 
-async fn maintenance(State(peers): State<Arc<Peers>>, headers: HeaderMap) -> Response {
-    if let Some(denied) = peers.refusal(&headers) {
-        return denied;
-    }
+async fn maintenance(State(peers): State<Arc<Peers>>) -> Response {
     Json(peers.maintenance.record()).into_response()
 }
