@@ -173,11 +173,7 @@ fn run(
     .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
     let maintenance = Arc::new(Maintenance::open(
         &config.state_dir.0,
-        &config
-            .cluster
-            .node_name
-            .clone()
-            .unwrap_or_else(|| node_name(&args.host_paths())),
+        &cluster::peers::local_node_name(&config.cluster, &args.host_paths()),
         control.audit(),
     ));
     ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
@@ -400,17 +396,6 @@ async fn reload_on_sighup(
             }
         }
     }
-}
-
-/// This node's name in maintenance records and the peer protocol when
-/// `[cluster] node_name` is unset: the host's short hostname.
-fn node_name(paths: &ocfs2_watchdog::host::HostPaths) -> String {
-    std::fs::read_to_string(paths.root("/etc/hostname"))
-        .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))
-        .ok()
-        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `ocfs2-watchdog maintenance on|off|status`: asks the local daemon's

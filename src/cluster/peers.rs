@@ -103,6 +103,30 @@ fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), S
     Ok((local.clone(), peers))
 }
 
+/// This node's cluster.conf name: `[cluster] node_name`, else the host's
+/// short hostname (`/etc/hostname`, then the kernel's), else `unknown`.
+pub fn local_node_name(config: &ClusterConfig, paths: &HostPaths) -> String {
+    if let Some(name) = config.node_name.as_deref().filter(|n| !n.is_empty()) {
+        return name.to_string();
+    }
+    std::fs::read_to_string(paths.root("/etc/hostname"))
+        .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))
+        .ok()
+        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The identity gauge and zero rejections, for `--once` (no peer protocol).
+pub fn identity_metrics(config: &ClusterConfig, paths: &HostPaths) -> PeerMetrics {
+    let node = local_node_name(config, paths);
+    PeerMetrics {
+        node_known: members(paths, &node).is_ok(),
+        node_name: node,
+        rejected: Rejections::default().snapshot(),
+    }
+}
+
 fn ip_of(node: &ConfNode) -> Option<IpAddr> {
     node.ip_address.as_deref()?.parse().ok()
 }

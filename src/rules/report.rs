@@ -57,7 +57,7 @@ pub struct Report {
     /// The peers as last asked; `None` without a cluster token.
     pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
     /// The node's cluster identity and the peer protocol's rejections; `None`
-    /// without the peer protocol's state (`--once`).
+    /// for an engine without them (`--once` sets its own).
     pub peer_protocol: Option<crate::cluster::peer_auth::PeerMetrics>,
     /// The cluster lease (an engine without one, `--once`: nothing held,
     /// never asked).
