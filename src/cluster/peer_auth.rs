@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
@@ -387,10 +387,15 @@ pub fn fresh_time(time: u64, now: u64) -> Result<(), Reason> {
     }
 }
 
+/// How often one kind of rejection is logged at `warn`: a flood of forged
+/// requests is counted in full but does not flood the journal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Rejections by direction and reason, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Rejections {
     counts: Mutex<BTreeMap<(Direction, Reason), u64>>,
+    logged: Mutex<HashMap<(Direction, Reason), Instant>>,
 }
 
 impl Rejections {
@@ -401,13 +406,23 @@ impl Rejections {
         let n = counts.entry((direction, reason)).or_default();
         *n = n.saturating_add(1);
         drop(counts);
-        tracing::warn!(
-            direction = direction.as_str(),
-            reason = reason.as_str(),
-            peer = %peer.escape_debug(),
-            detail = %detail.escape_debug(),
-            "Peer protocol message rejected."
-        );
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let loud = match logged.get(&(direction, reason)) {
+            Some(at) => now.saturating_duration_since(*at) >= LOG_EVERY,
+            None => true,
+        };
+        if loud {
+            logged.insert((direction, reason), now);
+        }
+        drop(logged);
+        let (direction, reason) = (direction.as_str(), reason.as_str());
+        let (peer, detail) = (peer.escape_debug(), detail.escape_debug());
+        if loud {
+            tracing::warn!(direction, reason, peer = %peer, detail = %detail, "Peer protocol message rejected.");
+        } else {
+            tracing::debug!(direction, reason, peer = %peer, detail = %detail, "Peer protocol message rejected.");
+        }
     }
 
     pub fn snapshot(&self) -> Vec<(Direction, Reason, u64)> {

@@ -563,10 +563,17 @@ fn peer_routes() -> Router<Arc<Peers>> {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so the source
 /// address can be checked.
 pub fn routes(peers: Arc<Peers>) -> Router {
+    // A request (its body read included) gets as long as a peer's whole
+    // exchange may take: a sender that drips holds no handler longer.
+    let deadline = peers.config.request_timeout.max(Duration::from_secs(1));
     peer_routes()
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&peers),
             authenticate,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            deadline,
         ))
         .with_state(peers)
 }
