@@ -10,7 +10,8 @@
 //! peer protocol: every daemon serves its maintenance record on the
 //! interconnect and pulls the others' (`[cluster]`, `config.rs`), so
 //! maintenance set or cleared on one node holds or frees every node;
-//! `peer_auth.rs` authenticates both directions of it.
+//! `peer_auth.rs` authenticates both directions of it and `peer_server.rs`
+//! is its listener.
 
 pub mod admin;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod lease;
 pub mod maintenance;
 pub mod peer_auth;
+pub mod peer_server;
 pub mod peers;
 pub mod tools;
 

@@ -4,7 +4,7 @@
 //! A request carries the sender's cluster.conf node name, a fresh random
 //! nonce, its Unix time and a MAC over the method, the path, the body's
 //! SHA-256, the node, the nonce and the time. The server (one middleware
-//! for every peer route, `peers::routes`) checks the MAC, that the sender
+//! for every peer route, `peer_server::routes`) checks the MAC, that the sender
 //! is a node of its cluster (and, where it knows it, that the connection
 //! comes from that node's `ip_address`), that the time is within
 //! `MAX_SKEW` and that the nonce was not seen within the window

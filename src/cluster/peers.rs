@@ -11,8 +11,8 @@
 //! `[cluster] token_file` (`peer_auth.rs`: an HMAC, the token never goes on
 //! the wire), re-read on SIGHUP (`reload`); without a token nothing is
 //! served or asked (anything that needs the peers fails closed). Every
-//! route goes through one verifier (`authenticate`, a middleware over
-//! `peer_routes`) and every ask through one client function (`call`): a
+//! route goes through one verifier (`peer_server.rs`, a middleware over
+//! its `peer_routes`) and every ask through one client function (`call`): a
 //! total deadline (`request_timeout`) and a 64 KiB cap per exchange. Pull
 //! only: a record set or cleared on any node reaches every other node on
 //! its next round (`Maintenance::merge`: the newer change wins), and a
@@ -26,19 +26,12 @@
 //! peer at once (`PeerAsker`); the poll round keeps the answers, so the
 //! storm brake's unhealthy-nodes gate counts the nodes that report trouble.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -48,9 +41,8 @@ use super::lease::consensus::NodeState;
 use super::lease::{LocalState, Member, PeerAsker};
 use super::maintenance::{Maintenance, MaintenanceRecord};
 use super::peer_auth::{
-    fresh_time, unix_now, valid_nonce, Direction, NonceCache, PeerError, PeerKey, PeerMetrics,
-    Reason, Rejections, RequestAuth, SignedAnswer, MAC_HEADER, MAX_MESSAGE, NODE_HEADER,
-    NONCE_HEADER, TIME_HEADER,
+    Direction, NonceCache, PeerError, PeerKey, PeerMetrics, Reason, Rejections, SignedAnswer,
+    MAX_MESSAGE,
 };
 use crate::collector::nodemap::NodeSet;
 use crate::collector::o2cb::cluster_conf::{parse_cluster_conf, ConfNode};
@@ -58,6 +50,8 @@ use crate::host::HostPaths;
 
 pub const MAINTENANCE_PATH: &str = "/cluster/v1/maintenance";
 pub const STATE_PATH: &str = "/cluster/v1/state";
+
+pub use super::peer_server::routes;
 
 /// One peer as last asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,7 +81,7 @@ pub fn cluster_nodes(
 }
 
 /// This node and the other nodes of its cluster in cluster.conf.
-fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), String> {
+pub(super) fn members(paths: &HostPaths, node: &str) -> Result<(ConfNode, Vec<ConfNode>), String> {
     let path = paths.root("/etc/ocfs2/cluster.conf");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -127,19 +121,19 @@ pub fn identity_metrics(config: &ClusterConfig, paths: &HostPaths) -> PeerMetric
     }
 }
 
-fn ip_of(node: &ConfNode) -> Option<IpAddr> {
+pub(super) fn ip_of(node: &ConfNode) -> Option<IpAddr> {
     node.ip_address.as_deref()?.parse().ok()
 }
 
 pub struct Peers {
-    config: ClusterConfig,
-    paths: HostPaths,
+    pub(super) config: ClusterConfig,
+    pub(super) paths: HostPaths,
     key: RwLock<Option<Arc<PeerKey>>>,
-    nonces: NonceCache,
-    rejections: Rejections,
-    maintenance: Arc<Maintenance>,
+    pub(super) nonces: NonceCache,
+    pub(super) rejections: Rejections,
+    pub(super) maintenance: Arc<Maintenance>,
     views: Mutex<Vec<PeerView>>,
-    local: Arc<LocalState>,
+    pub(super) local: Arc<LocalState>,
     /// Peers' node numbers whose last state reported a firing disruptive
     /// finding.
     troubled: Mutex<NodeSet>,
@@ -202,7 +196,7 @@ impl Peers {
         }
     }
 
-    fn key(&self) -> Option<Arc<PeerKey>> {
+    pub(super) fn key(&self) -> Option<Arc<PeerKey>> {
         self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -419,74 +413,6 @@ impl Peers {
                 }
             })
     }
-
-    /// Checks one request's authentication: the headers are present and
-    /// well formed, the sender is a node of this cluster (sending from its
-    /// `ip_address` when the source is known), the MAC is right, the time
-    /// is fresh and the nonce new. The MAC is checked before the nonce is
-    /// remembered, so only a holder of the token can fill the cache.
-    fn verify_request(
-        &self,
-        key: &PeerKey,
-        method: &str,
-        path: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        source: Option<IpAddr>,
-    ) -> Result<RequestAuth, (Reason, String)> {
-        let field = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .ok_or_else(|| (Reason::BadMac, format!("no {name} header")))
-        };
-        let auth = RequestAuth {
-            node: field(NODE_HEADER)?,
-            nonce: field(NONCE_HEADER)?,
-            time: field(TIME_HEADER)?.parse().map_err(|_| {
-                (
-                    Reason::Malformed,
-                    "the time is not Unix seconds".to_string(),
-                )
-            })?,
-            mac: field(MAC_HEADER)?,
-        };
-        if !valid_nonce(&auth.nonce) {
-            return Err((Reason::Malformed, "the nonce is not 16 bytes of hex".into()));
-        }
-        let (_, peers) = members(&self.paths, self.node())
-            .map_err(|why| (Reason::UnknownNode, format!("no peers known: {why}")))?;
-        let sender = peers.iter().find(|n| n.name == auth.node).ok_or_else(|| {
-            (
-                Reason::UnknownNode,
-                format!(
-                    "{} is not a peer of this cluster in cluster.conf",
-                    auth.node.escape_debug()
-                ),
-            )
-        })?;
-        if let (Some(expected), Some(source)) = (ip_of(sender), source) {
-            if expected.to_canonical() != source.to_canonical() {
-                return Err((
-                    Reason::WrongNode,
-                    format!(
-                        "{} sends from {source}, cluster.conf says {expected}",
-                        auth.node
-                    ),
-                ));
-            }
-        }
-        key.verify_request(method, path, body, &auth)
-            .map_err(|r| (r, "the request's signature is wrong".to_string()))?;
-        let now = unix_now();
-        fresh_time(auth.time, now)
-            .map_err(|r| (r, format!("sent at {}, this clock says {now}", auth.time)))?;
-        self.nonces
-            .admit(&auth.nonce, now)
-            .map_err(|r| (r, "the nonce was seen before".to_string()))?;
-        Ok(auth)
-    }
 }
 
 impl PeerAsker for Peers {
@@ -548,112 +474,4 @@ impl PeerAsker for Peers {
                 .collect()
         })
     }
-}
-
-/// The routes peers call. Add a route here: `routes` puts every one
-/// behind `authenticate`.
-fn peer_routes() -> Router<Arc<Peers>> {
-    Router::new()
-        .route(MAINTENANCE_PATH, get(maintenance))
-        .route(STATE_PATH, get(state))
-}
-
-/// The peer listener's router: every route of `peer_routes`, each request
-/// verified and each answer signed by `authenticate`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so the source
-/// address can be checked.
-pub fn routes(peers: Arc<Peers>) -> Router {
-    // A request (its body read included) gets as long as a peer's whole
-    // exchange may take: a sender that drips holds no handler longer.
-    let deadline = peers.config.request_timeout.max(Duration::from_secs(1));
-    peer_routes()
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&peers),
-            authenticate,
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            deadline,
-        ))
-        .with_state(peers)
-}
-
-fn refuse(peers: &Peers, reason: Reason, source: Option<IpAddr>, detail: &str) -> Response {
-    let peer = source.map_or_else(|| "unknown address".to_string(), |s| s.to_string());
-    peers
-        .rejections
-        .count(Direction::Request, reason, &peer, detail);
-    let status = match reason {
-        Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Reason::NonceCacheFull => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
-    };
-    (status, format!("rejected: {}\n", reason.as_str())).into_response()
-}
-
-/// The one server-side verifier of the peer protocol (see `verify_request`)
-/// and the signer of every answer.
-async fn authenticate(State(peers): State<Arc<Peers>>, request: Request, next: Next) -> Response {
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let Some(key) = peers.key() else {
-        return (StatusCode::FORBIDDEN, "no cluster token configured\n").into_response();
-    };
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_MESSAGE).await else {
-        return refuse(
-            &peers,
-            Reason::TooLarge,
-            source,
-            "request body over the limit",
-        );
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    let auth = match peers.verify_request(
-        &key,
-        parts.method.as_str(),
-        &path,
-        &parts.headers,
-        &body,
-        source,
-    ) {
-        Ok(auth) => auth,
-        Err((reason, detail)) => return refuse(&peers, reason, source, &detail),
-    };
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-    let (mut parts, body) = response.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_MESSAGE).await else {
-        tracing::error!(path = %path, "A peer-protocol answer is over the size limit; not sent.");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let mac = key.sign_response(peers.node(), &auth.nonce, parts.status.as_u16(), &body);
-    for (name, value) in [
-        (NODE_HEADER, peers.node()),
-        (NONCE_HEADER, auth.nonce.as_str()),
-        (MAC_HEADER, mac.as_str()),
-    ] {
-        match HeaderValue::from_str(value) {
-            Ok(value) => {
-                parts.headers.insert(name, value);
-            }
-            Err(_) => {
-                tracing::error!(node = %peers.node().escape_debug(), "This node's name cannot be sent in a header; peers cannot check its answers.");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-        }
-    }
-    Response::from_parts(parts, Body::from(body))
-}
-
-async fn state(State(peers): State<Arc<Peers>>) -> Response {
-    Json(peers.local.state()).into_response()
-}
-
-async fn maintenance(State(peers): State<Arc<Peers>>) -> Response {
-    Json(peers.maintenance.record()).into_response()
 }
