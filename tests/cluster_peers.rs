@@ -3,8 +3,9 @@
 //! a daemon restarted without its record learns it from the peer at start,
 //! `off` on the other node ends it on both, a wrong cluster token leaves
 //! the peers unreachable (and counted) until the token is rotated with a
-//! SIGHUP, and the state endpoint answers signed requests only, signing
-//! its answer.
+//! SIGHUP, the state endpoint answers signed requests only, signing its
+//! answer, and a peer listener whose address is taken at start binds once
+//! it is free.
 
 mod support;
 
@@ -184,4 +185,27 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
     assert!(
         n2.has("ocfs2_watchdog_lease_acquisitions_total{route=\"peers\",result=\"acquired\"} 0")
     );
+}
+
+#[test]
+fn the_peer_listener_binds_once_its_address_is_free() {
+    let base = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Something holds n1's peer address when its daemon starts.
+    let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let mut n1 = node(base.path(), "n1", port, "same");
+    let mut n2 = node(base.path(), "n2", port, "same");
+    n1.start();
+    n2.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(n2.metrics().contains(&format!(
+        "ocfs2_watchdog_cluster_peer_up{{peer=\"n1\",address=\"127.0.0.2:{port}\"}} 0"
+    )));
+    drop(squatter);
+    // The retry backs off 1 s doubling: the next one is at most 4 s away.
+    wait("n1 listening after the retry", || {
+        n2.metrics().contains(&format!(
+            "ocfs2_watchdog_cluster_peer_up{{peer=\"n1\",address=\"127.0.0.2:{port}\"}} 1"
+        ))
+    });
 }
