@@ -182,6 +182,9 @@ fn run(
         args.host_paths(),
         Arc::clone(&maintenance),
     ));
+    if let Err(why) = peers.node_known() {
+        tracing::warn!(node = %peers.node(), error = %why, "This node is not identified in cluster.conf: no peers, and actions that need the cluster lease are held; set [cluster] node_name.");
+    }
     let peers_thread = if peers.enabled() {
         // Before the engine starts: a daemon restarted during a cluster
         // maintenance learns it from the peers first.
