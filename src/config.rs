@@ -367,6 +367,20 @@ impl Config {
         if self.mounts.fstypes.is_empty() {
             return invalid("mounts.fstypes", "must name at least one type".into());
         }
+        if let Some(name) = &self.cluster.node_name {
+            // A cluster.conf node name; it also goes into the peer
+            // protocol's signed fields and headers, one per line.
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+            if name.is_empty() || !name.bytes().all(allowed) {
+                return invalid(
+                    "cluster.node_name",
+                    "must be this node's name in /etc/ocfs2/cluster.conf (letters, digits, '-', '_', '.')".into(),
+                );
+            }
+        }
+        if self.cluster.request_timeout.is_zero() {
+            return invalid("cluster.request_timeout", "must be greater than 0".into());
+        }
         if self.mounts.table_max_age < self.sampler.interval {
             return invalid(
                 "mounts.table_max_age",

@@ -80,6 +80,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The cluster token is held to the admin token's rules, at start as
+    // under --check-config: a guessable token would let anyone on the
+    // interconnect speak for a node.
+    if let Some(path) = &config.cluster.token_file {
+        if let Err(error) = ocfs2_watchdog::secret::load_token(path) {
+            eprintln!("ocfs2-watchdog: configuration error: cluster.token_file: {error}");
+            return ExitCode::from(2);
+        }
+    }
     match service::check_watchdog_interval(config.sampler.interval) {
         service::WatchdogFit::Fits => {}
         service::WatchdogFit::Warning(message) => {
@@ -176,7 +185,7 @@ fn run(
     .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
     let maintenance = Arc::new(Maintenance::open(
         &config.state_dir.0,
-        &node_name(&args.host_paths()),
+        &cluster::peers::local_node_name(&config.cluster, &args.host_paths()),
         control.audit(),
     ));
     ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
@@ -185,6 +194,9 @@ fn run(
         args.host_paths(),
         Arc::clone(&maintenance),
     ));
+    if let Err(why) = peers.node_known() {
+        tracing::warn!(node = %peers.node(), error = %why, "This node is not identified in cluster.conf: no peers, and actions that need the cluster lease are held; set [cluster] node_name.");
+    }
     let peers_thread = if peers.enabled() {
         // Before the engine starts: a daemon restarted during a cluster
         // maintenance learns it from the peers first.
@@ -278,6 +290,7 @@ fn run(
             Arc::clone(&control),
             args.clone(),
             unstack_ignore,
+            Arc::clone(&peers),
         ));
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
@@ -285,19 +298,17 @@ fn run(
             let router = cluster::peers::routes(Arc::clone(&peers));
             let peer_stats = security.stats.listener("peer");
             tokio::spawn(async move {
-                match tokio::net::TcpListener::bind(&listen).await {
-                    Ok(listener) => {
-                        tracing::info!(address = %listen, "Peer protocol listening.");
-                        let shutdown = async move {
-                            let _ = stopped.wait_for(|s| *s).await;
-                        };
-                        let gate = Gate::new(budget.peer, peer_stats);
-                        serve(Listener::Tcp(listener), router, gate, deadlines, shutdown).await;
-                    }
-                    Err(error) => {
-                        tracing::error!(address = %listen, error = %error, "Cannot serve the peer protocol; peers cannot see this node.");
-                    }
-                }
+                let Some(listener) = bind_peer_listener(&listen, &mut stopped).await else {
+                    return;
+                };
+                tracing::info!(address = %listen, "Peer protocol listening.");
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                // `serve` hands each request its TCP source address, which
+                // is checked against the sender's cluster.conf ip_address.
+                let gate = Gate::new(budget.peer, peer_stats);
+                serve(Listener::Tcp(listener), router, gate, deadlines, shutdown).await;
             });
         }
         // The scrape port has no state-changing route: they are on the
@@ -373,6 +384,31 @@ fn run(
     Ok(())
 }
 
+/// Binds the peer listener, retrying with a backoff (1 s doubling to 60 s)
+/// while the interconnect address is not up yet or the port is taken;
+/// `None` once the daemon stops.
+async fn bind_peer_listener(
+    listen: &str,
+    stopped: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::net::TcpListener> {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => return Some(listener),
+            Err(error) => {
+                tracing::error!(address = %listen, error = %error, retry_seconds = backoff.as_secs(), "Cannot serve the peer protocol; peers cannot see this node until the bind succeeds.");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|s| *s) => return None,
+        }
+        backoff = backoff
+            .saturating_mul(2)
+            .min(std::time::Duration::from_secs(60));
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -390,7 +426,7 @@ async fn shutdown_signal() {
     service::stopping();
 }
 
-/// SIGHUP reloads the TLS certificate, the bearer and admin tokens, and
+/// SIGHUP reloads the TLS certificate, the bearer, admin and cluster tokens, and
 /// reopens the audit log (after logrotate). Installing the handler also
 /// keeps SIGHUP from killing the daemon, its default action.
 async fn reload_on_sighup(
@@ -398,6 +434,7 @@ async fn reload_on_sighup(
     control: Arc<Control>,
     args: Args,
     unstack_ignore: UnstackIgnore,
+    peers: Arc<Peers>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
@@ -414,6 +451,7 @@ async fn reload_on_sighup(
         );
         security.reload();
         control.reload();
+        peers.reload();
         // What must be left stacked takes effect at once, in the actions;
         // every other setting still needs a restart.
         match args.effective_config() {
@@ -426,16 +464,6 @@ async fn reload_on_sighup(
             }
         }
     }
-}
-
-/// This node's name in maintenance records: the host's short hostname.
-fn node_name(paths: &ocfs2_watchdog::host::HostPaths) -> String {
-    std::fs::read_to_string(paths.root("/etc/hostname"))
-        .or_else(|_| std::fs::read_to_string(paths.proc("sys/kernel/hostname")))
-        .ok()
-        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `ocfs2-watchdog maintenance on|off|status`: asks the local daemon's

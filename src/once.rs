@@ -49,12 +49,16 @@ pub fn render(config: &Config, paths: HostPaths) -> std::io::Result<String> {
     // probe still running after the first pass looked at again past its
     // deadline, so a hung mount shows as stuck.
     let mut snapshot = crate::sampler::take_one(paths.clone(), Arc::clone(&config));
+    // No peer protocol here: the node's identity, and nothing rejected.
+    let identity = crate::cluster::peers::identity_metrics(&config.cluster, &paths);
     let executor = executor_for(
         Mode::DryRun,
         HostActions::new(paths, &config.remediation)
             .with_unstack_ignore(UnstackIgnore::new(config.mounts.unstack_ignore.clone())),
     );
     let mut engine = Engine::new(Arc::clone(&config), executor, control);
-    snapshot.remediation = Some(Arc::new(engine.tick(&snapshot, Instant::now())));
+    let mut report = engine.tick(&snapshot, Instant::now());
+    report.peer_protocol = Some(identity);
+    snapshot.remediation = Some(Arc::new(report));
     Ok(snapshot.rendered_text().to_string())
 }

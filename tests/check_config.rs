@@ -31,6 +31,14 @@ fn file_errors_name_their_key_and_show_an_example() {
 }
 
 #[test]
+fn a_node_name_that_cannot_be_a_cluster_conf_name_is_refused() {
+    let (output, _, stderr) = check("[cluster]\nnode_name = \"n1\\nn2\"\n", &[]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cluster.node_name"), "{stderr}");
+    assert!(stderr.contains("cluster.conf"), "{stderr}");
+}
+
+#[test]
 fn an_unknown_rule_lists_the_rules() {
     let (output, _, stderr) = check("[remediation.rules.o2cb_dwon]\nenabled = false\n", &[]);
     assert_eq!(output.status.code(), Some(2), "{stderr}");

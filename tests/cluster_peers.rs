@@ -1,139 +1,23 @@
 //! Two real daemons on 127.0.0.2 and 127.0.0.3 with a fixture cluster.conf
 //! (issue #12): maintenance set on one node holds the other within a poll,
 //! a daemon restarted without its record learns it from the peer at start,
-//! `off` on the other node ends it on both, and a wrong cluster token
-//! leaves the peers unreachable.
+//! `off` on the other node ends it on both, a wrong cluster token leaves
+//! the peers unreachable (and counted) until the token is rotated with a
+//! SIGHUP, the state endpoint answers signed requests only, signing its
+//! answer, and a peer listener whose address is taken at start binds once
+//! it is free.
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get};
+use support::cluster::{cluster_conf, peer_node, wait, PeerNode};
+use support::free_port;
 
-const CLUSTER_CONF: &str = "cluster:\n\tnode_count = 2\n\theartbeat_mode = local\n\tname = labclu\n\n\
-node:\n\tip_port = 7777\n\tip_address = 127.0.0.2\n\tnumber = 1\n\tname = n1\n\tcluster = labclu\n\n\
-node:\n\tip_port = 7777\n\tip_address = 127.0.0.3\n\tnumber = 2\n\tname = n2\n\tcluster = labclu\n";
-
-struct Node {
-    dir: PathBuf,
-    config: PathBuf,
-    web: String,
-    child: Option<Child>,
-}
-
-fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> Node {
-    let dir = base.join(name);
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("etc/ocfs2")).unwrap();
-    std::fs::create_dir_all(root.join("proc")).unwrap();
-    std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
-    std::fs::write(root.join("etc/ocfs2/cluster.conf"), CLUSTER_CONF).unwrap();
-    std::fs::write(
-        dir.join("admin-token"),
-        "admin-admin-admin-admin-admin-admin\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        dir.join("admin-token"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    std::fs::write(dir.join("cluster-token"), format!("{cluster_token}\n")).unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"state_dir = "{state}"
-[sampler]
-interval = "300ms"
-[kernel_log]
-enabled = false
-[web]
-admin_token_file = "{dir}/admin-token"
-admin_listen = "{admin}"
-[cluster]
-token_file = "{dir}/cluster-token"
-port = {peer_port}
-poll_interval = "300ms"
-request_timeout = "1s"
-"#,
-            state = dir.join("state").display(),
-            dir = dir.display(),
-        ),
-    )
-    .unwrap();
-    Node {
-        web: format!("127.0.0.1:{}", free_port()),
-        dir,
-        config,
-        child: None,
-    }
-}
-
-impl Node {
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(["--web.listen-address", &self.web])
-            .arg("--path.rootfs")
-            .arg(self.dir.join("root"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        wait(&format!("{} ready", self.web), || {
-            http_get(&self.web, "/readyz").is_ok_and(|r| r.0 == 200)
-        });
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-            .args(["--config", self.config.to_str().unwrap(), "maintenance"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn metrics(&self) -> String {
-        http_get(&self.web, "/metrics")
-            .map(|r| r.2)
-            .unwrap_or_default()
-    }
-
-    /// A sample line starting with `prefix` (not a HELP line).
-    fn has(&self, prefix: &str) -> bool {
-        self.metrics().lines().any(|l| l.starts_with(prefix))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn wait(what: &str, check: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNode {
+    let conf = cluster_conf(&[("n1", "127.0.0.2"), ("n2", "127.0.0.3")]);
+    peer_node(base, name, &conf, peer_port, cluster_token)
 }
 
 #[test]
@@ -197,7 +81,7 @@ fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
 }
 
 #[test]
-fn a_wrong_cluster_token_leaves_the_peer_down() {
+fn a_wrong_cluster_token_leaves_the_peer_down_until_a_sighup_reads_the_right_one() {
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut n1 = node(base.path(), "n1", port, "one");
@@ -212,36 +96,88 @@ fn a_wrong_cluster_token_leaves_the_peer_down() {
     n1.cli(&["on", "--reason", "x"]);
     std::thread::sleep(Duration::from_secs(1));
     assert!(n2.has("ocfs2_watchdog_maintenance 0"));
+    // Each side refuses the other: n2 the requests, n1 the unsigned refusals.
+    wait("rejections counted", || {
+        n2.value("ocfs2_watchdog_peer_rejected_total{direction=\"request\",reason=\"bad_mac\"}")
+            .is_some_and(|n| n > 0.0)
+            && n1
+                .value(
+                    "ocfs2_watchdog_peer_rejected_total{direction=\"response\",reason=\"bad_mac\"}",
+                )
+                .is_some_and(|n| n > 0.0)
+    });
+
+    // The token is rotated on n2 and re-read on SIGHUP, without a restart.
+    std::fs::write(n2.dir.join("cluster-token"), "one\n").unwrap();
+    n2.signal(libc::SIGHUP);
+    wait("n2 in maintenance after the rotation", || {
+        n2.has("ocfs2_watchdog_maintenance 1")
+    });
+    wait("n2 up on n1 after the rotation", || {
+        n1.metrics().contains(&format!(
+            "ocfs2_watchdog_cluster_peer_up{{peer=\"n2\",address=\"127.0.0.3:{port}\"}} 1"
+        ))
+    });
 }
 
 #[test]
-fn the_state_endpoint_answers_the_lease_state_to_the_token_only() {
-    use ocfs2_watchdog::cluster::client::request;
+fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
+    use ocfs2_watchdog::cluster::client::exchange;
     use ocfs2_watchdog::cluster::lease::consensus::NodeState;
+    use ocfs2_watchdog::cluster::peer_auth::{PeerKey, SignedAnswer};
 
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut n2 = node(base.path(), "n2", port, "same");
     n2.start();
     let address = format!("127.0.0.3:{port}");
-    let ask = |token: Option<&str>| {
-        request(
+    let path = "/cluster/v1/state";
+    let ask = |token: Option<&str>, node: &str| {
+        let auth = token.map(|t| {
+            PeerKey::new(t.as_bytes())
+                .sign_request("GET", path, b"", node)
+                .unwrap()
+        });
+        let headers = auth
+            .as_ref()
+            .map(|a| a.headers().to_vec())
+            .unwrap_or_default();
+        let answer = exchange(
             &address,
+            Some("127.0.0.2".parse().unwrap()),
             "GET",
-            "/cluster/v1/state",
-            token,
+            path,
+            &headers,
             Duration::from_secs(2),
-        )
+            65536,
+        );
+        (auth, answer)
     };
-    wait("peer protocol listening", || ask(Some("same")).is_ok());
-    let answer = ask(Some("same")).unwrap();
+    wait("peer protocol listening", || {
+        ask(Some("same"), "n1").1.is_ok()
+    });
+    let (auth, answer) = ask(Some("same"), "n1");
+    let (auth, answer) = (auth.unwrap(), answer.unwrap());
     assert_eq!(answer.status, 200, "{answer:?}");
-    let state: NodeState = serde_json::from_str(&answer.body).unwrap();
+    PeerKey::new(b"same")
+        .verify_response("n2", &auth.nonce, &SignedAnswer::of(&answer))
+        .expect("signed by n2 for this request");
+    let state: NodeState = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(state.node, "n2");
     assert!(!state.holds_lease && !state.acting && state.intent_at.is_none());
     assert!(state.disruptive_findings.is_empty());
-    assert_eq!(ask(None).unwrap().status, 401);
-    assert_eq!(ask(Some("other")).unwrap().status, 401);
+    assert_eq!(ask(None, "n1").1.unwrap().status, 401);
+    assert_eq!(ask(Some("other"), "n1").1.unwrap().status, 401);
+    // A node of no cluster here, and n2 itself, are not peers.
+    assert_eq!(ask(Some("same"), "n9").1.unwrap().status, 401);
+    assert_eq!(ask(Some("same"), "n2").1.unwrap().status, 401);
+    // The engine's report publishes the counters on its next tick.
+    wait("two unknown senders counted", || {
+        n2.value(
+            "ocfs2_watchdog_peer_rejected_total{direction=\"request\",reason=\"unknown_node\"}",
+        ) == Some(2.0)
+    });
+    assert!(n2.has("ocfs2_watchdog_cluster_node_known{node=\"n2\"} 1"));
     // Not enforcing and nothing firing: no attempt yet, nothing held.
     wait("the engine's first report", || {
         n2.has("ocfs2_watchdog_lease_held{route=\"peers\"} 0")
@@ -249,4 +185,27 @@ fn the_state_endpoint_answers_the_lease_state_to_the_token_only() {
     assert!(
         n2.has("ocfs2_watchdog_lease_acquisitions_total{route=\"peers\",result=\"acquired\"} 0")
     );
+}
+
+#[test]
+fn the_peer_listener_binds_once_its_address_is_free() {
+    let base = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Something holds n1's peer address when its daemon starts.
+    let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let mut n1 = node(base.path(), "n1", port, "same");
+    let mut n2 = node(base.path(), "n2", port, "same");
+    n1.start();
+    n2.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(n2.metrics().contains(&format!(
+        "ocfs2_watchdog_cluster_peer_up{{peer=\"n1\",address=\"127.0.0.2:{port}\"}} 0"
+    )));
+    drop(squatter);
+    // The retry backs off 1 s doubling: the next one is at most 4 s away.
+    wait("n1 listening after the retry", || {
+        n2.metrics().contains(&format!(
+            "ocfs2_watchdog_cluster_peer_up{{peer=\"n1\",address=\"127.0.0.2:{port}\"}} 1"
+        ))
+    });
 }

@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
+    /// This node's name in /etc/ocfs2/cluster.conf, used in maintenance
+    /// records and the peer protocol; unset: the short hostname. A name
+    /// that is not in cluster.conf is reported
+    /// (`ocfs2_watchdog_cluster_node_known`) and holds lease-needing
+    /// actions.
+    pub node_name: Option<String>,
     /// File holding the shared cluster token (same on every node). Unset:
     /// no peer protocol; whatever needs the peers fails closed.
     pub token_file: Option<PathBuf>,
@@ -17,9 +23,11 @@ pub struct ClusterConfig {
     /// `host:port` to listen on; unset: this node's interconnect address
     /// from cluster.conf with `port`.
     pub listen: Option<String>,
-    /// How often each peer is asked (and the timeout of one request).
+    /// How often each peer is asked.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// The total deadline of one peer request: connecting, sending and
+    /// the whole answer (at most 64 KiB).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// How many nodes of the cluster may hold the lease for disruptive
@@ -30,6 +38,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
+            node_name: None,
             token_file: None,
             port: 9786,
             listen: None,

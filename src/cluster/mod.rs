@@ -9,13 +9,17 @@
 //! the small HTTP/1.1 client the CLI and the peers use. `peers.rs` is the
 //! peer protocol: every daemon serves its maintenance record on the
 //! interconnect and pulls the others' (`[cluster]`, `config.rs`), so
-//! maintenance set or cleared on one node holds or frees every node.
+//! maintenance set or cleared on one node holds or frees every node;
+//! `peer_auth.rs` authenticates both directions of it and `peer_server.rs`
+//! is its listener.
 
 pub mod admin;
 pub mod client;
 pub mod config;
 pub mod lease;
 pub mod maintenance;
+pub mod peer_auth;
+pub mod peer_server;
 pub mod peers;
 pub mod tools;
 

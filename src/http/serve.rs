@@ -17,6 +17,7 @@
 //! Handlers are bounded separately by the router's `request_timeout`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,7 +105,7 @@ pub async fn serve(
             accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let (stream, caller) = match accepted {
+        let (stream, caller, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(error = %error, "Cannot accept a connection.");
@@ -127,17 +128,17 @@ pub async fn serve(
             stats.open.fetch_add(1, Ordering::Relaxed);
             match stream {
                 Stream::Plain(tcp) => {
-                    connection(tcp, caller, router, deadlines, &stats, closed).await;
+                    connection(tcp, caller, peer, router, deadlines, &stats, closed).await;
                 }
                 Stream::Unix(unix) => {
-                    connection(unix, caller, router, deadlines, &stats, closed).await;
+                    connection(unix, caller, peer, router, deadlines, &stats, closed).await;
                 }
                 Stream::Tls(tcp, store) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(store.server_config());
                     match tokio::time::timeout(deadlines.tls_handshake, acceptor.accept(tcp)).await
                     {
                         Ok(Ok(tls)) => {
-                            connection(tls, caller, router, deadlines, &stats, closed).await;
+                            connection(tls, caller, peer, router, deadlines, &stats, closed).await;
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(caller = %caller.0, error = %error, "TLS handshake failed.");
@@ -169,23 +170,27 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<(Stream, Caller)> {
+/// The accepted stream, its caller for logs and audit lines, and its
+/// socket address on TCP (the peer protocol checks it against the sender's
+/// cluster.conf `ip_address`).
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Caller, Option<SocketAddr>)> {
     match listener {
         Listener::Tcp(tcp) => {
             let (stream, peer) = tcp.accept().await?;
-            Ok((Stream::Plain(stream), Caller(peer.to_string())))
+            Ok((Stream::Plain(stream), Caller(peer.to_string()), Some(peer)))
         }
         Listener::Tls(tcp, store) => {
             let (stream, peer) = tcp.accept().await?;
             Ok((
                 Stream::Tls(stream, Arc::clone(store)),
                 Caller(peer.to_string()),
+                Some(peer),
             ))
         }
         Listener::Unix(unix) => {
             let (stream, _) = unix.accept().await?;
             let caller = Caller::of_unix(&stream);
-            Ok((Stream::Unix(stream), caller))
+            Ok((Stream::Unix(stream), caller, None))
         }
     }
 }
@@ -194,6 +199,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Caller)> {
 async fn connection<I>(
     io: I,
     caller: Caller,
+    peer: Option<SocketAddr>,
     router: Router,
     deadlines: Deadlines,
     stats: &ListenerStats,
@@ -212,6 +218,9 @@ async fn connection<I>(
             use tower_service::Service as _;
             let mut router = router.clone();
             request.extensions_mut().insert(ConnectInfo(caller.clone()));
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(ConnectInfo(peer));
+            }
             let in_flight = InFlight::begin(&activity);
             async move {
                 let response = router.call(request.map(axum::body::Body::new)).await;

@@ -56,6 +56,9 @@ pub struct Report {
     pub unhealthy_nodes: u32,
     /// The peers as last asked; `None` without a cluster token.
     pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
+    /// The node's cluster identity and the peer protocol's rejections; `None`
+    /// for an engine without them (`--once` sets its own).
+    pub peer_protocol: Option<crate::cluster::peer_auth::PeerMetrics>,
     /// The cluster lease (an engine without one, `--once`: nothing held,
     /// never asked).
     pub lease: Option<crate::cluster::lease::LeaseView>,
@@ -170,6 +173,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
             .as_ref()
             .filter(|p| p.enabled())
             .map(|p| p.views()),
+        peer_protocol: engine.peers.as_ref().map(|p| p.metrics()),
         startup_grace_seconds: engine
             .grace
             .remaining(now)
@@ -319,6 +323,7 @@ impl Report {
             .with(&[], self.state_errors as f64),
         ];
         families.extend(self.lease.clone().unwrap_or_default().families());
+        families.extend(self.peer_protocol.iter().flat_map(|p| p.families()));
         families
     }
 }

@@ -175,3 +175,5 @@ def write_cluster_token(lab: Lab) -> None:
     """The token file every daemon of the run reads (same on every node)."""
     (lab.share / "lab").mkdir(parents=True, exist_ok=True)
     (lab.share / "lab" / "cluster-token").write_text("lab-cluster-token-0123456789abcdef\n")
+    # The daemon refuses a token file that group or others can read.
+    (lab.share / "lab" / "cluster-token").chmod(0o600)

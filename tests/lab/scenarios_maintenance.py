@@ -55,7 +55,8 @@ def scenario_maintenance_resize(lab: Lab) -> None:
     # Admin tokens: 32 bytes or more, in a file only root can read.
     (lab.share / "cfg" / "admin-token").write_text("lab-admin-token-" + "0" * 32 + "\n")
     (lab.share / "cfg" / "admin-token").chmod(0o600)
-    (lab.share / "cfg" / "cluster-token").write_text("lab-cluster-token\n")
+    (lab.share / "cfg" / "cluster-token").write_text("lab-cluster-token-" + "0" * 32 + "\n")
+    (lab.share / "cfg" / "cluster-token").chmod(0o600)
     for guest in (n1, n2):
         guest.start_daemon(daemon_config(guest.name, EXPECTED + ENFORCE + CLUSTER))
     for guest, peer in ((n1, "n2"), (n2, "n1")):

@@ -6,11 +6,13 @@
 //! mount it makes dies with the namespace and `/proc/1/mountinfo` is the
 //! test's own table (as the daemon reads it on a host). `fixtures` runs the
 //! binary's `--once` on a fixture tree, `samples` reads what it printed, and
-//! `copy_tree`/`wait_for` are the file and polling helpers every test shares.
+//! `copy_tree`/`wait_for` are the file and polling helpers every test shares;
+//! `cluster` starts daemons with peers.
 
 #![allow(dead_code)]
 
 pub mod ci;
+pub mod cluster;
 pub mod fixtures;
 pub mod kubelet;
 pub mod samples;

@@ -72,15 +72,19 @@ pub enum LeaseResult {
     Busy,
     PeersUnreachable,
     NoToken,
+    /// This node's name is not a node of cluster.conf (or cluster.conf
+    /// cannot be read): nobody knows who it is, it holds.
+    NodeUnknown,
     Error,
 }
 
 impl LeaseResult {
-    pub const ALL: [LeaseResult; 5] = [
+    pub const ALL: [LeaseResult; 6] = [
         LeaseResult::Acquired,
         LeaseResult::Busy,
         LeaseResult::PeersUnreachable,
         LeaseResult::NoToken,
+        LeaseResult::NodeUnknown,
         LeaseResult::Error,
     ];
 
@@ -90,6 +94,7 @@ impl LeaseResult {
             LeaseResult::Busy => "busy",
             LeaseResult::PeersUnreachable => "peers_unreachable",
             LeaseResult::NoToken => "no_token",
+            LeaseResult::NodeUnknown => "node_unknown",
             LeaseResult::Error => "error",
         }
     }
@@ -118,6 +123,10 @@ pub trait PeerAsker: Send + Sync {
     fn has_token(&self) -> bool;
     /// This node's number and its peers, from cluster.conf.
     fn members(&self) -> Result<(u8, Vec<Member>), String>;
+    /// `Ok` when this node's name is a node of cluster.conf; else why not.
+    fn node_known(&self) -> Result<(), String> {
+        self.members().map(|_| ())
+    }
     /// Each member's `GET /cluster/v1/state`, in order, asked at once.
     fn ask_states(&self, members: &[Member]) -> Vec<Result<NodeState, String>>;
 }
@@ -213,12 +222,19 @@ impl Lease {
     pub fn acquire(&self, plan: &Plan, context: &Context) -> Result<Grant, Denied> {
         let started = Instant::now();
         let route = Route::for_plan(plan, context.stack_online);
-        let result = match (route, &context.dlm_untrusted) {
-            (Route::Dlmfs, None) => self.by_dlmfs(context),
-            (Route::Dlmfs, Some(why)) => {
+        // Fail closed before either route: a node that is not itself in
+        // cluster.conf cannot be told apart by its peers.
+        let result = match (route, &context.dlm_untrusted, self.peers.node_known()) {
+            (_, _, Err(why)) => Err(Denied {
+                route,
+                result: LeaseResult::NodeUnknown,
+                reason: why,
+            }),
+            (Route::Dlmfs, None, Ok(())) => self.by_dlmfs(context),
+            (Route::Dlmfs, Some(why), Ok(())) => {
                 self.by_peers(context, Some(format!("the DLM cannot be trusted ({why})")))
             }
-            (Route::Peers, _) => self.by_peers(context, None),
+            (Route::Peers, _, Ok(())) => self.by_peers(context, None),
         };
         self.account(&result, route, started.elapsed());
         result

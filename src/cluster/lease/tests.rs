@@ -359,3 +359,44 @@ fn an_untrusted_dlm_is_not_asked_the_peers_are() {
     );
     assert!(taken.lock().unwrap().is_empty(), "the DLM was asked");
 }
+
+/// A node whose name is not in cluster.conf.
+struct Stranger;
+
+impl PeerAsker for Stranger {
+    fn has_token(&self) -> bool {
+        true
+    }
+
+    fn members(&self) -> Result<(u8, Vec<Member>), String> {
+        Err("this node (x, [cluster] node_name) is not a node of cluster.conf".into())
+    }
+
+    fn ask_states(&self, _members: &[Member]) -> Vec<Result<NodeState, String>> {
+        panic!("a node unknown to cluster.conf asks nobody")
+    }
+}
+
+#[test]
+fn a_node_missing_from_cluster_conf_is_held_on_either_route() {
+    let lease = Lease::new(
+        1,
+        Duration::from_secs(2),
+        Box::new(FakeDlm::default()),
+        Arc::new(Stranger),
+        LocalState::new("x"),
+    );
+    for (plan, context, route) in [
+        (relogin(), online(), Route::Dlmfs),
+        (restart(), online(), Route::Peers),
+        (relogin(), offline(), Route::Peers),
+    ] {
+        let denied = lease.acquire(&plan, &context).err().expect("denied");
+        assert_eq!(denied.result, LeaseResult::NodeUnknown);
+        assert_eq!(denied.route, route);
+        assert!(denied.reason.contains("not a node of cluster.conf"));
+    }
+    let view = lease.view(Instant::now());
+    assert!(view.attempts.contains(&("dlmfs", "node_unknown", 1)));
+    assert!(view.held.is_empty());
+}

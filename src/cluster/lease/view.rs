@@ -71,7 +71,7 @@ impl LeaseView {
         }
         let mut attempts = Family::counter(
             "ocfs2_watchdog_lease_acquisitions",
-            "Attempts to take the cluster lease before a disruptive action, by route and result (acquired, busy, peers_unreachable, no_token, error).",
+            "Attempts to take the cluster lease before a disruptive action, by route and result (acquired, busy, peers_unreachable, no_token, node_unknown, error).",
         );
         for route in [Route::Dlmfs, Route::Peers] {
             for result in LeaseResult::ALL {
