@@ -138,7 +138,11 @@ pub enum StateDirError {
         "state_dir {path} is owned by uid {owner}, not by this daemon (uid {euid}); \
          fix it with `chown {euid} {path}`"
     )]
-    Owner { path: PathBuf, owner: u32, euid: u32 },
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
     #[error(
         "state_dir {path} has mode {mode:04o}: group or other may write it and plant \
          files or links the daemon would use; fix it with `chmod 0700 {path}`"
@@ -281,7 +285,10 @@ mod tests {
         }
         std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
         let error = check_state_dir(dir.path()).unwrap_err();
-        assert!(matches!(error, StateDirError::Owner { owner: 65534, .. }), "{error}");
+        assert!(
+            matches!(error, StateDirError::Owner { owner: 65534, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("chown 0"), "{error}");
     }
 }

@@ -58,7 +58,10 @@ mod tests {
         );
         // Ambiguity: a literal backslash-n is not the same as a newline.
         assert_eq!(Escaped("a\\nb").to_string(), "a\\\\nb");
-        assert_eq!(Escaped("x\u{2028}y\u{202e}").to_string(), "x\\u{2028}y\\u{202e}");
+        assert_eq!(
+            Escaped("x\u{2028}y\u{202e}").to_string(),
+            "x\\u{2028}y\\u{202e}"
+        );
     }
 
     #[test]

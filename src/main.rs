@@ -241,6 +241,7 @@ fn run(
             address = %address,
             tls = security.tls.is_some(),
             auth = security.auth.is_some(),
+            details_hidden = security.redact_details,
             version = env!("CARGO_PKG_VERSION"),
             "Listening."
         );
