@@ -1,7 +1,7 @@
 //! `--check-config` as an operator meets it: errors name their key and say
 //! what a valid value looks like, the admin token must exist, the sampler
 //! interval must fit systemd's watchdog, and every rule's effective settings
-//! are printed.
+//! are printed, and a state directory others may write is refused.
 
 use std::process::{Command, Output};
 
@@ -88,4 +88,34 @@ fn the_printed_configuration_shows_every_rule() {
     let path = dir.path().join("printed.toml");
     std::fs::write(&path, &stdout).unwrap();
     ocfs2_watchdog::config::Config::load(&path).unwrap();
+}
+
+#[test]
+fn a_state_dir_others_may_write_is_refused_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let config = format!("state_dir = {:?}\n", state.display().to_string());
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (output, _, stderr) = check(&config, &[]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 0700 {}", state.display())),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (output, _, stderr) = check(&config, &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // A missing one is fine: the daemon creates it 0700.
+    let missing = format!(
+        "state_dir = {:?}\n",
+        dir.path().join("new").display().to_string()
+    );
+    let (output, _, stderr) = check(&missing, &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !dir.path().join("new").exists(),
+        "--check-config creates nothing"
+    );
 }
