@@ -236,6 +236,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scratch_directories_are_private_and_unpredictable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let one = scratch_dir("ocfs2-watchdog-status-").unwrap();
+        let two = scratch_dir("ocfs2-watchdog-status-").unwrap();
+        assert_ne!(one.path(), two.path());
+        let name = one
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.ends_with(&std::process::id().to_string()), "{name}");
+        let mode = std::fs::metadata(one.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A link planted at the old fixed name is not what is used.
+        let old =
+            std::env::temp_dir().join(format!("ocfs2-watchdog-status.{}", std::process::id()));
+        assert!(one.path() != old && two.path() != old);
+        let path = one.path().to_path_buf();
+        drop(one);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn the_helper_keeps_the_global_flags_and_runs_status_in_process() {
         let args = [
             "--config",
