@@ -361,7 +361,7 @@ impl Engine {
         } else {
             let started = Instant::now();
             let outcome = self.execute(rule, &finding.target, plan);
-            tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
+            tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %crate::logtext::Escaped(outcome.detail()), "Remediation decision.");
             outcome
         };
         // Not run (state or audit unwritable): the lease goes back now.
