@@ -336,22 +336,34 @@ pub fn pop_layer(path: &Path, planned: u32, shared: bool) -> Result<(), PopError
 }
 
 fn still_on_top(path: &Path, planned: u32) -> Result<(), PopError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => return Err(PopError::Moved(Moved::Link)),
-        Ok(_) => {}
-        Err(e) => return Err(PopError::Moved(Moved::Unreadable(e.to_string()))),
-    }
-    match top_mount_id(path) {
-        Ok(found) if found == u64::from(planned) => Ok(()),
-        Ok(found) => Err(PopError::Moved(Moved::Other { planned, found })),
+    match top_mount(path) {
+        Ok(Top::Link) => Err(PopError::Moved(Moved::Link)),
+        Ok(Top::Mount(found)) if found == u64::from(planned) => Ok(()),
+        Ok(Top::Mount(found)) => Err(PopError::Moved(Moved::Other { planned, found })),
         Err(e) => Err(PopError::Moved(Moved::Unreadable(e.to_string()))),
     }
 }
 
+/// What `path` names, its last component not followed.
+enum Top {
+    Link,
+    /// The id of the mount on top there.
+    Mount(u64),
+}
+
 /// The id of the mount on top at `path` (the last component not followed):
 /// `statx` `STATX_MNT_ID` (Linux 5.8), else the top layer in
-/// `/proc/self/mountinfo`.
+/// `/proc/self/mountinfo`. An error when `path` is a symbolic link.
 pub fn top_mount_id(path: &Path) -> std::io::Result<u64> {
+    match top_mount(path)? {
+        Top::Mount(id) => Ok(id),
+        Top::Link => Err(std::io::Error::other("the path is a symbolic link")),
+    }
+}
+
+/// One `statx` answers both (each path walk over a deep stack costs a
+/// lookup per layer, and a pop already pays one in `umount2`).
+fn top_mount(path: &Path) -> std::io::Result<Top> {
     use std::os::unix::ffi::OsStrExt as _;
     let name = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -364,22 +376,25 @@ pub fn top_mount_id(path: &Path) -> std::io::Result<u64> {
             libc::AT_FDCWD,
             name.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
-            libc::STATX_MNT_ID,
+            libc::STATX_TYPE | libc::STATX_MNT_ID,
             &mut buf,
         )
     };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    if u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(Top::Link);
+    }
     if buf.stx_mask & libc::STATX_MNT_ID != 0 {
-        return Ok(buf.stx_mnt_id);
+        return Ok(Top::Mount(buf.stx_mnt_id));
     }
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
     let table = parse_mountinfo(&text);
     TableIndex::new(&table.entries)
         .layers(&path.to_string_lossy())
         .first()
-        .map(|top| u64::from(top.id))
+        .map(|top| Top::Mount(u64::from(top.id)))
         .ok_or_else(|| std::io::Error::other("nothing is mounted there"))
 }
 
