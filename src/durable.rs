@@ -79,18 +79,32 @@ pub fn open_read(path: &Path) -> std::io::Result<File> {
         .map_err(|e| link_error(path, e))
 }
 
+/// Largest state file read whole (they are a few KiB; a bigger one is not
+/// the daemon's and is refused rather than read into memory).
+pub const MAX_STATE_FILE: u64 = 16 << 20;
+
 /// The whole of `path`, read without following a symbolic link.
 pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    open_read(path)?.read_to_end(&mut bytes)?;
+    open_read(path)?
+        .take(MAX_STATE_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_STATE_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {MAX_STATE_FILE} bytes; not a state file of this daemon",
+                path.display()
+            ),
+        ));
+    }
     Ok(bytes)
 }
 
 /// The whole of `path` as text, read without following a symbolic link.
 pub fn read_to_string(path: &Path) -> std::io::Result<String> {
-    let mut text = String::new();
-    open_read(path)?.read_to_string(&mut text)?;
-    Ok(text)
+    String::from_utf8(read(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// `O_NOFOLLOW` on a link fails with `ELOOP`, whose text ("too many levels
@@ -249,6 +263,18 @@ mod tests {
         let error = read_to_string(&path).unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[test]
+    fn an_oversized_state_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let file = File::create(&path).unwrap();
+        file.set_len(MAX_STATE_FILE + 1).unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+        file.set_len(MAX_STATE_FILE).unwrap();
+        assert_eq!(read(&path).unwrap().len() as u64, MAX_STATE_FILE);
     }
 
     #[test]

@@ -119,3 +119,48 @@ fn a_state_dir_others_may_write_is_refused_naming_the_fix() {
         "--check-config creates nothing"
     );
 }
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_state_dir_others_may_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("config.toml");
+    let config = format!(
+        "state_dir = {:?}\n[web]\nlisten_address = \"127.0.0.1:0\"\n[kernel_log]\nenabled = false\n",
+        state.display().to_string()
+    );
+    std::fs::write(&path, config).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It stops before its first snapshot; a daemon that started anyway is
+    // killed after a generous margin and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut daemon.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the daemon started: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("chmod 0700"), "{stderr}");
+    // Nothing was written into it.
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
+}
