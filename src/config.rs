@@ -293,6 +293,11 @@ pub struct WebConfig {
     pub config_file: Option<PathBuf>,
     /// Where metrics are served; `--web.telemetry-path` overrides it.
     pub telemetry_path: String,
+    /// Show audit callers, kernel log text and iSCSI names on `/` and
+    /// `/status` even when the listener is not loopback and asks for no
+    /// credentials (they are left out then by default: anyone who reaches
+    /// the port could read them).
+    pub show_sensitive_details: bool,
 }
 
 impl Default for WebConfig {
@@ -306,6 +311,7 @@ impl Default for WebConfig {
             limits: WebLimitsConfig::default(),
             config_file: None,
             telemetry_path: "/metrics".to_string(),
+            show_sensitive_details: false,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod durable;
 pub mod host;
 pub mod http;
 pub mod kernel_log;
+pub mod logtext;
 pub mod metrics;
 pub mod once;
 pub mod probe;

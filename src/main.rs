@@ -100,6 +100,12 @@ fn main() -> ExitCode {
         }
     }
     if args.check_config {
+        // An existing state directory others may write is refused here as
+        // at start; a missing one is created 0700 by the daemon.
+        if let Err(error) = ocfs2_watchdog::durable::check_state_dir(&config.state_dir.0) {
+            eprintln!("ocfs2-watchdog: configuration error: {error}");
+            return ExitCode::from(2);
+        }
         print!("{}", config.to_toml());
         print!("{}", rules::effective::render(&config.remediation));
         return check_action_namespace(&args, &config);
@@ -160,6 +166,10 @@ fn run(
         print!("{text}");
         return Ok(());
     }
+    // Before anything writes root's state there (the kernel-log position
+    // is the first): a directory others may write could hold their links.
+    ocfs2_watchdog::durable::ensure_state_dir(&config.state_dir.0)
+        .context("the state directory is not safe to use")?;
     let config = Arc::new(config);
     let ctx = Arc::new(Context::new(args.host_paths(), Arc::clone(&config)));
     // Start following the kernel log now, not at the first tick.
@@ -274,6 +284,7 @@ fn run(
             address = %bound,
             tls = security.tls.is_some(),
             auth = security.auth.is_some(),
+            details_hidden = security.redact_details,
             version = env!("CARGO_PKG_VERSION"),
             "Listening."
         );

@@ -22,9 +22,7 @@ use crate::rules::Engine;
 
 /// The `/metrics` text of one snapshot plus the engine's dry-run report on it.
 pub fn render(config: &Config, paths: HostPaths) -> std::io::Result<String> {
-    let scratch = tempfile::Builder::new()
-        .prefix("ocfs2-watchdog-once-")
-        .tempdir()?;
+    let scratch = crate::status::command::scratch_dir("ocfs2-watchdog-once-")?;
     // The real pause file, copied with its time (the pause's age), so a
     // paused engine shows as paused; the control writes its own audit lines
     // into the scratch directory, never the real one. No admin API here.

@@ -39,8 +39,8 @@ pub fn log_maintenance(record: Option<&crate::cluster::maintenance::MaintenanceR
         .map_or(0.0, |d| d.as_secs_f64());
     match record {
         Some(r) if r.active && r.expires_at > now => tracing::warn!(
-            reason = %r.reason,
-            node = %r.node,
+            reason = %crate::logtext::Escaped(&r.reason),
+            node = %crate::logtext::Escaped(&r.node),
             expires_in_seconds = (r.expires_at - now).round(),
             "Starting in cluster maintenance: no action runs until it ends."
         ),

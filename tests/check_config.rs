@@ -2,7 +2,7 @@
 //! what a valid value looks like, the admin token must exist and follow the
 //! token rules, a telemetry path may not take a served route, the sampler
 //! interval must fit systemd's watchdog, and every rule's effective settings
-//! are printed.
+//! are printed, and a state directory others may write is refused.
 
 use std::process::{Command, Output};
 
@@ -166,4 +166,79 @@ fn the_printed_configuration_shows_every_rule() {
     let path = dir.path().join("printed.toml");
     std::fs::write(&path, &stdout).unwrap();
     ocfs2_watchdog::config::Config::load(&path).unwrap();
+}
+
+#[test]
+fn a_state_dir_others_may_write_is_refused_naming_the_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let config = format!("state_dir = {:?}\n", state.display().to_string());
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (output, _, stderr) = check(&config, &[]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 0700 {}", state.display())),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (output, _, stderr) = check(&config, &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    // A missing one is fine: the daemon creates it 0700.
+    let missing = format!(
+        "state_dir = {:?}\n",
+        dir.path().join("new").display().to_string()
+    );
+    let (output, _, stderr) = check(&missing, &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !dir.path().join("new").exists(),
+        "--check-config creates nothing"
+    );
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_state_dir_others_may_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("config.toml");
+    let config = format!(
+        "state_dir = {:?}\n[web]\nlisten_address = \"127.0.0.1:0\"\n[kernel_log]\nenabled = false\n",
+        state.display().to_string()
+    );
+    std::fs::write(&path, config).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It stops before its first snapshot; a daemon that started anyway is
+    // killed after a generous margin and fails the test.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut daemon.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the daemon started: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("chmod 0700"), "{stderr}");
+    // Nothing was written into it.
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0);
 }

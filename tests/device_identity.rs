@@ -77,6 +77,7 @@ impl Tree {
             command_prefix: Vec::new(),
             steps: None,
             unstack_ignore: Default::default(),
+            identity_include_loop: false,
         }
     }
 
@@ -126,6 +127,37 @@ fn uuid_and_label_resolve_from_superblocks_without_udev() {
         "no device carries volume",
     );
     refused(&tree, &spec("LABEL=nothing"), "labelled");
+}
+
+#[test]
+fn a_loop_device_with_the_right_label_is_not_chosen_by_default() {
+    let tree = Tree::new();
+    // Anyone allowed to set up a loop device can give it this superblock.
+    tree.device("loop3", &image("blocksize-1024.bin"), &[]);
+    refused(&tree, &spec("LABEL=\"lab vol 1024\""), "labelled");
+    refused(
+        &tree,
+        &spec(&format!("UUID={VOL_1024}")),
+        "no device carries volume",
+    );
+    let named = MountSpec {
+        uuid: Some(VOL_1024.into()),
+        allow_kernel_name: true,
+        ..spec("/dev/loop3")
+    };
+    refused(&tree, &named, "identity_include_loop");
+    // The real disk with the label is still found next to it.
+    tree.device("sdc", &image("blocksize-1024.bin"), &[]);
+    let ready = remount::check(&tree.host(), &spec("LABEL=\"lab vol 1024\"")).unwrap();
+    assert_eq!(ready.device, tree.dev("sdc"));
+    // Configured in: the loop device is a candidate like any other (two
+    // devices with one volume now: refused as a clone, not ignored).
+    let host = HostActions {
+        identity_include_loop: true,
+        ..tree.host()
+    };
+    let why = remount::check(&host, &spec("LABEL=\"lab vol 1024\"")).unwrap_err();
+    assert!(why.to_string().contains("on 2 devices"), "{why}");
 }
 
 #[test]
@@ -349,12 +381,20 @@ fn real_ocfs2_volumes_on_loop_devices() {
     devices.iter().for_each(|d| expose(d));
     let target = dir.path().join("mnt");
     std::fs::create_dir_all(&target).unwrap();
-    let executor = DryRunExecutor(HostActions {
+    // These volumes are on loop devices, which the scan leaves out unless
+    // told otherwise (shown just below).
+    let host = HostActions {
         paths: HostPaths::new("/".into(), None, Some(sys.clone())),
         timeout: Duration::from_secs(10),
         command_prefix: Vec::new(),
         steps: None,
         unstack_ignore: Default::default(),
+        identity_include_loop: true,
+    };
+    let executor = DryRunExecutor(host.clone());
+    let by_default = DryRunExecutor(HostActions {
+        identity_include_loop: false,
+        ..host
     });
     let uuid_a = blkid_uuid(&devices[0]);
     let plan = |source: String, uuid: Option<&str>, allow: bool| {
@@ -367,6 +407,12 @@ fn real_ocfs2_volumes_on_loop_devices() {
             allow_kernel_name: allow,
         })
     };
+    // By default a loop device with the right label is not a candidate.
+    let outcome = by_default.execute(&plan("LABEL=loop b".into(), None, false));
+    assert!(
+        matches!(&outcome, Outcome::PreconditionChanged(why) if why.contains("labelled")),
+        "{outcome:?}"
+    );
     // By UUID (as blkid prints it) and by label, without udev links.
     let outcome = executor.execute(&plan(format!("UUID={uuid_a}"), None, false));
     assert!(

@@ -246,6 +246,7 @@ fn run_cases(lab: &Lab, state: &Path, uuid: &str) {
         command_prefix: Vec::new(),
         steps: Some(StepLog::new(state, "enforce")),
         unstack_ignore: Default::default(),
+        identity_include_loop: false,
     };
     let executor = RealExecutor(host);
     let plan = |stop: &[&str], timeouts| Plan::RestartO2cb {

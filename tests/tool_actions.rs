@@ -148,6 +148,7 @@ fn iscsi_relogin_and_heartbeat_kill_run_the_right_tools() {
         command_prefix: Vec::new(),
         steps: None,
         unstack_ignore: Default::default(),
+        identity_include_loop: false,
     });
     let relogin = Plan::IscsiRelogin {
         session: "session1".into(),

@@ -113,6 +113,7 @@ fn patterns_reloaded_after_the_decision_keep_the_stack() {
         budget_ms: 10_000,
         command_prefix: Vec::new(),
         unstack_ignore,
+        identity_include_loop: false,
     };
     let reply = answer(&request(ignore.patterns()));
     assert_eq!(reply.outcome, "precondition_changed", "{reply:?}");

@@ -40,6 +40,10 @@ pub struct HelperRequest {
     /// `[mounts] unstack_ignore` in force when the daemon sent the plan.
     #[serde(default)]
     pub unstack_ignore: Vec<String>,
+    /// `[remediation] identity_include_loop`; a daemon that does not send
+    /// it gets the safe default (loop devices left out).
+    #[serde(default)]
+    pub identity_include_loop: bool,
 }
 
 /// What the helper answers on stdout.
@@ -135,6 +139,7 @@ pub fn answer(request: &HelperRequest) -> HelperReply {
         // the helper has no audit file of its own.
         steps: None,
         unstack_ignore: super::unstack::UnstackIgnore::new(request.unstack_ignore.clone()),
+        identity_include_loop: request.identity_include_loop,
     };
     let outcome = executor_for(request.mode, host).execute(plan);
     HelperReply::from_outcome(&outcome)
@@ -179,6 +184,7 @@ mod tests {
             budget_ms: 240_000,
             command_prefix: vec![],
             unstack_ignore: vec![],
+            identity_include_loop: false,
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(
@@ -207,6 +213,7 @@ mod tests {
             budget_ms: 1000,
             command_prefix: vec![],
             unstack_ignore: vec![],
+            identity_include_loop: false,
         };
         let reply = answer(&request);
         assert_eq!(reply.outcome, "probe");

@@ -129,6 +129,7 @@ impl HostNamespace {
             budget_ms: 10_000,
             command_prefix: Vec::new(),
             unstack_ignore: Vec::new(),
+            identity_include_loop: false,
         };
         let reply = host
             .run(&probe, Duration::from_secs(10))
@@ -251,6 +252,7 @@ pub struct HostNamespaceExecutor {
     action_timeout: Duration,
     command_prefix: Vec<String>,
     unstack_ignore: UnstackIgnore,
+    identity_include_loop: bool,
 }
 
 impl HostNamespaceExecutor {
@@ -261,6 +263,7 @@ impl HostNamespaceExecutor {
             action_timeout: config.action_timeout,
             command_prefix: config.command_prefix.clone(),
             unstack_ignore: UnstackIgnore::default(),
+            identity_include_loop: config.identity_include_loop,
         }
     }
 
@@ -292,6 +295,7 @@ impl Executor for HostNamespaceExecutor {
             budget_ms: millis(budget),
             command_prefix: self.command_prefix.clone(),
             unstack_ignore: self.unstack_ignore.patterns(),
+            identity_include_loop: self.identity_include_loop,
         };
         match self.host.run(&request, budget) {
             Ok(reply) if reply.mount_namespace != self.host.id() => Outcome::Failed(format!(

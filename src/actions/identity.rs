@@ -72,6 +72,11 @@ pub enum IdentityError {
         count: usize,
         volumes: String,
     },
+    #[error(
+        "{source_name} ({name}) is a loop device, left out of the device scan \
+         ([remediation] identity_include_loop = true reads loop devices)"
+    )]
+    LoopDevice { source_name: String, name: String },
     #[error("{source_name} ({name}) carries no OCFS2 superblock")]
     NoSuperblock { source_name: String, name: String },
     #[error(
@@ -127,11 +132,27 @@ pub fn scan_deadline(host: &HostActions) -> Duration {
     host.timeout.min(Duration::from_secs(10))
 }
 
-/// Reads the superblock of every non-empty block device. `Err` when some
+/// Reads the superblock of every non-empty block device (loop devices only
+/// when `[remediation] identity_include_loop` is on). `Err` when some
 /// device did not answer in time: its volume is unknown, so nothing can be
 /// said about which devices carry a UUID.
 pub fn scan(host: &HostActions) -> Result<Vec<Carrier>, IdentityError> {
-    scan_names(host, &list_dir(&host.paths.sys("class/block")))
+    let class = host.paths.sys("class/block");
+    let names: Vec<String> = list_dir(&class)
+        .into_iter()
+        .filter(|name| host.identity_include_loop || !is_loop(&class, name))
+        .collect();
+    scan_names(host, &names)
+}
+
+/// A loop device or one of its partitions: a file anyone with the right to
+/// set up loop devices filled, not a disk. Kernel names are `loopN` and
+/// `loopNpM`; a bound device also has a `loop/` directory in sysfs.
+fn is_loop(class: &Path, name: &str) -> bool {
+    name.strip_prefix("loop")
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| c.is_ascii_digit())
+        || class.join(name).join("loop").is_dir()
 }
 
 /// Reads the superblocks of the named devices (kernel names), `BATCH` at a
@@ -316,6 +337,14 @@ pub fn locate(
         }
         Wanted::Device { source, name } => match found.iter().find(|c| &c.name == name) {
             Some(carrier) => carrier.identity.uuid.clone(),
+            None if !host.identity_include_loop
+                && is_loop(&host.paths.sys("class/block"), name) =>
+            {
+                return Err(IdentityError::LoopDevice {
+                    source_name: source.clone(),
+                    name: name.clone(),
+                })
+            }
             None => {
                 return Err(IdentityError::NoSuperblock {
                     source_name: source.clone(),
@@ -395,5 +424,18 @@ mod tests {
         // A cloned LUN outside multipath: two carriers.
         let cloned = [carrier("sdb", "AA", &[]), carrier("sde", "AA", &[])];
         assert_eq!(names(carriers_of(&cloned, "AA")), ["sdb", "sde"]);
+    }
+
+    #[test]
+    fn loop_devices_are_known_by_name_or_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("weird/loop")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sdb")).unwrap();
+        assert!(is_loop(dir.path(), "loop0"));
+        assert!(is_loop(dir.path(), "loop12p1"));
+        assert!(is_loop(dir.path(), "weird"));
+        assert!(!is_loop(dir.path(), "sdb"));
+        assert!(!is_loop(dir.path(), "loopy"));
+        assert!(!is_loop(dir.path(), "dm-0"));
     }
 }

@@ -215,6 +215,9 @@ pub struct HostActions {
     pub steps: Option<audit::StepLog>,
     /// `[mounts] unstack_ignore` as it stands now (SIGHUP reads it again).
     pub unstack_ignore: unstack::UnstackIgnore,
+    /// `[remediation] identity_include_loop`: loop devices count as volume
+    /// carriers in the identity scan.
+    pub identity_include_loop: bool,
 }
 
 /// A precondition re-checked on the host: `Ok(what will be done)` or
@@ -229,6 +232,7 @@ impl HostActions {
             command_prefix: config.command_prefix.clone(),
             steps: None,
             unstack_ignore: unstack::UnstackIgnore::default(),
+            identity_include_loop: config.identity_include_loop,
         }
     }
 
@@ -408,6 +412,7 @@ mod tests {
             command_prefix: Vec::new(),
             steps: None,
             unstack_ignore: unstack::UnstackIgnore::default(),
+            identity_include_loop: false,
         };
         let plans = one_plan_of_each_kind();
         for action in ACTIONS {

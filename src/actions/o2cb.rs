@@ -274,8 +274,8 @@ impl Transaction<'_> {
         // The services are gone: now nothing at all may hold the volumes.
         no_holders(self.host, volumes, &[])?;
         for volume in volumes.iter().rev() {
-            restore::still_mounted(self.host, volume)?;
-            restore::unmount(self.host, volume)?;
+            let planned = restore::still_mounted(self.host, volume)?;
+            restore::unmount(self.host, volume, planned)?;
             self.journal.push(Change::Unmounted(volume.clone()));
             self.done.push(format!("unmounted {}", volume.mountpoint));
         }

@@ -39,6 +39,14 @@ pub enum RestoreError {
     },
     #[error("{0} is no longer mounted")]
     Gone(String),
+    #[error("{mountpoint} now has mount {found} on top, not the planned {planned}")]
+    OtherMount {
+        mountpoint: String,
+        planned: u32,
+        found: u32,
+    },
+    #[error("{link} is a symbolic link now; {mountpoint} is not unmounted through it")]
+    Link { mountpoint: String, link: String },
     #[error("{mountpoint} is mounted ({fstype} {device}); never mount on top")]
     Occupied {
         mountpoint: String,
@@ -186,15 +194,17 @@ fn top_at(host: &HostActions, mountpoint: &str) -> Result<Option<MountEntry>, Re
         .map(|e| (*e).clone()))
 }
 
-/// The mount is still what the plan recorded (same volume, same root).
-pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
+/// The mount is still what the plan recorded (same volume, same root);
+/// the mount id (mountinfo field 1) of that layer, which `unmount` insists
+/// on finding there again.
+pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<u32, RestoreError> {
     match top_at(host, &mount.mountpoint)? {
         Some(top)
             if top.fstype == mount.fstype
                 && (top.major, top.minor) == mount.device
                 && top.root == mount.root =>
         {
-            Ok(())
+            Ok(top.id)
         }
         Some(top) => Err(RestoreError::Replaced {
             mountpoint: mount.mountpoint.clone(),
@@ -207,8 +217,45 @@ pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<(), Res
     }
 }
 
-pub fn unmount(host: &HostActions, mount: &RestoreMount) -> Result<(), RestoreError> {
+/// Unmounts the layer `planned` (the mount id `still_mounted` found) at the
+/// recorded mount point with the host's `umount` (libmount keeps its utab
+/// in step, and from a container the host's tool is the one that runs).
+/// Refused when a component of the path has become a symbolic link (the
+/// kernel reports canonical paths, so the record has none and `umount`
+/// would follow one elsewhere) or another mount is on top now.
+pub fn unmount(host: &HostActions, mount: &RestoreMount, planned: u32) -> Result<(), RestoreError> {
+    if let Some(link) = link_in(host, &mount.mountpoint) {
+        return Err(RestoreError::Link {
+            mountpoint: mount.mountpoint.clone(),
+            link: link.to_string_lossy().into_owned(),
+        });
+    }
+    match top_at(host, &mount.mountpoint)? {
+        Some(top) if top.id == planned => {}
+        Some(top) => {
+            return Err(RestoreError::OtherMount {
+                mountpoint: mount.mountpoint.clone(),
+                planned,
+                found: top.id,
+            })
+        }
+        None => return Err(RestoreError::Gone(mount.mountpoint.clone())),
+    }
     run(host, "umount", &[&tool_path(host, &mount.mountpoint)])
+}
+
+/// The first component of the host path `mountpoint` (below the host root)
+/// that is a symbolic link.
+fn link_in(host: &HostActions, mountpoint: &str) -> Option<std::path::PathBuf> {
+    let mut prefix = std::path::PathBuf::from("/");
+    for component in Path::new(mountpoint).components().skip(1) {
+        prefix.push(component);
+        let local = host.paths.root(&prefix);
+        if std::fs::symlink_metadata(&local).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Some(local);
+        }
+    }
+    None
 }
 
 /// Puts one mount back as recorded.

@@ -17,6 +17,13 @@
 //! every path ends with exactly one layer and none with zero (§7.4; tested
 //! in tests/remediation.rs). Private stacks are popped in batches with one
 //! re-read per batch, which keeps 4096 → 1 at about the cost of the syscalls.
+//! Every pop is for one layer named by its mount id (mountinfo field 1,
+//! from the last re-read): immediately before `MS_PRIVATE` and `umount2`
+//! the id on top at the path is read again (`statx` `STATX_MNT_ID`, the
+//! last component not followed) and a different one refuses the action as
+//! `precondition_changed`; `umount2` gets `UMOUNT_NOFOLLOW`. So a path
+//! swapped for a symbolic link, or a mount slipped on top, between the
+//! re-read and the syscall is never what gets unmounted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -113,6 +120,32 @@ pub enum UnstackError {
         popped: usize,
         error: nix::Error,
     },
+    #[error("{mountpoint} changed under the action after {popped} layers: {moved}; left as it is")]
+    Moved {
+        mountpoint: String,
+        popped: usize,
+        moved: Moved,
+    },
+}
+
+/// What is at the path is not the layer the pop was planned for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Moved {
+    #[error("mount {found} is on top, not {planned}")]
+    Other { planned: u32, found: u64 },
+    #[error("the path is a symbolic link now")]
+    Link,
+    #[error("cannot read the mount on top: {0}")]
+    Unreadable(String),
+}
+
+/// Why one layer was not popped.
+#[derive(Debug, thiserror::Error)]
+pub enum PopError {
+    #[error(transparent)]
+    Moved(Moved),
+    #[error(transparent)]
+    Syscall(nix::Error),
 }
 
 /// `[mounts] unstack_ignore` shared between the daemon's SIGHUP handler
@@ -190,6 +223,8 @@ pub fn duplicate_run<'a>(layers: &[&'a MountEntry]) -> Vec<&'a MountEntry> {
 struct Stack {
     total: usize,
     duplicates: usize,
+    /// Mount ids of the duplicate layers, top first.
+    ids: Vec<u32>,
     shared: bool,
 }
 
@@ -201,6 +236,7 @@ fn stack_at(host: &HostActions, path: &Path) -> Result<Stack, TableError> {
     Ok(Stack {
         total: layers.len(),
         duplicates: run.len(),
+        ids: run.iter().map(|e| e.id).collect(),
         shared: run.iter().any(|e| e.shared_group().is_some()),
     })
 }
@@ -263,30 +299,103 @@ pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> 
         // Propagation can remove layers here when a peer path is popped (and
         // the reverse): with shared layers, re-read before every pop.
         let batch = if stack.shared { 1 } else { BATCH };
-        for _ in 0..stack.duplicates.min(batch) {
-            pop(&path, stack.shared).map_err(|error| {
-                ActionError::failed(UnstackError::Pop {
+        for &planned in stack.ids.iter().take(batch) {
+            pop_layer(&path, planned, stack.shared).map_err(|error| match error {
+                PopError::Moved(moved) => ActionError::changed(UnstackError::Moved {
+                    mountpoint: mountpoint.to_string(),
+                    popped,
+                    moved,
+                }),
+                PopError::Syscall(error) => ActionError::failed(UnstackError::Pop {
                     mountpoint: mountpoint.to_string(),
                     popped,
                     error,
-                })
+                }),
             })?;
             popped += 1;
         }
     }
 }
 
-fn pop(path: &Path, shared: bool) -> nix::Result<()> {
+/// Pops the layer `planned` (a mount id) off `path`, refusing when another
+/// mount is on top there or the path has become a symbolic link.
+pub fn pop_layer(path: &Path, planned: u32, shared: bool) -> Result<(), PopError> {
     if shared {
+        still_on_top(path, planned)?;
         mount(
             None::<&str>,
             path,
             None::<&str>,
             MsFlags::MS_PRIVATE,
             None::<&str>,
-        )?;
+        )
+        .map_err(PopError::Syscall)?;
     }
-    umount2(path, MntFlags::empty())
+    still_on_top(path, planned)?;
+    umount2(path, MntFlags::UMOUNT_NOFOLLOW).map_err(PopError::Syscall)
+}
+
+fn still_on_top(path: &Path, planned: u32) -> Result<(), PopError> {
+    match top_mount(path) {
+        Ok(Top::Link) => Err(PopError::Moved(Moved::Link)),
+        Ok(Top::Mount(found)) if found == u64::from(planned) => Ok(()),
+        Ok(Top::Mount(found)) => Err(PopError::Moved(Moved::Other { planned, found })),
+        Err(e) => Err(PopError::Moved(Moved::Unreadable(e.to_string()))),
+    }
+}
+
+/// What `path` names, its last component not followed.
+enum Top {
+    Link,
+    /// The id of the mount on top there.
+    Mount(u64),
+}
+
+/// The id of the mount on top at `path` (the last component not followed):
+/// `statx` `STATX_MNT_ID` (Linux 5.8), else the top layer in
+/// `/proc/self/mountinfo`. An error when `path` is a symbolic link.
+pub fn top_mount_id(path: &Path) -> std::io::Result<u64> {
+    match top_mount(path)? {
+        Top::Mount(id) => Ok(id),
+        Top::Link => Err(std::io::Error::other("the path is a symbolic link")),
+    }
+}
+
+/// One `statx` answers both (each path walk over a deep stack costs a
+/// lookup per layer, and a pop already pays one in `umount2`).
+fn top_mount(path: &Path) -> std::io::Result<Top> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: all-zero is a valid `statx`; the kernel fills it in.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is a NUL-terminated path and `buf` a live, writable
+    // `statx` for the duration of the call.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_TYPE | libc::STATX_MNT_ID,
+            &mut buf,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK {
+        return Ok(Top::Link);
+    }
+    if buf.stx_mask & libc::STATX_MNT_ID != 0 {
+        return Ok(Top::Mount(buf.stx_mnt_id));
+    }
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let table = parse_mountinfo(&text);
+    TableIndex::new(&table.entries)
+        .layers(&path.to_string_lossy())
+        .first()
+        .map(|top| Top::Mount(u64::from(top.id)))
+        .ok_or_else(|| std::io::Error::other("nothing is mounted there"))
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl Maintenance {
     /// records and audit lines.
     pub fn open(state_dir: &Path, node: &str, audit: Arc<Mutex<AuditLog>>) -> Self {
         let path = state_dir.join(MAINTENANCE_FILE);
-        let (record, unreadable) = match std::fs::read(&path) {
+        let (record, unreadable) = match crate::durable::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<MaintenanceRecord>(&bytes) {
                 Ok(record) => (Some(record), None),
                 Err(e) => (
@@ -220,7 +220,7 @@ impl Maintenance {
         } else {
             format!("off (on {})", record.node)
         };
-        tracing::warn!(caller = %caller, detail = %detail, "Cluster maintenance changed.");
+        tracing::warn!(caller = %crate::logtext::Escaped(caller), detail = %crate::logtext::Escaped(&detail), "Cluster maintenance changed.");
         self.audit_line(outcome, caller, detail);
         Ok(record)
     }
@@ -266,7 +266,7 @@ impl Maintenance {
         if record.active && !inner.expiry_audited {
             inner.expiry_audited = true;
             drop(inner);
-            tracing::warn!(reason = %record.reason, node = %record.node, "Cluster maintenance expired; remediation may act again.");
+            tracing::warn!(reason = %crate::logtext::Escaped(&record.reason), node = %crate::logtext::Escaped(&record.node), "Cluster maintenance expired; remediation may act again.");
             self.audit_line(
                 AuditOutcome::MaintenanceOff,
                 "expiry",

@@ -93,7 +93,7 @@ async fn pause(
     }
     let caller = caller(&extensions);
     control.pause(&caller);
-    tracing::warn!(caller = %caller, "Remediation paused by an operator.");
+    tracing::warn!(caller = %crate::logtext::Escaped(&caller), "Remediation paused by an operator.");
     "paused\n".into_response()
 }
 
@@ -108,7 +108,7 @@ async fn resume(
     let caller = caller(&extensions);
     match control.resume(&caller) {
         Ok(()) => {
-            tracing::warn!(caller = %caller, "Remediation resumed by an operator.");
+            tracing::warn!(caller = %crate::logtext::Escaped(&caller), "Remediation resumed by an operator.");
             "resumed; give-ups stay until POST /reset\n".into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

@@ -6,7 +6,10 @@
 //! shared by every scrape of it.
 //!
 //! `/` is the human status page (`crate::status`), `/status` the same as
-//! JSON; both sit behind the same credentials as `/metrics`.
+//! JSON; both sit behind the same credentials as `/metrics`. Without
+//! credentials on a listener that is not loopback they leave out callers,
+//! kernel log text and iSCSI names (`Security::redact_details`,
+//! `status::redact`).
 //!
 //! Hardening (`[web]` config, see docs/deploy.md): optional TLS (`tls`),
 //! credentials for `/`, `/metrics` and `/status` (`auth`), a request body limit,
@@ -39,6 +42,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::sampler::Health;
 use crate::snapshot::Snapshot;
+use crate::status::redact::Redaction;
 pub use security::{Security, SecurityError};
 use telemetry::HttpStats;
 
@@ -108,7 +112,8 @@ pub fn router_with(
                 .no_deflate()
                 .no_zstd(),
         )
-        .layer(Extension(Arc::clone(&security.stats)));
+        .layer(Extension(Arc::clone(&security.stats)))
+        .layer(Extension(Redaction(security.redact_details)));
     if let Some(limiter) = &security.rate_limit {
         router = router.layer(axum::middleware::from_fn_with_state(
             Arc::clone(limiter),
@@ -254,9 +259,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn status(State(state): State<AppState>) -> Response {
+async fn status(
+    State(state): State<AppState>,
+    Extension(redaction): Extension<Redaction>,
+) -> Response {
     let snapshot = state.snapshots.borrow().clone();
-    Json(status_json(&snapshot)).into_response()
+    let mut document = status_json(&snapshot);
+    if redaction.0 {
+        crate::status::redact::redact_value(&mut document);
+    }
+    Json(document).into_response()
 }
 
 /// The `/status` document: what the latest snapshot says, for humans and tools.
@@ -282,9 +294,17 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
 }
 
 /// The human status page: the latest snapshot rendered, never the host.
-async fn status_page(State(state): State<AppState>) -> Html<String> {
+async fn status_page(
+    State(state): State<AppState>,
+    Extension(redaction): Extension<Redaction>,
+) -> Html<String> {
     let snapshot = state.snapshots.borrow().clone();
     // Refresh about every two snapshots, never faster than every 5 s.
     let refresh = (state.interval * 2).max(Duration::from_secs(5));
-    Html(crate::status::page(&snapshot, &state.check, refresh))
+    Html(crate::status::page_with(
+        &snapshot,
+        &state.check,
+        refresh,
+        redaction,
+    ))
 }

@@ -16,7 +16,7 @@ use super::auth::{self, ScrapeAuth};
 use super::serve;
 use super::telemetry::{HttpStats, RateLimiter};
 use super::tls::{self, CertStore};
-use crate::config::web_file::WebConfigFile;
+use crate::config::web_file::{ClientAuthType, WebConfigFile};
 use crate::config::{ConfigError, WebAuthConfig, WebConfig, WebLimitsConfig};
 
 /// Why the web configuration could not be put in force.
@@ -56,6 +56,9 @@ pub struct Security {
     pub telemetry_path: String,
     /// Requests served and refused, for the self-metrics.
     pub stats: Arc<HttpStats>,
+    /// `/` and `/status` leave out audit callers, kernel log text and iSCSI
+    /// names: anyone who reaches the port may read them (`redact_details`).
+    pub redact_details: bool,
 }
 
 impl Default for Security {
@@ -68,6 +71,7 @@ impl Default for Security {
             rate_limit: None,
             telemetry_path: "/metrics".to_string(),
             stats: Arc::default(),
+            redact_details: false,
         }
     }
 }
@@ -88,6 +92,8 @@ impl Security {
             telemetry_path: web.telemetry_path.clone(),
             ..Self::default()
         };
+        let mut client_verified = false;
+        let mut pages_excluded = false;
         match &web.config_file {
             None => {
                 security.tls = web.tls.as_ref().map(CertStore::load).transpose()?;
@@ -119,8 +125,17 @@ impl Security {
                     .rate_limit
                     .filter(|limit| !limit.interval.is_zero())
                     .map(|limit| Arc::new(RateLimiter::new(limit.interval, limit.burst)));
+                client_verified = file.tls_server_config.as_ref().is_some_and(|tls| {
+                    tls.client_auth_type == ClientAuthType::RequireAndVerifyClientCert
+                });
+                pages_excluded = file
+                    .basic_auth_excluded_paths
+                    .iter()
+                    .any(|path| path == "/" || path == "/status");
             }
         }
+        let authenticated = client_verified || (security.auth.is_some() && !pages_excluded);
+        security.redact_details = redact_details(web, authenticated);
         Ok(security)
     }
 
@@ -165,5 +180,58 @@ impl Security {
         )
         .await;
         Ok(())
+    }
+}
+
+/// Whether `/` and `/status` leave out callers, kernel log text and iSCSI
+/// names: yes on a listener others can reach that asks for no credentials,
+/// unless `[web] show_sensitive_details` says to show them anyway. A listen
+/// address that is not a loopback IP (or `localhost`) counts as reachable.
+pub fn redact_details(web: &WebConfig, authenticated: bool) -> bool {
+    !(web.show_sensitive_details || authenticated || is_loopback(&web.listen_address))
+}
+
+fn is_loopback(listen_address: &str) -> bool {
+    if let Ok(address) = listen_address.parse::<std::net::SocketAddr>() {
+        return address.ip().is_loopback();
+    }
+    listen_address
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_are_hidden_only_from_an_open_listener_others_reach() {
+        let web = |listen: &str, show: bool| WebConfig {
+            listen_address: listen.into(),
+            show_sensitive_details: show,
+            ..WebConfig::default()
+        };
+        for open in ["0.0.0.0:9784", "[::]:9784", "10.0.0.5:9784", "node1:9784"] {
+            assert!(redact_details(&web(open, false), false), "{open}");
+            assert!(!redact_details(&web(open, true), false), "{open}");
+            assert!(!redact_details(&web(open, false), true), "{open}");
+        }
+        for local in ["127.0.0.1:9784", "[::1]:9784", "localhost:9784"] {
+            assert!(!redact_details(&web(local, false), false), "{local}");
+        }
+    }
+
+    #[test]
+    fn the_default_listener_without_credentials_hides_details() {
+        let security = Security::from_config(&WebConfig::default()).unwrap();
+        assert!(security.redact_details);
+        let with_users = WebConfig {
+            auth: WebAuthConfig {
+                basic_auth_users: [("ops".to_string(), bcrypt::hash("pw", 4).unwrap())].into(),
+                bearer_token_file: None,
+            },
+            ..WebConfig::default()
+        };
+        assert!(!Security::from_config(&with_users).unwrap().redact_details);
     }
 }

@@ -57,7 +57,7 @@ pub fn state_path(dir: &Path) -> PathBuf {
 /// `Ok(None)` when there is no state yet (first start on this node).
 pub fn load(dir: &Path) -> Result<Option<PersistedState>, PersistError> {
     let path = state_path(dir);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::durable::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(PersistError::Read { path, source }),

@@ -81,6 +81,11 @@ pub struct RemediationConfig {
     /// A remount (`missing_mount`) takes the cluster lease too, so the
     /// nodes remount one at a time (`[cluster] max_concurrent_nodes`).
     pub serialize_remounts: bool,
+    /// The device scan that finds a volume's device for a remount (by
+    /// UUID=, LABEL= or path) reads loop devices too. Off by default: anyone
+    /// who can set up a loop device can give a file a superblock with the
+    /// right LABEL or UUID, and the watchdog would mount it.
+    pub identity_include_loop: bool,
     /// Per-rule overrides, keyed by rule name (docs/rules.md).
     pub rules: BTreeMap<String, RuleConfig>,
 }
@@ -100,6 +105,7 @@ impl Default for RemediationConfig {
             recent_audit_lines: 50,
             command_prefix: Vec::new(),
             serialize_remounts: false,
+            identity_include_loop: false,
             rules: BTreeMap::new(),
         }
     }

@@ -164,16 +164,12 @@ impl Control {
     /// Pauses; an existing pause keeps its start time.
     pub fn pause(&self, caller: &str) {
         if !self.paused() {
-            let written = self
-                .pause_file
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| {
-                    std::fs::write(
-                        &self.pause_file,
-                        format!("paused through POST /pause by {caller}\n"),
-                    )
-                });
+            // Atomic and link-safe like every state file: the pause file
+            // sits in the state directory root writes to.
+            let written = crate::durable::write_atomically(
+                &self.pause_file,
+                format!("paused through POST /pause by {caller}\n").as_bytes(),
+            );
             if let Err(e) = written {
                 tracing::warn!(file = %self.pause_file.display(), error = %e, "Paused in memory only: cannot write the pause file.");
                 lock(&self.api_paused).get_or_insert_with(SystemTime::now);

@@ -247,7 +247,7 @@ impl Engine {
     }
 
     pub(super) fn give_up(&mut self, key: &Key, why: String, now: Instant) {
-        tracing::warn!(rule = key.0, target = %key.1, reason = %why, "Remediation gave up; a human must fix it.");
+        tracing::warn!(rule = key.0, target = %key.1, reason = %crate::logtext::Escaped(&why), "Remediation gave up; a human must fix it.");
         self.history(key.clone(), now).gave_up = Some(why.clone());
         self.ledger_dirty = true;
         self.skip(key, AuditOutcome::GaveUp, Some(why), true, now);

@@ -152,7 +152,7 @@ impl Engine {
                 .since
                 .and_then(|since| SystemTime::now().duration_since(since).ok())
                 .map(|age| humantime::format_duration(Duration::from_secs(age.as_secs())));
-            tracing::warn!(age = %age.map_or("unknown".into(), |a| a.to_string()), reason = %pause.reason.unwrap_or_default(), "Remediation is paused: nothing is acted on until POST /resume or the pause file is removed.");
+            tracing::warn!(age = %age.map_or("unknown".into(), |a| a.to_string()), reason = %crate::logtext::Escaped(&pause.reason.unwrap_or_default()), "Remediation is paused: nothing is acted on until POST /resume or the pause file is removed.");
         }
         engine
     }
@@ -361,7 +361,7 @@ impl Engine {
         } else {
             let started = Instant::now();
             let outcome = self.execute(rule, &finding.target, plan);
-            tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %outcome.detail(), "Remediation decision.");
+            tracing::info!(rule, target = %finding.target, action = plan.action().name(), outcome = outcome.as_str(), seconds = started.elapsed().as_secs_f64(), detail = %crate::logtext::Escaped(outcome.detail()), "Remediation decision.");
             outcome
         };
         // Not run (state or audit unwritable): the lease goes back now.

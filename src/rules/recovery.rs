@@ -132,7 +132,7 @@ impl Engine {
                 &reset.caller,
                 None,
             );
-            tracing::warn!(rule = reset.rule, target = reset.target.as_deref().unwrap_or("*"), caller = %reset.caller, detail, "Remediation state reset by an operator.");
+            tracing::warn!(rule = reset.rule, target = reset.target.as_deref().unwrap_or("*"), caller = %crate::logtext::Escaped(&reset.caller), detail, "Remediation state reset by an operator.");
         }
     }
 

@@ -219,7 +219,7 @@ fn rule_name(name: &str) -> Option<&'static str> {
 /// Reads the saved ledger; an absent file is an empty ledger (first start).
 pub fn load(dir: &Path, clock: &Clock) -> Result<Ledger, StateError> {
     let path = state_path(dir);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::durable::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
         Err(source) => return Err(StateError::Read { path, source }),

@@ -52,6 +52,8 @@ pub struct Options {
 pub enum GatherError {
     #[error("cannot start the snapshot helper: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot make a scratch directory for the snapshot: {0}")]
+    Scratch(std::io::Error),
     #[error("the snapshot helper gave no answer within {0:?}")]
     Timeout(Duration),
     #[error("the snapshot helper's answer is unusable: {0}")]
@@ -68,12 +70,13 @@ pub fn gather(
         // A scratch state directory: the kernel log is read from the start
         // of the ring (not after the daemon's saved position), and nothing
         // the daemon keeps there is written.
-        let scratch =
-            std::env::temp_dir().join(format!("ocfs2-watchdog-status.{}", std::process::id()));
+        // Made fresh, with an unpredictable name and mode 0700: a name
+        // a local user could guess is a place to plant links for root.
+        let scratch = scratch_dir("ocfs2-watchdog-status-").map_err(GatherError::Scratch)?;
         let mut config = config.clone();
-        config.state_dir = crate::config::StateDir(scratch.clone());
+        config.state_dir = crate::config::StateDir(scratch.path().to_path_buf());
         let snapshot = crate::sampler::take_one(paths, Arc::new(config));
-        let _ = std::fs::remove_dir_all(&scratch);
+        drop(scratch);
         return Ok((super::overview(&snapshot), Source::Local("--local".into())));
     }
     let why = if options.local {
@@ -101,6 +104,16 @@ pub fn gather(
     };
     let overview = snapshot_in_helper(config)?;
     Ok((overview, Source::Local(why)))
+}
+
+/// A new private directory (0700, random name) under the system temp dir,
+/// removed when dropped.
+pub fn scratch_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
 }
 
 /// Takes the snapshot in a helper process (this binary, `status --local
@@ -234,6 +247,30 @@ fn json_document(overview: &Overview, verdict: &Verdict, source: &Source) -> ser
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scratch_directories_are_private_and_unpredictable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let one = scratch_dir("ocfs2-watchdog-status-").unwrap();
+        let two = scratch_dir("ocfs2-watchdog-status-").unwrap();
+        assert_ne!(one.path(), two.path());
+        let name = one
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.ends_with(&std::process::id().to_string()), "{name}");
+        let mode = std::fs::metadata(one.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A link planted at the old fixed name is not what is used.
+        let old =
+            std::env::temp_dir().join(format!("ocfs2-watchdog-status.{}", std::process::id()));
+        assert!(one.path() != old && two.path() != old);
+        let path = one.path().to_path_buf();
+        drop(one);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn the_helper_keeps_the_global_flags_and_runs_status_in_process() {

@@ -16,6 +16,7 @@ pub mod client;
 pub mod command;
 pub mod html;
 pub mod model;
+pub mod redact;
 pub mod render;
 pub mod sections;
 pub mod text;
@@ -30,13 +31,33 @@ use thresholds::CheckConfig;
 
 /// The `/` page for the latest snapshot; reads only the snapshot.
 pub fn page(snapshot: &Snapshot, check: &CheckConfig, refresh: Duration) -> String {
+    page_with(snapshot, check, refresh, redact::Redaction(false))
+}
+
+/// The `/` page, with the sensitive details left out when `redaction` says
+/// so (the verdict is judged on the whole overview first: hiding text never
+/// changes it).
+pub fn page_with(
+    snapshot: &Snapshot,
+    check: &CheckConfig,
+    refresh: Duration,
+    redaction: redact::Redaction,
+) -> String {
     if !snapshot.is_ready() {
         let verdict = check::Verdict::unknown("no snapshot taken yet");
         let document = render::document(&model::Overview::default(), verdict, String::new(), check);
         return html::render(&document, refresh);
     }
-    let overview = overview(snapshot);
-    let verdict = check::evaluate(&overview, check);
+    let mut overview = overview(snapshot);
+    let mut verdict = check::evaluate(&overview, check);
+    if redaction.0 {
+        overview = redact::redact_overview(&overview);
+        // A rule's target can be an IQN (a failed session).
+        for finding in &mut verdict.findings {
+            finding.text = redact::redact_text(&finding.text);
+        }
+        verdict.summary = redact::redact_text(&verdict.summary);
+    }
     let origin = origin_line(&overview, "served by the daemon");
     html::render(
         &render::document(&overview, verdict, origin, check),

@@ -17,7 +17,7 @@ mod record;
 pub use record::{AuditOutcome, AuditRecord, Phase};
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -111,12 +111,11 @@ impl AuditLog {
         }
         if self.file.is_none() {
             let dir = self.path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
+            crate::durable::create_private_dir(dir)?;
             let existed = std::fs::symlink_metadata(&self.path).is_ok();
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            // Never through a link: root appending to a file a local user
+            // chose is how a file gets corrupted.
+            let file = crate::durable::open_append(&self.path)?;
             if !existed {
                 crate::durable::sync_dir(dir)?;
             }
@@ -164,7 +163,7 @@ impl AuditLog {
 /// Every line of the audit log at `path` that parses, in order, and how
 /// many did not (lines torn by an older version, or edited by hand).
 pub fn read_records(path: &Path) -> std::io::Result<(Vec<AuditRecord>, usize)> {
-    let file = match File::open(path) {
+    let file = match crate::durable::open_read(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),

@@ -390,7 +390,7 @@ impl Lease {
             Err(denied) => {
                 stats.contended_since.get_or_insert_with(Instant::now);
                 stats.last_denial = Some(denied.reason.clone());
-                tracing::info!(route = denied.route.as_str(), result = denied.result.as_str(), reason = %denied.reason, "Cluster lease not granted; the action waits.");
+                tracing::info!(route = denied.route.as_str(), result = denied.result.as_str(), reason = %crate::logtext::Escaped(&denied.reason), "Cluster lease not granted; the action waits.");
             }
         }
     }
