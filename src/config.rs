@@ -310,6 +310,10 @@ impl Default for WebConfig {
     }
 }
 
+/// Longest duration any key accepts: far beyond any sensible setting, far
+/// below what a clock addition could overflow on.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
 impl Config {
     /// Parses and validates a configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
@@ -416,6 +420,19 @@ impl Config {
                 );
             }
         }
+        for (key, duration) in self.durations() {
+            if duration > MAX_DURATION {
+                return invalid(
+                    key,
+                    format!(
+                        "{} is longer than the maximum of any duration here, {}",
+                        humantime::format_duration(duration),
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+            }
+        }
+        self.cluster.validate()?;
         self.remediation.validate()?;
         self.check.validate()?;
         self.collectors.validate()?;
@@ -431,6 +448,48 @@ impl Config {
             );
         }
         self.web.validate()
+    }
+
+    /// Every duration of the file, by key: each is added to clocks, so
+    /// each is bounded (`MAX_DURATION`) before anything runs.
+    fn durations(&self) -> Vec<(&'static str, Duration)> {
+        let r = &self.remediation;
+        let mut all = vec![
+            ("sampler.interval", self.sampler.interval),
+            ("sampler.collector_timeout", self.sampler.collector_timeout),
+            ("mounts.probe_timeout", self.mounts.probe_timeout),
+            ("mounts.table_max_age", self.mounts.table_max_age),
+            ("heartbeat.ratio_max_window", self.heartbeat.ratio_max_window),
+            ("heartbeat.disk_probe_timeout", self.heartbeat.disk_probe_timeout),
+            ("kernel_log.journal_timeout", self.kernel_log.journal_timeout),
+            ("web.limits.request_timeout", self.web.limits.request_timeout),
+            (
+                "web.limits.tls_handshake_timeout",
+                self.web.limits.tls_handshake_timeout,
+            ),
+            ("cluster.poll_interval", self.cluster.poll_interval),
+            ("cluster.request_timeout", self.cluster.request_timeout),
+            ("cluster.max_maintenance", self.cluster.max_maintenance),
+            ("cluster.max_clock_skew", self.cluster.max_clock_skew),
+            ("remediation.startup_grace", r.startup_grace),
+            ("remediation.storm_window", r.storm_window),
+            ("remediation.storm_release_jitter", r.storm_release_jitter),
+            ("remediation.action_timeout", r.action_timeout),
+            ("check.kernel_events_window", self.check.kernel_events_window),
+            ("check.paused_warning_after", self.check.paused_warning_after),
+        ];
+        all.extend(r.storm_hold_down.map(|d| ("remediation.storm_hold_down", d)));
+        for rule in r.rules.values() {
+            all.extend(rule.r#for.map(|d| ("remediation.rules.for", d)));
+            all.extend(rule.cooldown.map(|d| ("remediation.rules.cooldown", d)));
+            all.extend(rule.backoff.map(|d| ("remediation.rules.backoff", d)));
+            all.extend(rule.backoff_max.map(|d| ("remediation.rules.backoff_max", d)));
+            all.extend(
+                rule.failure_window
+                    .map(|d| ("remediation.rules.failure_window", d)),
+            );
+        }
+        all
     }
 
     /// The effective configuration as TOML, for `--check-config`.

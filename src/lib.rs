@@ -15,6 +15,7 @@ pub mod config;
 pub mod durable;
 pub mod host;
 pub mod http;
+pub mod input;
 pub mod kernel_log;
 pub mod metrics;
 pub mod once;

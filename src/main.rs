@@ -171,10 +171,11 @@ fn run(
         unstack_ignore.clone(),
     )
     .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
-    let maintenance = Arc::new(Maintenance::open(
+    let maintenance = Arc::new(Maintenance::open_with(
         &config.state_dir.0,
         &node_name(&args.host_paths()),
         control.audit(),
+        cluster::maintenance::Limits::of(&config.cluster),
     ));
     ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
     let peers = Arc::new(Peers::new(
@@ -389,6 +390,22 @@ fn maintenance_command(
     config: &ocfs2_watchdog::config::Config,
 ) -> ExitCode {
     use ocfs2_watchdog::cluster::client::{encode, request};
+    // Refused here, before the daemon is asked, with the same check the
+    // daemon makes (it refuses too: other clients exist).
+    if let MaintenanceAction::On {
+        duration: Some(duration),
+        ..
+    } = action
+    {
+        if let Err(error) =
+            cluster::admin::parse_for(duration, config.cluster.max_maintenance)
+        {
+            eprintln!(
+                "ocfs2-watchdog: maintenance on --for {duration}: {error} ([cluster] max_maintenance)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let address = match config.web.admin_listen() {
         Some(ocfs2_watchdog::config::AdminListen::Unix(path)) => format!("unix:{}", path.display()),
         Some(ocfs2_watchdog::config::AdminListen::Loopback(address)) => address.to_string(),

@@ -202,6 +202,7 @@ async fn metrics(
     let snapshot = state.snapshots.borrow().clone();
     let mut live = telemetry::process_families();
     live.extend(stats.families());
+    live.push(crate::input::family());
     let live = crate::metrics::encode(crate::metrics::normalize(live));
     let wants_openmetrics = headers
         .get_all(header::ACCEPT)

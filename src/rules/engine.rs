@@ -386,23 +386,29 @@ impl Engine {
                 history.attempts.push_back(now);
                 history.failures = 0;
                 history.precondition_streak = 0;
-                history.waiting = Some((now + settings.cooldown, Wait::Cooldown));
+                history.waiting = Some((
+                    crate::input::saturating_instant(now, settings.cooldown),
+                    Wait::Cooldown,
+                ));
             }
             Outcome::Failed(_) => {
                 history.attempts.push_back(now);
-                history.failures += 1;
+                history.failures = history.failures.saturating_add(1);
                 history.precondition_streak = 0;
-                history.waiting = Some((now + backoff(settings, history.failures), Wait::Backoff));
+                history.waiting = Some((
+                    crate::input::saturating_instant(now, backoff(settings, history.failures)),
+                    Wait::Backoff,
+                ));
             }
             // The host moved on: no attempt spent, look again after a
             // backoff; but a mismatch that lasts is not going to clear.
             Outcome::PreconditionChanged(_) => {
-                history.precondition_streak += 1;
+                history.precondition_streak = history.precondition_streak.saturating_add(1);
                 // Doubling, so a mismatch caused by another problem (o2cb
                 // down under a missing mount) leaves the rule that fixes it
                 // minutes to act before this one gives up.
                 let wait = backoff(settings, history.precondition_streak);
-                history.waiting = Some((now + wait, Wait::Backoff));
+                history.waiting = Some((crate::input::saturating_instant(now, wait), Wait::Backoff));
                 let streak = history.precondition_streak;
                 if streak >= settings.max_precondition_changed {
                     self.give_up(
