@@ -459,10 +459,22 @@ impl Config {
             ("sampler.collector_timeout", self.sampler.collector_timeout),
             ("mounts.probe_timeout", self.mounts.probe_timeout),
             ("mounts.table_max_age", self.mounts.table_max_age),
-            ("heartbeat.ratio_max_window", self.heartbeat.ratio_max_window),
-            ("heartbeat.disk_probe_timeout", self.heartbeat.disk_probe_timeout),
-            ("kernel_log.journal_timeout", self.kernel_log.journal_timeout),
-            ("web.limits.request_timeout", self.web.limits.request_timeout),
+            (
+                "heartbeat.ratio_max_window",
+                self.heartbeat.ratio_max_window,
+            ),
+            (
+                "heartbeat.disk_probe_timeout",
+                self.heartbeat.disk_probe_timeout,
+            ),
+            (
+                "kernel_log.journal_timeout",
+                self.kernel_log.journal_timeout,
+            ),
+            (
+                "web.limits.request_timeout",
+                self.web.limits.request_timeout,
+            ),
             (
                 "web.limits.tls_handshake_timeout",
                 self.web.limits.tls_handshake_timeout,
@@ -475,15 +487,27 @@ impl Config {
             ("remediation.storm_window", r.storm_window),
             ("remediation.storm_release_jitter", r.storm_release_jitter),
             ("remediation.action_timeout", r.action_timeout),
-            ("check.kernel_events_window", self.check.kernel_events_window),
-            ("check.paused_warning_after", self.check.paused_warning_after),
+            (
+                "check.kernel_events_window",
+                self.check.kernel_events_window,
+            ),
+            (
+                "check.paused_warning_after",
+                self.check.paused_warning_after,
+            ),
         ];
-        all.extend(r.storm_hold_down.map(|d| ("remediation.storm_hold_down", d)));
+        all.extend(
+            r.storm_hold_down
+                .map(|d| ("remediation.storm_hold_down", d)),
+        );
         for rule in r.rules.values() {
             all.extend(rule.r#for.map(|d| ("remediation.rules.for", d)));
             all.extend(rule.cooldown.map(|d| ("remediation.rules.cooldown", d)));
             all.extend(rule.backoff.map(|d| ("remediation.rules.backoff", d)));
-            all.extend(rule.backoff_max.map(|d| ("remediation.rules.backoff_max", d)));
+            all.extend(
+                rule.backoff_max
+                    .map(|d| ("remediation.rules.backoff_max", d)),
+            );
             all.extend(
                 rule.failure_window
                     .map(|d| ("remediation.rules.failure_window", d)),

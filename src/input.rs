@@ -92,7 +92,10 @@ pub enum InputError {
         max: String,
     },
     #[error("{field}: {message}")]
-    Malformed { field: &'static str, message: String },
+    Malformed {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl InputError {
@@ -209,7 +212,11 @@ pub fn timestamp(
 }
 
 /// A span no longer than `max`.
-pub fn bounded(field: &'static str, value: Duration, max: Duration) -> Result<Duration, InputError> {
+pub fn bounded(
+    field: &'static str,
+    value: Duration,
+    max: Duration,
+) -> Result<Duration, InputError> {
     if value > max {
         return Err(InputError::TooLong {
             field,

@@ -17,6 +17,7 @@ pub mod host;
 pub mod http;
 pub mod input;
 pub mod kernel_log;
+pub mod liveness;
 pub mod metrics;
 pub mod once;
 pub mod probe;

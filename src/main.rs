@@ -142,6 +142,9 @@ fn run(
     config: ocfs2_watchdog::config::Config,
     security: Security,
 ) -> anyhow::Result<()> {
+    // A thread or task that panics ends the daemon; its supervisor
+    // restarts it (docs/design.md says why not a 503).
+    ocfs2_watchdog::liveness::install_panic_hook();
     if args.once {
         let text = ocfs2_watchdog::once::render(&config, args.host_paths())
             .context("making a scratch directory for the dry-run engine")?;
@@ -156,6 +159,7 @@ fn run(
 
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
+
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::from_config(&config));
     ocfs2_watchdog::startup::log_start(args.config.as_deref(), &config, &control.pause_state());
@@ -196,7 +200,7 @@ fn run(
         tracing::warn!("No [cluster] token_file: no peer protocol; maintenance stays on this node and what needs the peers stays alert only.");
         None
     };
-    let (engine_thread, reports) = rules::runner::spawn(
+    let (engine_thread, reports, engine_health) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
         &args.host_paths(),
@@ -207,6 +211,7 @@ fn run(
     )
     .context("starting the rule engine thread")?;
     sampler.attach_remediation(reports);
+    health.watch_engine(engine_health);
     let sampler_thread = spawn_loop(sampler, publish, Arc::clone(&health), Arc::clone(&stop))
         .context("starting the sampler thread")?;
 
@@ -397,9 +402,7 @@ fn maintenance_command(
         ..
     } = action
     {
-        if let Err(error) =
-            cluster::admin::parse_for(duration, config.cluster.max_maintenance)
-        {
+        if let Err(error) = cluster::admin::parse_for(duration, config.cluster.max_maintenance) {
             eprintln!(
                 "ocfs2-watchdog: maintenance on --for {duration}: {error} ([cluster] max_maintenance)"
             );

@@ -103,7 +103,9 @@ impl Sampler {
         }
         for collector in self.collectors.clone() {
             let name = collector.name();
-            let state = self.runs.wait(name, crate::input::saturating_instant(started, budget));
+            let state = self
+                .runs
+                .wait(name, crate::input::saturating_instant(started, budget));
             let entry = self.settle(name, state);
             self.last.insert(name, entry);
         }
@@ -278,9 +280,25 @@ fn wait_for_kernel_log(ctx: &Context) {
 #[derive(Debug, Default)]
 pub struct Health {
     last_tick: Mutex<Option<Instant>>,
+    /// The rule engine's heartbeat, when an engine runs.
+    engine: Mutex<Option<Arc<crate::liveness::EngineHealth>>>,
 }
 
 impl Health {
+    /// `/healthz` also watches the engine's heartbeat.
+    pub fn watch_engine(&self, engine: Arc<crate::liveness::EngineHealth>) {
+        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+    }
+
+    /// How long the engine has been stuck, when it is.
+    pub fn engine_stalled(&self) -> Option<Duration> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|e| e.stalled())
+    }
+
     pub fn record_tick(&self) {
         *self.last_tick.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }

@@ -33,6 +33,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "adds a duration with `+`: use checked_add, saturating_add or crate::input",
     ),
     (
+        r"\+=?\s*[\w.()]*\.elapsed\(\)",
+        "adds an elapsed time with `+`: use checked_add or crate::input::saturating_add",
+    ),
+    (
         r"\+=?\s*(std::time::)?Duration::",
         "adds a Duration with `+`: use checked_add or saturating_add",
     ),
@@ -63,7 +67,10 @@ fn findings(code: &str) -> Vec<String> {
 fn src_has_no_unchecked_clock_arithmetic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let sources = sources::read_sources(&root);
-    assert!(sources.len() > 50, "read too few source files from {root:?}");
+    assert!(
+        sources.len() > 50,
+        "read too few source files from {root:?}"
+    );
     let mut found = Vec::new();
     for (file, text) in &sources {
         if file.ends_with("tests.rs") {
@@ -72,7 +79,11 @@ fn src_has_no_unchecked_clock_arithmetic() {
         // Comments out first, as the line numbers need not match then:
         // a finding quotes its line.
         let code = sources::strip_test_items(&sources::strip_comments(text));
-        found.extend(findings(&code).into_iter().map(|f| format!("src/{file}: {f}")));
+        found.extend(
+            findings(&code)
+                .into_iter()
+                .map(|f| format!("src/{file}: {f}")),
+        );
     }
     assert!(
         found.is_empty(),
@@ -93,6 +104,7 @@ fn each_forbidden_form_is_found_and_the_checked_ones_pass() {
         "let limit = timeout * 2 + Duration::from_secs(5);",
         "let left = Duration::from_secs_f64(expires - now);",
         "let until = at + self.config.request_timeout;",
+        "time: AuditRecord::at(self.clock.wall(now) + self.tick_started.elapsed()),",
         "let jitter = span.mul_f64(fraction);",
     ] {
         assert!(!findings(bad).is_empty(), "not found: {bad}");

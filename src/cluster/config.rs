@@ -44,7 +44,8 @@ impl ClusterConfig {
                 reason: reason.to_string(),
             })
         };
-        if self.max_maintenance.is_zero() || self.max_maintenance > Duration::from_secs(366 * 86_400)
+        if self.max_maintenance.is_zero()
+            || self.max_maintenance > Duration::from_secs(366 * 86_400)
         {
             return invalid(
                 "cluster.max_maintenance",

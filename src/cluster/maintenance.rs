@@ -541,7 +541,8 @@ mod tests {
         assert!(input::rejected(Source::Admin, input::Reason::TooLong) > before);
         assert_eq!(m.record(), None, "nothing stored");
         let limits = Limits::default();
-        m.set_on("ok", Some(limits.max_duration), "op", now).unwrap();
+        m.set_on("ok", Some(limits.max_duration), "op", now)
+            .unwrap();
     }
 
     #[test]
@@ -612,7 +613,10 @@ mod tests {
         std::fs::write(dir.path().join(MAINTENANCE_FILE), record.to_string()).unwrap();
         let m = store(dir.path());
         let why = m.holding(SystemTime::now()).unwrap();
-        assert!(why.contains("invalid record") && why.contains("maximum"), "{why}");
+        assert!(
+            why.contains("invalid record") && why.contains("maximum"),
+            "{why}"
+        );
         assert!(m.unreadable().is_some());
         m.set_off("op", SystemTime::now()).unwrap();
         assert_eq!(m.holding(SystemTime::now()), None, "cleared by off");

@@ -81,6 +81,10 @@ pub struct RemediationConfig {
     /// A remount (`missing_mount`) takes the cluster lease too, so the
     /// nodes remount one at a time (`[cluster] max_concurrent_nodes`).
     pub serialize_remounts: bool,
+    /// `/healthz` answers 503 when the engine's thread has not come round
+    /// its loop for this many `sampler.interval`s (outside an action, which
+    /// has its own deadline): a wedged engine gets the daemon restarted.
+    pub engine_stall_intervals: u32,
     /// Per-rule overrides, keyed by rule name (docs/rules.md).
     pub rules: BTreeMap<String, RuleConfig>,
 }
@@ -100,6 +104,7 @@ impl Default for RemediationConfig {
             recent_audit_lines: 50,
             command_prefix: Vec::new(),
             serialize_remounts: false,
+            engine_stall_intervals: 30,
             rules: BTreeMap::new(),
         }
     }
@@ -205,6 +210,12 @@ impl RemediationConfig {
             return invalid(
                 "remediation.storm_heartbeat_ratio",
                 "must be in (0, 1]".into(),
+            );
+        }
+        if self.engine_stall_intervals < 2 {
+            return invalid(
+                "remediation.engine_stall_intervals",
+                "must be at least 2".into(),
             );
         }
         if self.action_timeout.is_zero() {

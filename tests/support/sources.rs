@@ -73,4 +73,3 @@ pub fn read_sources(root: &Path) -> BTreeMap<String, String> {
     }
     sources
 }
-
