@@ -29,6 +29,11 @@ const NO_FIXTURE_CAN_SHOW: &[(&str, &str)] = &[
         "ocfs2_watchdog_http_scrapes_refused",
         "tests/exporter_conventions.rs",
     ),
+    // Made at scrape time from the refusals of the running daemon.
+    (
+        "ocfs2_watchdog_input_rejected",
+        "tests/maintenance_limits.rs",
+    ),
 ];
 
 fn base(name: &str) -> &str {
