@@ -421,15 +421,10 @@ impl Config {
             }
         }
         for (key, duration) in self.durations() {
-            if duration > MAX_DURATION {
-                return invalid(
-                    key,
-                    format!(
-                        "{} is longer than the maximum of any duration here, {}",
-                        humantime::format_duration(duration),
-                        humantime::format_duration(MAX_DURATION)
-                    ),
-                );
+            if let Err(error) = crate::input::bounded(key, duration, MAX_DURATION) {
+                // Counted too: a SIGHUP reload refuses it while the daemon runs.
+                let error = crate::input::reject(crate::input::Source::Config, error);
+                return invalid(key, format!("{error}: no duration here may be longer"));
             }
         }
         self.cluster.validate()?;
@@ -650,5 +645,19 @@ mod tests {
     fn round_trips_through_toml() {
         let config = Config::default();
         assert_eq!(parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_duration_past_the_maximum_is_refused() {
+        for text in [
+            "[remediation]\nstartup_grace = \"500000000y\"\n",
+            "[cluster]\nmax_maintenance = \"400days\"\n",
+            "[cluster]\nmax_clock_skew = \"2days\"\n",
+            "[remediation.rules.missing_mount]\ncooldown = \"11years\"\n",
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains("invalid value"), "{text}: {error}");
+        }
+        assert!(parse("[cluster]\nmax_maintenance = \"7days\"\n").is_ok());
     }
 }
