@@ -1,7 +1,7 @@
 //! `--check-config` as an operator meets it: errors name their key and say
 //! what a valid value looks like, the admin token must exist, the sampler
-//! interval must fit systemd's watchdog, and every rule's effective settings
-//! are printed.
+//! interval must fit systemd's watchdog, limits on outside values are in
+//! range, and every rule's effective settings are printed.
 
 use std::process::{Command, Output};
 
@@ -27,6 +27,40 @@ fn file_errors_name_their_key_and_show_an_example() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`sampler.interval`"), "{stderr}");
     assert!(stderr.contains("e.g. \"2s\""), "{stderr}");
+}
+
+#[test]
+fn limits_on_outside_values_are_checked() {
+    for (text, key) in [
+        (
+            "[cluster]\nmax_maintenance = \"400days\"\n",
+            "`cluster.max_maintenance`",
+        ),
+        (
+            "[cluster]\nmax_maintenance = \"0s\"\n",
+            "`cluster.max_maintenance`",
+        ),
+        (
+            "[cluster]\nmax_clock_skew = \"2days\"\n",
+            "`cluster.max_clock_skew`",
+        ),
+        (
+            "[remediation]\nstartup_grace = \"500000000y\"\n",
+            "`remediation.startup_grace`",
+        ),
+        (
+            "[remediation]\nengine_stall_intervals = 1\n",
+            "`remediation.engine_stall_intervals`",
+        ),
+    ] {
+        let (output, _, stderr) = check(text, &[]);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+    }
+    let (output, stdout, stderr) = check("", &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("max_maintenance = \"3days\""), "{stdout}");
+    assert!(stdout.contains("max_clock_skew = \"5m\""), "{stdout}");
 }
 
 #[test]
