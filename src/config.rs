@@ -316,6 +316,10 @@ impl Default for WebConfig {
     }
 }
 
+/// Longest duration any key accepts: far beyond any sensible setting, far
+/// below what a clock addition could overflow on.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
 impl Config {
     /// Parses and validates a configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
@@ -436,6 +440,14 @@ impl Config {
                 );
             }
         }
+        for (key, duration) in self.durations() {
+            if let Err(error) = crate::input::bounded(key, duration, MAX_DURATION) {
+                // Counted too: a SIGHUP reload refuses it while the daemon runs.
+                let error = crate::input::reject(crate::input::Source::Config, error);
+                return invalid(key, format!("{error}: no duration here may be longer"));
+            }
+        }
+        self.cluster.validate()?;
         self.remediation.validate()?;
         self.check.validate()?;
         self.collectors.validate()?;
@@ -451,6 +463,72 @@ impl Config {
             );
         }
         self.web.validate()
+    }
+
+    /// Every duration of the file, by key: each is added to clocks, so
+    /// each is bounded (`MAX_DURATION`) before anything runs.
+    fn durations(&self) -> Vec<(&'static str, Duration)> {
+        let r = &self.remediation;
+        let mut all = vec![
+            ("sampler.interval", self.sampler.interval),
+            ("sampler.collector_timeout", self.sampler.collector_timeout),
+            ("mounts.probe_timeout", self.mounts.probe_timeout),
+            ("mounts.table_max_age", self.mounts.table_max_age),
+            (
+                "heartbeat.ratio_max_window",
+                self.heartbeat.ratio_max_window,
+            ),
+            (
+                "heartbeat.disk_probe_timeout",
+                self.heartbeat.disk_probe_timeout,
+            ),
+            (
+                "kernel_log.journal_timeout",
+                self.kernel_log.journal_timeout,
+            ),
+            (
+                "web.limits.request_timeout",
+                self.web.limits.request_timeout,
+            ),
+            (
+                "web.limits.tls_handshake_timeout",
+                self.web.limits.tls_handshake_timeout,
+            ),
+            ("cluster.poll_interval", self.cluster.poll_interval),
+            ("cluster.request_timeout", self.cluster.request_timeout),
+            ("cluster.max_maintenance", self.cluster.max_maintenance),
+            ("cluster.max_clock_skew", self.cluster.max_clock_skew),
+            ("remediation.startup_grace", r.startup_grace),
+            ("remediation.storm_window", r.storm_window),
+            ("remediation.storm_release_jitter", r.storm_release_jitter),
+            ("remediation.action_timeout", r.action_timeout),
+            (
+                "check.kernel_events_window",
+                self.check.kernel_events_window,
+            ),
+            (
+                "check.paused_warning_after",
+                self.check.paused_warning_after,
+            ),
+        ];
+        all.extend(
+            r.storm_hold_down
+                .map(|d| ("remediation.storm_hold_down", d)),
+        );
+        for rule in r.rules.values() {
+            all.extend(rule.r#for.map(|d| ("remediation.rules.for", d)));
+            all.extend(rule.cooldown.map(|d| ("remediation.rules.cooldown", d)));
+            all.extend(rule.backoff.map(|d| ("remediation.rules.backoff", d)));
+            all.extend(
+                rule.backoff_max
+                    .map(|d| ("remediation.rules.backoff_max", d)),
+            );
+            all.extend(
+                rule.failure_window
+                    .map(|d| ("remediation.rules.failure_window", d)),
+            );
+        }
+        all
     }
 
     /// The effective configuration as TOML, for `--check-config`.
@@ -587,5 +665,19 @@ mod tests {
     fn round_trips_through_toml() {
         let config = Config::default();
         assert_eq!(parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_duration_past_the_maximum_is_refused() {
+        for text in [
+            "[remediation]\nstartup_grace = \"500000000y\"\n",
+            "[cluster]\nmax_maintenance = \"400days\"\n",
+            "[cluster]\nmax_clock_skew = \"2days\"\n",
+            "[remediation.rules.missing_mount]\ncooldown = \"11years\"\n",
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains("invalid value"), "{text}: {error}");
+        }
+        assert!(parse("[cluster]\nmax_maintenance = \"7days\"\n").is_ok());
     }
 }

@@ -160,6 +160,9 @@ fn run(
     config: ocfs2_watchdog::config::Config,
     security: Security,
 ) -> anyhow::Result<()> {
+    // A thread or task that panics ends the daemon; its supervisor
+    // restarts it (docs/design.md says why not a 503).
+    ocfs2_watchdog::liveness::install_panic_hook();
     if args.once {
         let text = ocfs2_watchdog::once::render(&config, args.host_paths())
             .context("making a scratch directory for the dry-run engine")?;
@@ -178,6 +181,7 @@ fn run(
 
     let (publish, snapshots) = tokio::sync::watch::channel(Arc::new(Snapshot::empty()));
     let health = Arc::new(Health::default());
+
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::from_config(&config));
     ocfs2_watchdog::startup::log_start(args.config.as_deref(), &config, &control.pause_state());
@@ -193,10 +197,11 @@ fn run(
         unstack_ignore.clone(),
     )
     .context("remediation.mode is enforce but actions cannot run in the host's mount namespace")?;
-    let maintenance = Arc::new(Maintenance::open(
+    let maintenance = Arc::new(Maintenance::open_with(
         &config.state_dir.0,
         &cluster::peers::local_node_name(&config.cluster, &args.host_paths()),
         control.audit(),
+        cluster::maintenance::Limits::of(&config.cluster),
     ));
     ocfs2_watchdog::startup::log_maintenance(maintenance.record().as_ref());
     let peers = Arc::new(Peers::new(
@@ -220,7 +225,7 @@ fn run(
         tracing::warn!("No [cluster] token_file: no peer protocol; maintenance stays on this node and what needs the peers stays alert only.");
         None
     };
-    let (engine_thread, reports) = rules::runner::spawn(
+    let (engine_thread, reports, engine_health) = rules::runner::spawn(
         Arc::clone(&config),
         executor,
         &args.host_paths(),
@@ -231,6 +236,7 @@ fn run(
     )
     .context("starting the rule engine thread")?;
     sampler.attach_remediation(reports);
+    health.watch_engine(engine_health);
     let sampler_thread = spawn_loop(sampler, publish, Arc::clone(&health), Arc::clone(&stop))
         .context("starting the sampler thread")?;
 
@@ -485,6 +491,20 @@ fn maintenance_command(
     config: &ocfs2_watchdog::config::Config,
 ) -> ExitCode {
     use ocfs2_watchdog::cluster::client::{encode, request};
+    // Refused here, before the daemon is asked, with the same check the
+    // daemon makes (it refuses too: other clients exist).
+    if let MaintenanceAction::On {
+        duration: Some(duration),
+        ..
+    } = action
+    {
+        if let Err(error) = cluster::admin::parse_for(duration, config.cluster.max_maintenance) {
+            eprintln!(
+                "ocfs2-watchdog: maintenance on --for {duration}: {error} ([cluster] max_maintenance)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     let Some(path) = config.web.admin_token_file.as_deref() else {
         eprintln!(
             "ocfs2-watchdog: no admin token: set [web] admin_token_file (docs/deploy.md, \"Admin socket\")"

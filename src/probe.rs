@@ -155,7 +155,9 @@ impl<T: Send + 'static> Prober<T> {
         let spawned = std::thread::Builder::new()
             .name(format!("probe-{}", self.name))
             .spawn(move || {
-                let value = catch_unwind(AssertUnwindSafe(probe)).ok();
+                // Contained: reported as `Panicked`, not an exit (crate::liveness).
+                let value =
+                    catch_unwind(AssertUnwindSafe(|| crate::liveness::contained(probe))).ok();
                 // Leave the pool before publishing, so whoever sees the result
                 // also sees the thread counted out.
                 drop(ticket);

@@ -103,7 +103,9 @@ impl Sampler {
         }
         for collector in self.collectors.clone() {
             let name = collector.name();
-            let state = self.runs.wait(name, started + budget);
+            let state = self
+                .runs
+                .wait(name, crate::input::saturating_instant(started, budget));
             let entry = self.settle(name, state);
             self.last.insert(name, entry);
         }
@@ -251,7 +253,7 @@ pub fn take_one(paths: crate::host::HostPaths, config: Arc<crate::config::Config
         .mounts
         .probe_timeout
         .max(config.heartbeat.disk_probe_timeout)
-        + Duration::from_millis(200);
+        .saturating_add(Duration::from_millis(200));
     std::thread::sleep(deadline.saturating_sub(started.elapsed()));
     sampler.tick(config.sampler.collector_timeout)
 }
@@ -264,7 +266,7 @@ fn wait_for_kernel_log(ctx: &Context) {
     if !ctx.config.kernel_log.enabled {
         return;
     }
-    let until = Instant::now() + CATCH_UP;
+    let until = crate::input::deadline(CATCH_UP);
     while Instant::now() < until {
         let (counters, _, error, absent) = ctx.kernel_log.view();
         if counters.caught_up || error.is_some() || absent.is_some() {
@@ -278,9 +280,25 @@ fn wait_for_kernel_log(ctx: &Context) {
 #[derive(Debug, Default)]
 pub struct Health {
     last_tick: Mutex<Option<Instant>>,
+    /// The rule engine's heartbeat, when an engine runs.
+    engine: Mutex<Option<Arc<crate::liveness::EngineHealth>>>,
 }
 
 impl Health {
+    /// `/healthz` also watches the engine's heartbeat.
+    pub fn watch_engine(&self, engine: Arc<crate::liveness::EngineHealth>) {
+        *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+    }
+
+    /// How long the engine has been stuck, when it is.
+    pub fn engine_stalled(&self) -> Option<Duration> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|e| e.stalled())
+    }
+
     pub fn record_tick(&self) {
         *self.last_tick.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
@@ -320,7 +338,7 @@ pub fn spawn_loop(
                 publish.send_replace(Arc::clone(&snapshot));
                 health.record_tick();
                 crate::service::tick_completed(&snapshot);
-                next += interval;
+                next = crate::input::saturating_instant(next, interval);
                 let now = Instant::now();
                 if next < now {
                     // A slow tick: start the next one now, do not try to catch up.
@@ -328,7 +346,7 @@ pub fn spawn_loop(
                 }
                 let mut last_event = Instant::now() - EVENT_PUBLISH_GAP;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < next {
-                    let wake = (Instant::now() + Duration::from_millis(100)).min(next);
+                    let wake = crate::input::deadline(Duration::from_millis(100)).min(next);
                     if events.wait_for_event(seen, wake) == seen {
                         continue;
                     }

@@ -2,7 +2,8 @@
 //! what a valid value looks like, the admin token must exist and follow the
 //! token rules, a telemetry path may not take a served route, the sampler
 //! interval must fit systemd's watchdog, and every rule's effective settings
-//! are printed, and a state directory others may write is refused.
+//! are printed, a state directory others may write is refused, and limits
+//! on outside values are in range.
 
 use std::process::{Command, Output};
 
@@ -36,6 +37,40 @@ fn a_node_name_that_cannot_be_a_cluster_conf_name_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cluster.node_name"), "{stderr}");
     assert!(stderr.contains("cluster.conf"), "{stderr}");
+}
+
+#[test]
+fn limits_on_outside_values_are_checked() {
+    for (text, key) in [
+        (
+            "[cluster]\nmax_maintenance = \"400days\"\n",
+            "`cluster.max_maintenance`",
+        ),
+        (
+            "[cluster]\nmax_maintenance = \"0s\"\n",
+            "`cluster.max_maintenance`",
+        ),
+        (
+            "[cluster]\nmax_clock_skew = \"2days\"\n",
+            "`cluster.max_clock_skew`",
+        ),
+        (
+            "[remediation]\nstartup_grace = \"500000000y\"\n",
+            "`remediation.startup_grace`",
+        ),
+        (
+            "[remediation]\nengine_stall_intervals = 1\n",
+            "`remediation.engine_stall_intervals`",
+        ),
+    ] {
+        let (output, _, stderr) = check(text, &[]);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+    }
+    let (output, stdout, stderr) = check("", &[]);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("max_maintenance = \"3days\""), "{stdout}");
+    assert!(stdout.contains("max_clock_skew = \"5m\""), "{stdout}");
 }
 
 #[test]

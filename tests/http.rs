@@ -1,13 +1,13 @@
 //! The HTTP surface against a real server on loopback: status codes, content
 //! types, `/readyz` before and after the first snapshot, `/healthz` when the
-//! sampler is wedged.
+//! sampler or the rule engine is wedged, and never rate limited.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ocfs2_watchdog::http::{router, AppState};
+use ocfs2_watchdog::http::{router_with, AppState, Security};
 use ocfs2_watchdog::sampler::Health;
 use ocfs2_watchdog::snapshot::Snapshot;
 use support::{http_get, http_get_accepting, PROMETHEUS_ACCEPT};
@@ -21,6 +21,10 @@ struct Server {
 }
 
 fn start(interval: Duration) -> Server {
+    start_with(interval, &Security::default())
+}
+
+fn start_with(interval: Duration, security: &Security) -> Server {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -39,7 +43,8 @@ fn start(interval: Duration) -> Server {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    runtime.spawn(async move { axum::serve(listener, router(state)).await });
+    let app = router_with(state, security, axum::Router::new());
+    runtime.spawn(async move { axum::serve(listener, app).await });
     Server {
         address,
         publish,
@@ -74,6 +79,52 @@ fn healthz_fails_when_no_tick_completes_within_three_intervals() {
     assert!(body.contains("sampler wedged"), "{body}");
     server.health.record_tick();
     assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn healthz_fails_when_the_rule_engine_is_wedged() {
+    let server = start(Duration::from_secs(60));
+    let engine = Arc::new(ocfs2_watchdog::liveness::EngineHealth::new(
+        Duration::from_millis(50),
+    ));
+    server.health.watch_engine(Arc::clone(&engine));
+    server.health.record_tick();
+    engine.beat();
+    assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, _, body) = http_get(&server.address, "/healthz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("rule engine wedged"), "{body}");
+    // Waiting for an action is not a wedge, up to the action's deadline.
+    engine.busy(Some(Duration::from_secs(60)));
+    assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 200);
+    engine.busy(None);
+    assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 503);
+    engine.beat();
+    assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 200);
+}
+
+#[test]
+fn the_probes_are_never_rate_limited() {
+    let security = Security {
+        rate_limit: Some(Arc::new(ocfs2_watchdog::http::telemetry::RateLimiter::new(
+            Duration::from_secs(3600),
+            2,
+        ))),
+        ..Security::default()
+    };
+    let server = start_with(Duration::from_secs(60), &security);
+    server.publish.send_replace(published(1));
+    server.health.record_tick();
+    let codes: Vec<u16> = (0..4)
+        .map(|_| http_get(&server.address, "/metrics").unwrap().0)
+        .collect();
+    assert_eq!(codes, [200, 200, 429, 429], "the limiter refuses scrapes");
+    for _ in 0..20 {
+        assert_eq!(http_get(&server.address, "/healthz").unwrap().0, 200);
+        assert_eq!(http_get(&server.address, "/readyz").unwrap().0, 200);
+    }
+    assert_eq!(http_get(&server.address, "/status").unwrap().0, 429);
 }
 
 #[test]

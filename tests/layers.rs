@@ -11,7 +11,11 @@
 //! why they are left): a new circle fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+#[path = "support/sources.rs"]
+mod sources;
+use sources::{read_sources, strip_comments, strip_test_items};
 
 /// Two files that name each other today; each entry is a debt, not a licence.
 const KNOWN_CIRCLES: &[(&str, &str)] = &[
@@ -121,52 +125,6 @@ fn skip_space(chars: &mut std::iter::Peekable<std::str::Chars>) {
     }
 }
 
-/// Drops `// …` comments (doc comments included); string contents are kept,
-/// and a `//` inside a string only shortens what is scanned of that line.
-fn strip_comments(text: &str) -> String {
-    text.lines()
-        .map(|line| line.split("//").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Drops each item marked `#[cfg(test)]`: up to its `;`, or its `{ … }` block.
-fn strip_test_items(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("#[cfg(test)]") {
-        out.push_str(&rest[..at]);
-        rest = &rest[at + "#[cfg(test)]".len()..];
-        let end = match (rest.find(';'), rest.find('{')) {
-            (Some(semi), Some(brace)) if semi < brace => semi + 1,
-            (_, Some(brace)) => block_end(rest, brace),
-            (Some(semi), None) => semi + 1,
-            (None, None) => rest.len(),
-        };
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The byte after the `}` closing the block that opens at `open`.
-fn block_end(text: &str, open: usize) -> usize {
-    let mut depth = 0usize;
-    for (i, c) in text[open..].char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return open + i + 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    text.len()
-}
-
 /// The source file (relative to `src/`) a module path lands in: the deepest
 /// prefix of `segments` that is a module file.
 fn module_file(files: &BTreeSet<String>, segments: &[String]) -> String {
@@ -229,27 +187,6 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         }
     }
     found
-}
-
-fn read_sources(root: &Path) -> BTreeMap<String, String> {
-    let mut sources = BTreeMap::new();
-    let mut pending: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                sources.insert(relative, std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
-    sources
 }
 
 #[test]

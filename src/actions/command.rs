@@ -86,7 +86,7 @@ pub(crate) fn wait_with_deadline(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let readers = [stdout.map(drain), stderr.map(drain)];
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::input::deadline(timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -100,7 +100,7 @@ pub(crate) fn wait_with_deadline(
                     }
                 }
                 let _ = child.kill();
-                let grace = Instant::now() + Duration::from_secs(1);
+                let grace = crate::input::deadline(Duration::from_secs(1));
                 while Instant::now() < grace {
                     if let Ok(Some(_)) = child.try_wait() {
                         return Err(CommandError::Killed {

@@ -161,7 +161,7 @@ fn is_loop(class: &Path, name: &str) -> bool {
 pub fn scan_names(host: &HostActions, names: &[String]) -> Result<Vec<Carrier>, IdentityError> {
     let class = host.paths.sys("class/block");
     let deadline = scan_deadline(host);
-    let until = Instant::now() + deadline;
+    let until = crate::input::deadline(deadline);
     let prober = reads();
     let mut carriers = Vec::new();
     let mut unanswered = Vec::new();

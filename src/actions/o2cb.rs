@@ -22,7 +22,6 @@
 //! unmount. Each tool runs with the action deadline.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use super::audit::{AuditOutcome, AuditRecord, Phase};
 use super::o2cb_stack::{self, ServiceManager};
@@ -385,7 +384,7 @@ pub fn run(
             undone,
         }));
     }
-    let deadline = Instant::now() + host.timeout;
+    let deadline = crate::input::deadline(host.timeout);
     let verified = volumes
         .iter()
         .try_for_each(|v| restore::verify(host, v))

@@ -219,7 +219,7 @@ pub fn timeout_mismatches(host: &HostActions, cluster: &str, want: StackTimeouts
 /// kernel's usermode helper runs `ocfs2_hb_ctl -K`); o2cb refuses to go
 /// offline until they are gone. Global regions stay until stopped.
 fn wait_for_local_regions(host: &HostActions, cluster: &str) -> Result<(), StackError> {
-    let deadline = Instant::now() + host.timeout;
+    let deadline = crate::input::deadline(host.timeout);
     loop {
         let Some(cluster_config) = read_cluster(&host.paths)?.filter(|c| c.name == cluster) else {
             return Ok(());

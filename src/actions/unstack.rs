@@ -268,7 +268,7 @@ fn refuse_ignored(host: &HostActions, mountpoint: &str) -> Result<(), UnstackErr
 pub fn run(host: &HostActions, mountpoint: &str) -> Result<String, ActionError> {
     refuse_ignored(host, mountpoint).map_err(ActionError::changed)?;
     let path = local_path(host, mountpoint);
-    let deadline = Instant::now() + host.timeout;
+    let deadline = crate::input::deadline(host.timeout);
     let mut popped = 0usize;
     let mut at_barrier = true;
     loop {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::maintenance::{unix, Maintenance, MaintenanceError, MaintenanceRecord};
 use crate::http::admin::{authorize, caller};
+use crate::input::InputError;
 use crate::rules::control::Control;
 
 #[derive(Clone)]
@@ -73,10 +74,28 @@ struct OnQuery {
     duration: Option<String>,
 }
 
+/// A maintenance window (`for=`, `maintenance on --for`): a humantime
+/// duration, longer than 0, at most `max` (`[cluster] max_maintenance`).
+/// The CLI checks with the same function before it asks the daemon.
+pub fn parse_for(text: &str, max: std::time::Duration) -> Result<std::time::Duration, InputError> {
+    let duration = humantime::parse_duration(text).map_err(|e| InputError::Malformed {
+        field: "for",
+        message: format!("{text:?} is not a duration such as \"2h\" or \"3d\": {e}"),
+    })?;
+    if duration.is_zero() {
+        return Err(InputError::OutOfRange {
+            field: "for",
+            value: text.to_string(),
+            range: "longer than 0".into(),
+        });
+    }
+    crate::input::bounded("for", duration, max)
+}
+
 fn answer(result: Result<MaintenanceRecord, MaintenanceError>, api: &Api) -> Response {
     match result {
         Ok(_) => Json(MaintenanceStatus::of(&api.maintenance, SystemTime::now())).into_response(),
-        Err(e @ MaintenanceError::NoReason) => {
+        Err(e @ (MaintenanceError::NoReason | MaintenanceError::Invalid(_))) => {
             (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -99,14 +118,14 @@ async fn on(
     if let Some(denied) = authorize(&api.control, &headers) {
         return denied;
     }
-    let duration = match query.duration.as_deref().map(humantime::parse_duration) {
+    let duration = match query.duration.as_deref().map(|text| {
+        parse_for(text, api.maintenance.limits().max_duration)
+            .map_err(|e| crate::input::reject(crate::input::Source::Admin, e))
+    }) {
         None => None,
-        Some(Ok(d)) if !d.is_zero() => Some(d),
-        Some(Ok(_)) => {
-            return (StatusCode::BAD_REQUEST, "for must be longer than 0\n").into_response()
-        }
+        Some(Ok(d)) => Some(d),
         Some(Err(e)) => {
-            return (StatusCode::BAD_REQUEST, format!("for: {e}\n")).into_response();
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
     let reason = query.reason.unwrap_or_default();

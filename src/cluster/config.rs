@@ -33,6 +33,41 @@ pub struct ClusterConfig {
     /// How many nodes of the cluster may hold the lease for disruptive
     /// actions at once (`cluster::lease`); 0 is read as 1.
     pub max_concurrent_nodes: u32,
+    /// Longest cluster maintenance window (`maintenance on --for`); a
+    /// longer request, or a peer's or the state file's record with a
+    /// longer window, is refused.
+    #[serde(with = "humantime_serde")]
+    pub max_maintenance: Duration,
+    /// How far ahead of this node's clock a time from a peer or a state
+    /// file may lie before it is refused (NTP keeps real clocks far closer).
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl ClusterConfig {
+    pub fn validate(&self) -> Result<(), crate::config::error::ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(crate::config::error::ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.max_maintenance.is_zero()
+            || self.max_maintenance > Duration::from_secs(366 * 86_400)
+        {
+            return invalid(
+                "cluster.max_maintenance",
+                "must be greater than 0 and at most 366 days (e.g. \"3d\")",
+            );
+        }
+        if self.max_clock_skew > Duration::from_secs(86_400) {
+            return invalid(
+                "cluster.max_clock_skew",
+                "must be at most 1 day (e.g. \"5m\"); keep the clocks in sync with NTP",
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClusterConfig {
@@ -45,6 +80,8 @@ impl Default for ClusterConfig {
             poll_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(2),
             max_concurrent_nodes: 1,
+            max_maintenance: Duration::from_secs(3 * 86_400),
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }

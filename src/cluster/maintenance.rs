@@ -8,6 +8,12 @@
 //! a restarted daemon picks up the cluster's state. Every change, local or
 //! from a peer, and the expiry are audited (phase `control`). A record that
 //! cannot be read counts as maintenance and says why.
+//!
+//! Every record from outside (a peer's answer, the file at start, an admin's
+//! `--for`) is checked against `Limits` first (`crate::input`): times finite
+//! and not further ahead than `[cluster] max_clock_skew`, a window no longer
+//! than `[cluster] max_maintenance`, bounded text. A peer's bad record is
+//! refused and counted; a bad file at start holds like an unreadable one.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,11 +22,42 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::audit::{AuditLog, AuditOutcome, AuditRecord, Phase};
+use crate::input::{self, InputError, Source};
 use crate::rules::guard::MaintenanceFlag;
 
 pub const MAINTENANCE_FILE: &str = "maintenance.json";
 /// How long `maintenance on` lasts without `--for`.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(2 * 3600);
+/// Longest text (reason, node, caller) a record may carry.
+pub const MAX_TEXT: usize = 1024;
+
+/// What a record from outside must respect (`[cluster] max_maintenance`
+/// and `max_clock_skew`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest maintenance window.
+    pub max_duration: Duration,
+    /// How far ahead of this node's clock a peer's time may lie.
+    pub max_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_duration: Duration::from_secs(3 * 86_400),
+            max_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Limits {
+    pub fn of(config: &super::config::ClusterConfig) -> Self {
+        Self {
+            max_duration: config.max_maintenance,
+            max_skew: config.max_clock_skew,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceRecord {
@@ -41,6 +78,46 @@ impl MaintenanceRecord {
         self.active && unix(now) < self.expires_at
     }
 
+    /// Checks a record from outside: both times finite, `changed_at` not
+    /// ahead of `now` by more than the skew, an active window no longer
+    /// than the maximum (measured from `changed_at` and from `now`, so a
+    /// record cannot extend itself by claiming an old change), text
+    /// bounded. What passes can be rendered and added to without overflow.
+    pub fn validate(&self, now: SystemTime, limits: &Limits) -> Result<(), InputError> {
+        for (field, text) in [
+            ("reason", &self.reason),
+            ("node", &self.node),
+            ("caller", &self.caller),
+        ] {
+            if text.len() > MAX_TEXT {
+                return Err(InputError::Malformed {
+                    field,
+                    message: format!("{} bytes, more than {MAX_TEXT}", text.len()),
+                });
+            }
+        }
+        let changed = input::timestamp("changed_at", self.changed_at, now, limits.max_skew)?;
+        let expires = UNIX_EPOCH
+            .checked_add(input::seconds("expires_at", self.expires_at)?)
+            .ok_or_else(|| InputError::OutOfRange {
+                field: "expires_at",
+                value: self.expires_at.to_string(),
+                range: "not a representable time".into(),
+            })?;
+        if !self.active {
+            return Ok(());
+        }
+        let window = expires.duration_since(changed).unwrap_or_default();
+        input::bounded("expires_at - changed_at", window, limits.max_duration)?;
+        let left = expires.duration_since(now).unwrap_or_default();
+        input::bounded(
+            "expires_at - now",
+            left,
+            limits.max_duration.saturating_add(limits.max_skew),
+        )?;
+        Ok(())
+    }
+
     /// Whether `self` replaces `other` in the merge.
     pub fn supersedes(&self, other: &Self) -> bool {
         self.changed_at > other.changed_at
@@ -57,12 +134,13 @@ pub enum MaintenanceError {
     },
     #[error("the reason must not be empty")]
     NoReason,
+    /// A value from outside (an admin's request, a peer's record) that
+    /// cannot be used; counted in `ocfs2_watchdog_input_rejected_total`.
+    #[error("refused: {0}")]
+    Invalid(#[from] InputError),
 }
 
-pub fn unix(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+pub use crate::input::unix;
 
 struct Inner {
     record: Option<MaintenanceRecord>,
@@ -75,6 +153,7 @@ struct Inner {
 pub struct Maintenance {
     path: PathBuf,
     node: String,
+    limits: Limits,
     inner: Mutex<Inner>,
     audit: Arc<Mutex<AuditLog>>,
 }
@@ -83,14 +162,44 @@ impl Maintenance {
     /// Loads `<state_dir>/maintenance.json`; `node` names this node in
     /// records and audit lines.
     pub fn open(state_dir: &Path, node: &str, audit: Arc<Mutex<AuditLog>>) -> Self {
+        Self::open_with(state_dir, node, audit, Limits::default())
+    }
+
+    /// As `open`, with the configured `limits`. A file whose record breaks
+    /// them holds, as an unreadable one does, until maintenance is set on
+    /// or off again: the endpoints keep serving.
+    pub fn open_with(
+        state_dir: &Path,
+        node: &str,
+        audit: Arc<Mutex<AuditLog>>,
+        limits: Limits,
+    ) -> Self {
         let path = state_dir.join(MAINTENANCE_FILE);
         let (record, unreadable) = match crate::durable::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<MaintenanceRecord>(&bytes) {
-                Ok(record) => (Some(record), None),
-                Err(e) => (
-                    None,
-                    Some(format!("{} is not a record: {e}", path.display())),
-                ),
+                Ok(record) => match record.validate(SystemTime::now(), &limits) {
+                    Ok(()) => (Some(record), None),
+                    Err(e) => {
+                        let e = input::reject(Source::StateFile, e);
+                        (
+                            None,
+                            Some(format!("{} holds an invalid record: {e}", path.display())),
+                        )
+                    }
+                },
+                Err(e) => {
+                    input::reject(
+                        Source::StateFile,
+                        InputError::Malformed {
+                            field: MAINTENANCE_FILE,
+                            message: e.to_string(),
+                        },
+                    );
+                    (
+                        None,
+                        Some(format!("{} is not a record: {e}", path.display())),
+                    )
+                }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
             Err(e) => (None, Some(format!("cannot read {}: {e}", path.display()))),
@@ -101,6 +210,7 @@ impl Maintenance {
         Self {
             path,
             node: node.to_string(),
+            limits,
             inner: Mutex::new(Inner {
                 record,
                 unreadable,
@@ -118,12 +228,24 @@ impl Maintenance {
         &self.node
     }
 
+    /// The limits records are checked against.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Why the record at start could not be used, while that holds.
+    pub fn unreadable(&self) -> Option<String> {
+        self.lock().unreadable.clone()
+    }
+
     /// The record as it stands (expired or not).
     pub fn record(&self) -> Option<MaintenanceRecord> {
         self.lock().record.clone()
     }
 
-    /// Turns maintenance on for `duration` (default 2 h).
+    /// Turns maintenance on for `duration` (default 2 h, at most
+    /// `Limits::max_duration`: longer is refused and counted as an admin
+    /// input).
     pub fn set_on(
         &self,
         reason: &str,
@@ -134,13 +256,26 @@ impl Maintenance {
         if reason.trim().is_empty() {
             return Err(MaintenanceError::NoReason);
         }
+        let admin = |e| MaintenanceError::Invalid(input::reject(Source::Admin, e));
+        let duration = input::bounded(
+            "for",
+            duration.unwrap_or(DEFAULT_DURATION),
+            self.limits.max_duration,
+        )
+        .map_err(admin)?;
+        if reason.trim().len() > MAX_TEXT {
+            return Err(admin(InputError::Malformed {
+                field: "reason",
+                message: format!("longer than {MAX_TEXT} bytes"),
+            }));
+        }
         let record = MaintenanceRecord {
             active: true,
             reason: reason.trim().to_string(),
             node: self.node.clone(),
-            caller: caller.to_string(),
+            caller: caller.chars().take(MAX_TEXT / 4).collect(),
             changed_at: self.change_time(now),
-            expires_at: unix(now + duration.unwrap_or(DEFAULT_DURATION)),
+            expires_at: unix(input::saturating_add(now, duration)),
         };
         self.store(record, caller, AuditOutcome::MaintenanceOn)
     }
@@ -154,7 +289,7 @@ impl Maintenance {
             active: false,
             reason: String::new(),
             node: self.node.clone(),
-            caller: caller.to_string(),
+            caller: caller.chars().take(MAX_TEXT / 4).collect(),
             changed_at: self.change_time(now),
             expires_at: 0.0,
         };
@@ -171,7 +306,24 @@ impl Maintenance {
     }
 
     /// Adopts a peer's record when it supersedes ours; true when adopted.
+    /// A record that breaks the limits is refused (counted, source `peer`)
+    /// whatever its `changed_at`: a forged `1e300` can never win the merge.
     pub fn merge(&self, remote: MaintenanceRecord, peer: &str) -> Result<bool, MaintenanceError> {
+        self.merge_at(remote, peer, SystemTime::now())
+    }
+
+    /// `merge` as of `now` (tests).
+    pub fn merge_at(
+        &self,
+        remote: MaintenanceRecord,
+        peer: &str,
+        now: SystemTime,
+    ) -> Result<bool, MaintenanceError> {
+        if let Err(e) = remote.validate(now, &self.limits) {
+            let e = input::reject(Source::Peer, e);
+            tracing::warn!(peer = %peer, error = %e, "Refused a peer's maintenance record.");
+            return Err(MaintenanceError::Invalid(e));
+        }
         let newer = self
             .lock()
             .record
@@ -213,9 +365,7 @@ impl Maintenance {
                 "{} (on {}, until {})",
                 record.reason,
                 record.node,
-                humantime::format_rfc3339_seconds(
-                    UNIX_EPOCH + Duration::from_secs_f64(record.expires_at)
-                )
+                input::rfc3339(record.expires_at)
             )
         } else {
             format!("off (on {})", record.node)
@@ -254,7 +404,7 @@ impl Maintenance {
         }
         let record = inner.record.clone()?;
         if record.in_force(now) {
-            let left = Duration::from_secs_f64((record.expires_at - unix(now)).max(0.0));
+            let left = input::seconds("left", record.expires_at - unix(now)).unwrap_or_default();
             return Some(format!(
                 "{} (set on {} by {}, {} left)",
                 record.reason,
@@ -376,5 +526,99 @@ mod tests {
         std::fs::write(dir.path().join(MAINTENANCE_FILE), "{garbage").unwrap();
         let m = store(dir.path());
         assert!(m.holding(SystemTime::now()).unwrap().contains("unreadable"));
+    }
+
+    #[test]
+    fn a_window_past_the_maximum_is_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let m = store(dir.path());
+        let before = input::rejected(Source::Admin, input::Reason::TooLong);
+        let huge = humantime::parse_duration("500000000y").unwrap();
+        let error = m.set_on("test", Some(huge), "op", now).unwrap_err();
+        assert!(matches!(error, MaintenanceError::Invalid(_)), "{error}");
+        assert!(error.to_string().contains("maximum"), "{error}");
+        assert!(input::rejected(Source::Admin, input::Reason::TooLong) > before);
+        assert_eq!(m.record(), None, "nothing stored");
+        let limits = Limits::default();
+        m.set_on("ok", Some(limits.max_duration), "op", now)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_forged_peer_record_never_wins_the_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let m = store(dir.path());
+        m.set_on("fsck", None, "op", now).unwrap();
+        let good = m.record().unwrap();
+        let forged = [
+            MaintenanceRecord {
+                changed_at: 1e300,
+                active: false,
+                ..good.clone()
+            },
+            MaintenanceRecord {
+                changed_at: unix(now) + 3600.0,
+                ..good.clone()
+            },
+            MaintenanceRecord {
+                expires_at: 1e300,
+                changed_at: unix(now) + 1.0,
+                ..good.clone()
+            },
+            MaintenanceRecord {
+                expires_at: f64::INFINITY,
+                changed_at: unix(now) + 1.0,
+                ..good.clone()
+            },
+            MaintenanceRecord {
+                changed_at: -5.0,
+                ..good.clone()
+            },
+            MaintenanceRecord {
+                reason: "x".repeat(MAX_TEXT + 1),
+                changed_at: unix(now) + 1.0,
+                ..good.clone()
+            },
+        ];
+        for record in forged {
+            let before = input::rejected(Source::Peer, input::Reason::Future)
+                + input::rejected(Source::Peer, input::Reason::OutOfRange)
+                + input::rejected(Source::Peer, input::Reason::NotFinite)
+                + input::rejected(Source::Peer, input::Reason::TooLong)
+                + input::rejected(Source::Peer, input::Reason::Malformed);
+            let refused = m.merge_at(record.clone(), "10.0.0.9", now);
+            assert!(
+                matches!(refused, Err(MaintenanceError::Invalid(_))),
+                "{record:?}"
+            );
+            let after = input::rejected(Source::Peer, input::Reason::Future)
+                + input::rejected(Source::Peer, input::Reason::OutOfRange)
+                + input::rejected(Source::Peer, input::Reason::NotFinite)
+                + input::rejected(Source::Peer, input::Reason::TooLong)
+                + input::rejected(Source::Peer, input::Reason::Malformed);
+            assert!(after > before, "not counted: {record:?}");
+        }
+        assert_eq!(m.record(), Some(good), "the real record stands");
+    }
+
+    #[test]
+    fn an_out_of_range_file_holds_and_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = serde_json::json!({
+            "active": true, "reason": "test", "node": "n1", "caller": "op",
+            "changed_at": unix(SystemTime::now()), "expires_at": 1.5e16,
+        });
+        std::fs::write(dir.path().join(MAINTENANCE_FILE), record.to_string()).unwrap();
+        let m = store(dir.path());
+        let why = m.holding(SystemTime::now()).unwrap();
+        assert!(
+            why.contains("invalid record") && why.contains("maximum"),
+            "{why}"
+        );
+        assert!(m.unreadable().is_some());
+        m.set_off("op", SystemTime::now()).unwrap();
+        assert_eq!(m.holding(SystemTime::now()), None, "cleared by off");
     }
 }

@@ -409,7 +409,7 @@ impl Peers {
                     let mut waited = Duration::ZERO;
                     while waited < self.config.poll_interval && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(100));
-                        waited += Duration::from_millis(100);
+                        waited = waited.saturating_add(Duration::from_millis(100));
                     }
                 }
             })

@@ -90,12 +90,20 @@ pub fn router_with(
         security.limits.max_concurrent_scrapes,
         Some(Arc::clone(&security.stats)),
     );
+    // Outside the scrape credentials: these check the admin token.
+    let mut limited = scrapes.merge(state_changing);
+    // The probes are never rate limited: a flood must not make the kubelet
+    // restart the daemon in the middle of an action.
+    if let Some(limiter) = &security.rate_limit {
+        limited = limited.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(limiter),
+            telemetry::rate_limit,
+        ));
+    }
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(scrapes)
-        // Outside the scrape credentials: these check the admin token.
-        .merge(state_changing)
+        .merge(limited)
         .layer(RequestBodyLimitLayer::new(
             security.limits.max_request_body_bytes,
         ))
@@ -114,12 +122,6 @@ pub fn router_with(
         )
         .layer(Extension(Arc::clone(&security.stats)))
         .layer(Extension(Redaction(security.redact_details)));
-    if let Some(limiter) = &security.rate_limit {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::clone(limiter),
-            telemetry::rate_limit,
-        ));
-    }
     let headers: Vec<(HeaderName, HeaderValue)> = security
         .headers
         .iter()
@@ -217,6 +219,7 @@ async fn metrics(
     let snapshot = state.snapshots.borrow().clone();
     let mut live = telemetry::process_families();
     live.extend(stats.families());
+    live.push(crate::input::family());
     let live = crate::metrics::encode(crate::metrics::normalize(live));
     let wants_openmetrics = headers
         .get_all(header::ACCEPT)
@@ -237,18 +240,24 @@ async fn metrics(
     }
 }
 
-/// 503 once no tick completed within three intervals: the sampler is wedged.
+/// 503 once no tick completed within three intervals (the sampler is
+/// wedged) or the rule engine has not come round its loop within
+/// `[remediation] engine_stall_intervals` (the engine is wedged).
 async fn healthz(State(state): State<AppState>) -> Response {
     let since = state.health.since_last_tick(state.started);
-    if since <= state.interval * 3 {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        let body = format!(
-            "sampler wedged: no tick completed for {}\n",
-            humantime::format_duration(Duration::from_secs(since.as_secs()))
-        );
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let seconds = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+    if since > state.interval.saturating_mul(3) {
+        let body = format!("sampler wedged: no tick completed for {}\n", seconds(since));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
+    if let Some(stalled) = state.health.engine_stalled() {
+        let body = format!(
+            "rule engine wedged: no tick finished for {}\n",
+            seconds(stalled)
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -67,9 +67,45 @@ pub fn load(dir: &Path) -> Result<Option<PersistedState>, PersistError> {
         .map_err(|source| PersistError::Parse { path, source })
 }
 
+/// Parses and checks the file's text: a sequence number or a fence count
+/// no real node reaches (a kernel counting a million records a second
+/// needs 290 000 years for 2^63) is a forged or corrupt file, refused like
+/// one that is not JSON, and counted (`crate::input`, source `state_file`).
 pub fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
-    serde_json::from_str(text)
+    use serde::de::Error as _;
+    let state: PersistedState = serde_json::from_str(text).inspect_err(|e| {
+        crate::input::reject(
+            crate::input::Source::StateFile,
+            crate::input::InputError::Malformed {
+                field: STATE_FILE,
+                message: e.to_string(),
+            },
+        );
+    })?;
+    let limits = [
+        ("last_seq", state.last_seq.unwrap_or(0), MAX_SEQ),
+        ("fences_total", state.fences_total, MAX_FENCES),
+    ];
+    for (field, value, max) in limits {
+        if value > max {
+            let error = crate::input::reject(
+                crate::input::Source::StateFile,
+                crate::input::InputError::OutOfRange {
+                    field,
+                    value: value.to_string(),
+                    range: format!("at most {max}"),
+                },
+            );
+            return Err(serde_json::Error::custom(error));
+        }
+    }
+    Ok(state)
 }
+
+/// Largest `/dev/kmsg` sequence number believed.
+pub const MAX_SEQ: u64 = 1 << 63;
+/// Largest fence count believed.
+pub const MAX_FENCES: u64 = 1 << 32;
 
 pub fn save(dir: &Path, state: &PersistedState) -> Result<(), PersistError> {
     let path = state_path(dir);
@@ -114,6 +150,11 @@ mod tests {
         std::fs::write(state_path(dir.path()), "{not json").unwrap();
         assert!(matches!(load(dir.path()), Err(PersistError::Parse { .. })));
         assert!(parse_state("").is_err());
+        let forged = r#"{"boot_id":"b","last_seq":18446744073709551615,"fences_total":0,"fence_previous_boot":false}"#;
+        assert!(parse_state(forged)
+            .unwrap_err()
+            .to_string()
+            .contains("last_seq"));
         let file = dir.path().join("plain-file");
         std::fs::write(&file, "").unwrap();
         assert!(matches!(

@@ -155,7 +155,7 @@ pub fn journal_shows_fence(
             fenced
         })
         .ok()?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::input::deadline(timeout);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),

@@ -290,11 +290,11 @@ fn local_time(year: i64, month: u32, day: u32, time: &str) -> Option<i64> {
     let unix = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         tm.tm_year = i32::try_from(year - 1900).ok()?;
-        tm.tm_mon = month as i32 - 1;
-        tm.tm_mday = day as i32;
-        tm.tm_hour = h as i32;
-        tm.tm_min = m as i32;
-        tm.tm_sec = s as i32;
+        tm.tm_mon = i32::try_from(month).ok()? - 1;
+        tm.tm_mday = i32::try_from(day).ok()?;
+        tm.tm_hour = i32::try_from(h).ok()?;
+        tm.tm_min = i32::try_from(m).ok()?;
+        tm.tm_sec = i32::try_from(s).ok()?;
         tm.tm_isdst = -1;
         libc::mktime(&mut tm)
     };

@@ -242,7 +242,7 @@ pub fn resume_or_examine(state: &KernelLogState, plan: &Plan) -> Option<(PathBuf
             let fresh = PersistedState {
                 boot_id: boot_id.clone(),
                 last_seq: None,
-                fences_total: old.fences_total + u64::from(finding.fenced),
+                fences_total: old.fences_total.saturating_add(u64::from(finding.fenced)),
                 fence_previous_boot: finding.fenced,
                 pstore_counted,
             };
@@ -328,7 +328,7 @@ fn follow_kmsg(
         if last_seq.is_some_and(|last| seq <= last) {
             continue;
         }
-        let expected = last_seq.map_or(0, |last| last + 1);
+        let expected = last_seq.map_or(0, |last| last.saturating_add(1));
         let event = ingest.apply(state, &record);
         {
             let mut acc = state.lock();

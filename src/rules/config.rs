@@ -86,6 +86,10 @@ pub struct RemediationConfig {
     /// who can set up a loop device can give a file a superblock with the
     /// right LABEL or UUID, and the watchdog would mount it.
     pub identity_include_loop: bool,
+    /// `/healthz` answers 503 when the engine's thread has not come round
+    /// its loop for this many `sampler.interval`s (outside an action, which
+    /// has its own deadline): a wedged engine gets the daemon restarted.
+    pub engine_stall_intervals: u32,
     /// Per-rule overrides, keyed by rule name (docs/rules.md).
     pub rules: BTreeMap<String, RuleConfig>,
 }
@@ -106,6 +110,7 @@ impl Default for RemediationConfig {
             command_prefix: Vec::new(),
             serialize_remounts: false,
             identity_include_loop: false,
+            engine_stall_intervals: 30,
             rules: BTreeMap::new(),
         }
     }
@@ -211,6 +216,12 @@ impl RemediationConfig {
             return invalid(
                 "remediation.storm_heartbeat_ratio",
                 "must be in (0, 1]".into(),
+            );
+        }
+        if self.engine_stall_intervals < 2 {
+            return invalid(
+                "remediation.engine_stall_intervals",
+                "must be at least 2".into(),
             );
         }
         if self.action_timeout.is_zero() {

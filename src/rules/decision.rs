@@ -124,9 +124,9 @@ impl Engine {
                 local.and_then(|n| n.num),
                 local.map_or("", |n| n.name.as_str()),
             );
-            let jitter = config.storm_release_jitter.mul_f64(fraction);
+            let jitter = crate::input::fraction_of(config.storm_release_jitter, fraction);
             for state in self.targets.values_mut() {
-                state.since = now + jitter;
+                state.since = crate::input::saturating_instant(now, jitter);
             }
             tracing::info!(
                 jitter_seconds = jitter.as_secs_f64(),

@@ -98,6 +98,9 @@ pub struct Engine {
     /// When the current tick began on the real clock: audit times add the
     /// time an action took to the tick's `now`.
     pub(super) tick_started: Instant,
+    /// The heartbeat `/healthz` reads; told how long an action may hold
+    /// the thread.
+    pub(super) liveness: Option<Arc<crate::liveness::EngineHealth>>,
 }
 
 impl Engine {
@@ -143,6 +146,7 @@ impl Engine {
             brake_engaged: Vec::new(),
             brake_holding: false,
             tick_started: now,
+            liveness: None,
             config,
         };
         engine.restore(now);
@@ -158,6 +162,11 @@ impl Engine {
     }
 
     /// Extends the startup grace to `startup_grace` after the host's boot.
+    /// Beats `liveness` around actions (the runner beats it every loop).
+    pub fn set_liveness(&mut self, liveness: Arc<crate::liveness::EngineHealth>) {
+        self.liveness = Some(liveness);
+    }
+
     pub fn set_boot_time(&mut self, boot: Option<SystemTime>) {
         // The engine's clock was anchored when the engine (the daemon) started.
         let started = self.clock.anchor();
@@ -244,10 +253,17 @@ impl Engine {
         let held = self.locks.claim(VolumeClaim::of(plan), owner.clone());
         let lease = self.lease_grant.take();
         let plan = plan.clone();
-        match self.runs.run(&owner, deadline, move || {
+        if let Some(liveness) = &self.liveness {
+            liveness.busy(Some(deadline));
+        }
+        let state = self.runs.run(&owner, deadline, move || {
             let _held = (held, lease);
             executor.execute(&plan)
-        }) {
+        });
+        if let Some(liveness) = &self.liveness {
+            liveness.busy(None);
+        }
+        match state {
             ProbeState::Done { value, .. } => value,
             ProbeState::Stuck { elapsed } | ProbeState::Pending { elapsed } => {
                 Outcome::Failed(format!(
@@ -386,23 +402,30 @@ impl Engine {
                 history.attempts.push_back(now);
                 history.failures = 0;
                 history.precondition_streak = 0;
-                history.waiting = Some((now + settings.cooldown, Wait::Cooldown));
+                history.waiting = Some((
+                    crate::input::saturating_instant(now, settings.cooldown),
+                    Wait::Cooldown,
+                ));
             }
             Outcome::Failed(_) => {
                 history.attempts.push_back(now);
-                history.failures += 1;
+                history.failures = history.failures.saturating_add(1);
                 history.precondition_streak = 0;
-                history.waiting = Some((now + backoff(settings, history.failures), Wait::Backoff));
+                history.waiting = Some((
+                    crate::input::saturating_instant(now, backoff(settings, history.failures)),
+                    Wait::Backoff,
+                ));
             }
             // The host moved on: no attempt spent, look again after a
             // backoff; but a mismatch that lasts is not going to clear.
             Outcome::PreconditionChanged(_) => {
-                history.precondition_streak += 1;
+                history.precondition_streak = history.precondition_streak.saturating_add(1);
                 // Doubling, so a mismatch caused by another problem (o2cb
                 // down under a missing mount) leaves the rule that fixes it
                 // minutes to act before this one gives up.
                 let wait = backoff(settings, history.precondition_streak);
-                history.waiting = Some((now + wait, Wait::Backoff));
+                history.waiting =
+                    Some((crate::input::saturating_instant(now, wait), Wait::Backoff));
                 let streak = history.precondition_streak;
                 if streak >= settings.max_precondition_changed {
                     self.give_up(
@@ -438,7 +461,10 @@ impl Engine {
         now: Instant,
     ) -> bool {
         let record = AuditRecord {
-            time: AuditRecord::at(self.clock.wall(now) + self.tick_started.elapsed()),
+            time: AuditRecord::at(crate::input::saturating_add(
+                self.clock.wall(now),
+                self.tick_started.elapsed(),
+            )),
             rule: rule.to_string(),
             target: finding.target.clone(),
             action: finding

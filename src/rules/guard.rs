@@ -115,7 +115,8 @@ pub fn boot_time(paths: &HostPaths) -> Option<SystemTime> {
         .ok()
         .and_then(|text| parse_btime(&text))
     {
-        return Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime));
+        // An outside number: a value past what a time can hold is no boot time.
+        return SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(btime));
     }
     let uptime = std::fs::read_to_string(paths.proc("uptime")).ok()?;
     let seconds: f64 = uptime.split_whitespace().next()?.parse().ok()?;
@@ -210,7 +211,7 @@ mod tests {
         assert_eq!(boot_time(&paths), None);
         std::fs::write(dir.path().join("proc/uptime"), "3600.50 7000.00\n").unwrap();
         let from_uptime = boot_time(&paths).unwrap();
-        let expected = SystemTime::now() - Duration::from_secs_f64(3600.5);
+        let expected = SystemTime::now() - Duration::from_millis(3_600_500);
         let diff = expected.duration_since(from_uptime).unwrap_or_default();
         assert!(diff < Duration::from_secs(2), "{diff:?}");
         std::fs::write(

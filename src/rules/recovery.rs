@@ -101,7 +101,10 @@ impl Engine {
         let history = self.history((rule, before.target), now);
         history.attempts.push_back(now);
         history.failures += 1;
-        history.waiting = Some((now + backoff(&settings, history.failures), Wait::Backoff));
+        history.waiting = Some((
+            crate::input::saturating_instant(now, backoff(&settings, history.failures)),
+            Wait::Backoff,
+        ));
         self.ledger_dirty = true;
     }
 

@@ -2,7 +2,7 @@
 //! `/metrics` (the self-metrics of the contract and the engine's own) and
 //! `/status`, built from the engine's state by `build`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -64,6 +64,10 @@ pub struct Report {
     pub lease: Option<crate::cluster::lease::LeaseView>,
     /// Cluster maintenance in force now (`cluster::maintenance`).
     pub maintenance: Option<crate::cluster::MaintenanceRecord>,
+    /// Why the maintenance record found at start cannot be used: it holds
+    /// like maintenance until set on or off again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_unreadable: Option<String>,
     /// Seconds of startup grace left (0 once over).
     pub startup_grace_seconds: f64,
     pub budget_per_hour: u32,
@@ -142,6 +146,10 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         .as_ref()
         .and_then(|m| m.record())
         .filter(|r| r.in_force(SystemTime::now()));
+    let maintenance_unreadable = engine
+        .cluster_maintenance
+        .as_ref()
+        .and_then(|m| m.unreadable());
     let pause = engine.control.pause_state();
     let wall_now = engine.clock.wall(now);
     let audit = engine.audit_lock();
@@ -161,6 +169,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         storm_hold_down_seconds: brake.hold_down_seconds,
         unhealthy_nodes: brake.unhealthy_nodes,
         maintenance,
+        maintenance_unreadable,
         lease: Some(engine.lease.as_ref().map_or_else(
             || crate::cluster::lease::LeaseView {
                 max_concurrent_nodes: engine.config.cluster.max_concurrent_nodes.max(1),
@@ -269,7 +278,10 @@ impl Report {
                 "ocfs2_watchdog_maintenance",
                 "1 while cluster maintenance holds every action (ocfs2-watchdog maintenance on, here or on a peer).",
             )
-            .with(&[], bool_value(self.maintenance.is_some())),
+            .with(
+                &[],
+                bool_value(self.maintenance.is_some() || self.maintenance_unreadable.is_some()),
+            ),
             maintenance_info(self.maintenance.as_ref()),
             Family::gauge(
                 "ocfs2_watchdog_cluster_peers_enabled",
@@ -336,10 +348,7 @@ fn maintenance_info(record: Option<&crate::cluster::MaintenanceRecord>) -> Famil
         "Cluster maintenance in force: why, the node it was set on, who set it and when it expires (RFC 3339).",
     );
     if let Some(r) = record {
-        let expires = humantime::format_rfc3339_seconds(
-            UNIX_EPOCH + Duration::from_secs_f64(r.expires_at.max(0.0)),
-        )
-        .to_string();
+        let expires = crate::input::rfc3339(r.expires_at);
         family.push(
             &[
                 ("reason", r.reason.as_str()),

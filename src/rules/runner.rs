@@ -1,7 +1,9 @@
 //! The engine's own thread: waits for each published snapshot, runs one
 //! engine tick on it, publishes the report. Actions may take seconds (4096
 //! unmounts) or up to `action_timeout`; they never delay the sampler or a
-//! scrape, which only read the last published report.
+//! scrape, which only read the last published report. Every pass of its
+//! loop beats `liveness` (`crate::liveness::EngineHealth`), which
+//! `/healthz` reads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use crate::snapshot::Snapshot;
 pub type ReportReceiver = watch::Receiver<Option<Arc<Report>>>;
 
 /// Starts the engine thread with `executor` (`actions::hostns::executor_for_host`
-/// picks it); it stops when `stop` is set.
+/// picks it); it stops when `stop` is set. The thread beats the returned
+/// heartbeat (limit: `engine_stall_intervals` sampler intervals).
 pub fn spawn(
     config: Arc<Config>,
     executor: Box<dyn Executor>,
@@ -31,7 +34,17 @@ pub fn spawn(
         Arc<crate::cluster::Maintenance>,
         Arc<crate::cluster::peers::Peers>,
     )>,
-) -> std::io::Result<(std::thread::JoinHandle<()>, ReportReceiver)> {
+) -> std::io::Result<(
+    std::thread::JoinHandle<()>,
+    ReportReceiver,
+    Arc<crate::liveness::EngineHealth>,
+)> {
+    let liveness = Arc::new(crate::liveness::EngineHealth::new(
+        config
+            .sampler
+            .interval
+            .saturating_mul(config.remediation.engine_stall_intervals),
+    ));
     let (publish, reports) = watch::channel(None);
     let boot = super::guard::boot_time(paths);
     if boot.is_none() {
@@ -45,6 +58,9 @@ pub fn spawn(
     let config_cluster = config.cluster.clone();
     let mut engine = Engine::new(config, executor, control);
     engine.set_boot_time(boot);
+    engine.set_liveness(Arc::clone(&liveness));
+    let beats = Arc::clone(&liveness);
+    let fault = std::env::var(crate::liveness::TEST_ENGINE_FAULT_ENV).ok();
     engine.follow_snapshots(snapshots.clone());
     if let Some((maintenance, peers)) = cluster {
         engine.set_cluster_maintenance(maintenance, paths.clone());
@@ -74,6 +90,7 @@ pub fn spawn(
                 }
             };
             while !stop.load(Ordering::Relaxed) {
+                beats.beat();
                 let changed = runtime.block_on(async {
                     tokio::time::timeout(Duration::from_millis(500), snapshots.changed()).await
                 });
@@ -86,9 +103,16 @@ pub fn spawn(
                 if !snapshot.is_ready() {
                     continue;
                 }
+                match fault.as_deref() {
+                    Some("panic") => panic!("{} asked the engine to panic", crate::liveness::TEST_ENGINE_FAULT_ENV),
+                    Some("wedge") => loop {
+                        std::thread::park();
+                    },
+                    _ => {}
+                }
                 let report = engine.tick(&snapshot, Instant::now());
                 publish.send_replace(Some(Arc::new(report)));
             }
         })?;
-    Ok((handle, reports))
+    Ok((handle, reports, liveness))
 }

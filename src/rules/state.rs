@@ -20,12 +20,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::RULES;
+use crate::input::{self, InputError, Source};
 
 pub const STATE_FILE: &str = "remediation-state.json";
 /// Budget entries spent because the state could not be read at start: they
 /// are saved and restored like any rule's, so a crash loop stays closed.
 pub const STATE_LOST: &str = "state_unreadable";
 pub const HOUR: Duration = Duration::from_secs(3600);
+/// How far ahead of the clock a past event in the file may lie (the file
+/// is this node's own: only a clock step explains more).
+const MAX_AHEAD: Duration = Duration::from_secs(300);
 
 /// Maps the engine's `Instant`s to wall-clock time and back.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +53,7 @@ impl Clock {
 
     pub fn wall(&self, at: Instant) -> SystemTime {
         match at.checked_duration_since(self.instant) {
-            Some(after) => self.wall + after,
+            Some(after) => input::saturating_add(self.wall, after),
             None => self
                 .wall
                 .checked_sub(self.instant.duration_since(at))
@@ -72,9 +76,27 @@ impl Clock {
             .as_secs_f64()
     }
 
-    fn instant_of_unix(&self, seconds: f64) -> Option<Instant> {
-        let at = UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?)?;
-        self.instant(at)
+    /// A time read back from the state file. Not finite or before the
+    /// epoch: dropped. Further than `max_ahead` in the future (a clock set
+    /// back, a forged file): held at that bound, so what it records (budget
+    /// spent, an attempt, a wait) still counts and fails closed. Either is
+    /// counted as a refused state-file input.
+    fn restore(&self, field: &'static str, seconds: f64, max_ahead: Duration) -> Option<Instant> {
+        match input::timestamp(field, seconds, self.wall, max_ahead) {
+            Ok(at) => self.instant(at),
+            Err(error @ InputError::Future { .. }) => {
+                input::reject(Source::StateFile, error);
+                self.instant(input::saturating_add(self.wall, max_ahead))
+            }
+            Err(error) => {
+                input::reject(Source::StateFile, error);
+                None
+            }
+        }
+    }
+
+    fn past(&self, field: &'static str, seconds: f64) -> Option<Instant> {
+        self.restore(field, seconds, MAX_AHEAD)
     }
 }
 
@@ -224,21 +246,34 @@ pub fn load(dir: &Path, clock: &Clock) -> Result<Ledger, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
         Err(source) => return Err(StateError::Read { path, source }),
     };
-    let file: StateFile = match serde_json::from_str(&text) {
-        Ok(file) => file,
-        Err(e) => {
+    match parse(&text, clock) {
+        Ok(ledger) => Ok(ledger),
+        Err(message) => {
+            input::reject(
+                Source::StateFile,
+                InputError::Malformed {
+                    field: STATE_FILE,
+                    message: message.clone(),
+                },
+            );
             // Kept for the operator; the next save writes a valid file.
             let kept = path.with_extension("json.corrupt");
             let _ = std::fs::rename(&path, &kept);
-            return Err(StateError::Parse {
+            Err(StateError::Parse {
                 path,
-                message: format!("{e} (kept as {})", kept.display()),
-            });
+                message: format!("{message} (kept as {})", kept.display()),
+            })
         }
-    };
+    }
+}
+
+/// The ledger a state file's text describes, mapped onto `clock`; every
+/// time is checked (`Clock::restore`). `Err` says why it is not a state file.
+pub fn parse(text: &str, clock: &Clock) -> Result<Ledger, String> {
+    let file: StateFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut ledger = Ledger::default();
     for entry in file.spent {
-        if let (Some(rule), Some(at)) = (rule_name(&entry.rule), clock.instant_of_unix(entry.at)) {
+        if let (Some(rule), Some(at)) = (rule_name(&entry.rule), clock.past("spent.at", entry.at)) {
             ledger.spent.push_back((at, rule));
         }
     }
@@ -253,16 +288,16 @@ pub fn load(dir: &Path, clock: &Clock) -> Result<Ledger, StateError> {
             attempts: entry
                 .attempts
                 .iter()
-                .filter_map(|t| clock.instant_of_unix(*t))
+                .filter_map(|t| clock.past("attempts", *t))
                 .collect(),
             failures: entry.failures,
             precondition_streak: entry.precondition_streak,
             gave_up: entry.gave_up,
             waiting: entry
                 .waiting_until
-                .and_then(|t| clock.instant_of_unix(t))
+                .and_then(|t| clock.restore("waiting_until", t, crate::config::MAX_DURATION))
                 .zip(entry.waiting),
-            last_seen: clock.instant_of_unix(entry.last_seen).unwrap_or(now),
+            last_seen: clock.past("last_seen", entry.last_seen).unwrap_or(now),
         };
         ledger.histories.insert((rule, entry.target), history);
     }

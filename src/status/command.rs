@@ -144,12 +144,17 @@ fn snapshot_in_helper(config: &Config) -> Result<Overview, GatherError> {
     });
     // Every collector's deadline, a second look past the probe deadline,
     // and slack for a loaded host.
-    let limit = config.sampler.collector_timeout * 2
-        + config
-            .mounts
-            .probe_timeout
-            .max(config.heartbeat.disk_probe_timeout)
-        + Duration::from_secs(5);
+    let limit = config
+        .sampler
+        .collector_timeout
+        .saturating_mul(2)
+        .saturating_add(
+            config
+                .mounts
+                .probe_timeout
+                .max(config.heartbeat.disk_probe_timeout),
+        )
+        .saturating_add(Duration::from_secs(5));
     let line = receive
         .recv_timeout(limit)
         .map_err(|_| GatherError::Timeout(limit))?;

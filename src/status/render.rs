@@ -163,9 +163,7 @@ pub fn bytes(value: f64) -> String {
 
 /// Unix seconds as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(unix: f64) -> String {
-    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0.0) as u64);
-    humantime::format_rfc3339_seconds(when)
-        .to_string()
+    crate::input::rfc3339(unix.max(0.0))
         .replace('T', " ")
         .trim_end_matches('Z')
         .to_string()

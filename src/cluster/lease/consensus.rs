@@ -14,28 +14,98 @@
 //! after a jittered delay longer than one round of asking, so a peer that
 //! started asking just after this node's first round is seen by the second.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// What a node tells its peers at `GET /cluster/v1/state`.
+use crate::input::{self, InputError, Source};
+
+/// Longest text and longest list a peer's state may carry.
+const MAX_TEXT: usize = 1024;
+const MAX_FINDINGS: usize = 4096;
+
+/// What a node tells its peers at `GET /cluster/v1/state`. Decoding checks
+/// every field (a peer is hostile until proven otherwise): bounded text and
+/// lists, `intent_at` a finite time not a day ahead; a refusal is counted
+/// (`crate::input`, source `peer`) and the answer is an error.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeState {
+    #[serde(deserialize_with = "bounded_text")]
     pub node: String,
     /// The node's number in cluster.conf, when the daemon knows it.
     pub node_num: Option<u8>,
     /// Holds the cluster lease now (either route).
     pub holds_lease: bool,
     /// Which route it holds the lease by (`dlmfs`, `peers`).
+    #[serde(default, deserialize_with = "bounded_optional_text")]
     pub lease_route: Option<String>,
     /// An action thread that needed the lease is alive.
     pub acting: bool,
     /// Unix time it started asking for the lease by the peer route; set
     /// until it gives up asking or releases the lease.
+    #[serde(default, deserialize_with = "intent_time")]
     pub intent_at: Option<f64>,
     /// Cluster maintenance is in force there.
     pub maintenance: bool,
     /// Its firing findings that would act destructively
     /// (`rule/target`), for the unhealthy-nodes gate of every node.
+    #[serde(deserialize_with = "bounded_findings")]
     pub disruptive_findings: Vec<String>,
+}
+
+fn refuse<E: serde::de::Error>(error: InputError) -> E {
+    E::custom(input::reject(Source::Peer, error))
+}
+
+fn check_text<E: serde::de::Error>(field: &'static str, text: &str) -> Result<(), E> {
+    if text.len() > MAX_TEXT {
+        return Err(refuse(InputError::Malformed {
+            field,
+            message: format!("{} bytes, more than {MAX_TEXT}", text.len()),
+        }));
+    }
+    Ok(())
+}
+
+fn bounded_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    check_text("node", &text)?;
+    Ok(text)
+}
+
+fn bounded_optional_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    if let Some(text) = &text {
+        check_text("lease_route", text)?;
+    }
+    Ok(text)
+}
+
+fn bounded_findings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let findings = Vec::<String>::deserialize(d)?;
+    if findings.len() > MAX_FINDINGS {
+        return Err(refuse(InputError::Malformed {
+            field: "disruptive_findings",
+            message: format!("{} entries, more than {MAX_FINDINGS}", findings.len()),
+        }));
+    }
+    for finding in &findings {
+        check_text("disruptive_findings", finding)?;
+    }
+    Ok(findings)
+}
+
+/// A day is the largest `[cluster] max_clock_skew` accepts.
+fn intent_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let Some(at) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    input::timestamp(
+        "intent_at",
+        at,
+        std::time::SystemTime::now(),
+        std::time::Duration::from_secs(86_400),
+    )
+    .map_err(refuse)?;
+    Ok(Some(at))
 }
 
 /// One configured peer as this round saw it.

@@ -332,7 +332,10 @@ impl Lease {
             Verdict::Proceed => {
                 let fraction = crate::rules::storm::jitter_fraction(Some(local), "") * 0.5
                     + f64::from(subsec_noise()) * 0.5;
-                (self.sleep)(self.recheck_delay + self.recheck_jitter.mul_f64(fraction));
+                (self.sleep)(
+                    self.recheck_delay
+                        .saturating_add(crate::input::fraction_of(self.recheck_jitter, fraction)),
+                );
                 self.round(local, &members, context)
             }
             other => other,

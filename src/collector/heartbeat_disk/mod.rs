@@ -131,7 +131,10 @@ pub fn observe_region(
     }) {
         tracing::warn!(hb_region = %region.uuid, "No probe thread available; heartbeat slots not read.");
     }
-    let state = probes.wait(&region.uuid, started + wait.min(deadline));
+    let state = probes.wait(
+        &region.uuid,
+        crate::input::saturating_instant(started, wait.min(deadline)),
+    );
     if matches!(state, ProbeState::Pending { .. }) {
         return Some(previous.cloned().unwrap_or_default());
     }

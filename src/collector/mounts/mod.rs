@@ -361,7 +361,12 @@ fn probe_all(ctx: &Context, mounts: &mut [MountPoint], previous: Option<&MountFa
     }
     let mut results: HashMap<String, ProbeState<ProbeOutcome>> = targets
         .keys()
-        .map(|key| (key.clone(), probes.wait(key, started + wait)))
+        .map(|key| {
+            (
+                key.clone(),
+                probes.wait(key, crate::input::saturating_instant(started, wait)),
+            )
+        })
         .collect();
     let earlier: HashMap<&str, &ProbeView> = previous
         .map(|p| {
