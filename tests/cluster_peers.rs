@@ -24,8 +24,18 @@ fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNod
 fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut n1 = node(base.path(), "n1", port, "cluster-s3cret-0123456789abcdef0123456789abcdef");
-    let mut n2 = node(base.path(), "n2", port, "cluster-s3cret-0123456789abcdef0123456789abcdef");
+    let mut n1 = node(
+        base.path(),
+        "n1",
+        port,
+        "cluster-s3cret-0123456789abcdef0123456789abcdef",
+    );
+    let mut n2 = node(
+        base.path(),
+        "n2",
+        port,
+        "cluster-s3cret-0123456789abcdef0123456789abcdef",
+    );
     n1.start();
     n2.start();
     wait("peers up", || {
@@ -84,8 +94,18 @@ fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
 fn a_wrong_cluster_token_leaves_the_peer_down_until_a_sighup_reads_the_right_one() {
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut n1 = node(base.path(), "n1", port, "one-0123456789abcdef0123456789abcdef");
-    let mut n2 = node(base.path(), "n2", port, "two-0123456789abcdef0123456789abcdef");
+    let mut n1 = node(
+        base.path(),
+        "n1",
+        port,
+        "one-0123456789abcdef0123456789abcdef",
+    );
+    let mut n2 = node(
+        base.path(),
+        "n2",
+        port,
+        "two-0123456789abcdef0123456789abcdef",
+    );
     n1.start();
     n2.start();
     wait("peer down", || {
@@ -108,7 +128,10 @@ fn a_wrong_cluster_token_leaves_the_peer_down_until_a_sighup_reads_the_right_one
     });
 
     // The token is rotated on n2 and re-read on SIGHUP, without a restart.
-    support::cluster::write_token(&n2.dir.join("cluster-token"), "one-0123456789abcdef0123456789abcdef");
+    support::cluster::write_token(
+        &n2.dir.join("cluster-token"),
+        "one-0123456789abcdef0123456789abcdef",
+    );
     n2.signal(libc::SIGHUP);
     wait("n2 in maintenance after the rotation", || {
         n2.has("ocfs2_watchdog_maintenance 1")
@@ -128,7 +151,12 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
 
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut n2 = node(base.path(), "n2", port, "same-0123456789abcdef0123456789abcdef");
+    let mut n2 = node(
+        base.path(),
+        "n2",
+        port,
+        "same-0123456789abcdef0123456789abcdef",
+    );
     n2.start();
     let address = format!("127.0.0.3:{port}");
     let path = "/cluster/v1/state";
@@ -193,8 +221,18 @@ fn the_peer_listener_binds_once_its_address_is_free() {
     let port = free_port();
     // Something holds n1's peer address when its daemon starts.
     let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
-    let mut n1 = node(base.path(), "n1", port, "same-0123456789abcdef0123456789abcdef");
-    let mut n2 = node(base.path(), "n2", port, "same-0123456789abcdef0123456789abcdef");
+    let mut n1 = node(
+        base.path(),
+        "n1",
+        port,
+        "same-0123456789abcdef0123456789abcdef",
+    );
+    let mut n2 = node(
+        base.path(),
+        "n2",
+        port,
+        "same-0123456789abcdef0123456789abcdef",
+    );
     n1.start();
     n2.start();
     std::thread::sleep(Duration::from_secs(2));

@@ -46,7 +46,10 @@ pub fn peer_node(
     std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
     std::fs::write(root.join("etc/ocfs2/cluster.conf"), cluster_conf).unwrap();
     // Both token files as the daemon accepts them: 32 bytes or more, 0600.
-    write_token(&dir.join("admin-token"), "admin-admin-admin-admin-admin-admin");
+    write_token(
+        &dir.join("admin-token"),
+        "admin-admin-admin-admin-admin-admin",
+    );
     write_token(&dir.join("cluster-token"), cluster_token);
     let admin = format!("127.0.0.1:{}", free_port());
     let config = dir.join("config.toml");
