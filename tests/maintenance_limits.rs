@@ -139,10 +139,24 @@ fn a_window_past_the_maximum_is_refused_by_the_cli_and_the_daemon() {
         .unwrap();
         assert_eq!(answer.status, 400, "{window}: {}", answer.body);
     }
+    // A reason no log line should carry is refused too.
+    let answer = request(
+        &admin,
+        "POST",
+        &format!("/maintenance/on?reason={}&for=1h", "r".repeat(2000)),
+        Some(TOKEN),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(answer.status, 400, "{}", answer.body);
     wait_metric(&address, "ocfs2_watchdog_maintenance 0");
     wait_metric(
         &address,
         "ocfs2_watchdog_input_rejected_total{source=\"admin\",reason=\"too_long\"} 2",
+    );
+    wait_metric(
+        &address,
+        "ocfs2_watchdog_input_rejected_total{source=\"admin\",reason=\"malformed\"} 2",
     );
     // Within the limit it is taken and rendered.
     let (code, out) = cli(&config, &["on", "--reason", "test", "--for", "1day"]);

@@ -205,7 +205,7 @@ impl Maintenance {
             Err(e) => (None, Some(format!("cannot read {}: {e}", path.display()))),
         };
         if let Some(why) = &unreadable {
-            tracing::error!(error = %why, "The maintenance record cannot be read; remediation holds until it is set again.");
+            tracing::error!(error = %why, "The maintenance record cannot be used; remediation holds until maintenance is set on or off again.");
         }
         Self {
             path,
