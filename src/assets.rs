@@ -2,10 +2,10 @@
 //! (`cli::Args`) so they list exactly the flags `--help` shows.
 //!
 //! `main` runs `write` for the hidden argument `__generate-assets DIR`
-//! (not a user-facing subcommand, like the namespace helper); the Debian
-//! package build (`deploy/debian/build-deb`) calls it and cargo-deb installs
-//! the files: `ocfs2-watchdog.8` under /usr/share/man/man8 and the
-//! completions for bash, zsh and fish.
+//! (not a user-facing subcommand, like the namespace helper); the package
+//! build (`deploy/build-release`, for the .deb and the RPM) calls it and the
+//! packages install the files: `ocfs2-watchdog.8` under /usr/share/man/man8
+//! and the completions for bash, zsh and fish.
 
 use std::path::Path;
 
