@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use support::cluster::{cluster_conf, peer_node, wait, PeerNode};
 use support::free_port;
 
+/// A cluster token the daemon accepts (32 bytes or more).
+const SAME: &str = "same-0123456789abcdef0123456789abcdef";
+
 fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNode {
     let conf = cluster_conf(&[("n1", "127.0.0.2"), ("n2", "127.0.0.3")]);
     peer_node(base, name, &conf, peer_port, cluster_token)
@@ -155,7 +158,7 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
         base.path(),
         "n2",
         port,
-        "same-0123456789abcdef0123456789abcdef",
+        SAME,
     );
     n2.start();
     let address = format!("127.0.0.3:{port}");
@@ -182,12 +185,12 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
         (auth, answer)
     };
     wait("peer protocol listening", || {
-        ask(Some("same"), "n1").1.is_ok()
+        ask(Some(SAME), "n1").1.is_ok()
     });
-    let (auth, answer) = ask(Some("same"), "n1");
+    let (auth, answer) = ask(Some(SAME), "n1");
     let (auth, answer) = (auth.unwrap(), answer.unwrap());
     assert_eq!(answer.status, 200, "{answer:?}");
-    PeerKey::new(b"same")
+    PeerKey::new(SAME.as_bytes())
         .verify_response("n2", &auth.nonce, &SignedAnswer::of(&answer))
         .expect("signed by n2 for this request");
     let state: NodeState = serde_json::from_slice(&answer.body).unwrap();
@@ -197,8 +200,8 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
     assert_eq!(ask(None, "n1").1.unwrap().status, 401);
     assert_eq!(ask(Some("other"), "n1").1.unwrap().status, 401);
     // A node of no cluster here, and n2 itself, are not peers.
-    assert_eq!(ask(Some("same"), "n9").1.unwrap().status, 401);
-    assert_eq!(ask(Some("same"), "n2").1.unwrap().status, 401);
+    assert_eq!(ask(Some(SAME), "n9").1.unwrap().status, 401);
+    assert_eq!(ask(Some(SAME), "n2").1.unwrap().status, 401);
     // The engine's report publishes the counters on its next tick.
     wait("two unknown senders counted", || {
         n2.value(
@@ -225,13 +228,13 @@ fn the_peer_listener_binds_once_its_address_is_free() {
         base.path(),
         "n1",
         port,
-        "same-0123456789abcdef0123456789abcdef",
+        SAME,
     );
     let mut n2 = node(
         base.path(),
         "n2",
         port,
-        "same-0123456789abcdef0123456789abcdef",
+        SAME,
     );
     n1.start();
     n2.start();
