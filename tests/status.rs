@@ -96,6 +96,7 @@ const SCENARIOS: &[(&str, u8)] = &[
     ("multipath-one-path-failed", 1),
     ("mounts-stale", 1),
     ("kernel-log-pause", 0),
+    ("o2cb-installed-idle", 0),
 ];
 
 #[test]
@@ -192,6 +193,33 @@ fn check_lines_name_what_is_wrong() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("'hb_ratio'=0.14;0.5;0.8;0;1"), "{stdout}");
     assert!(stdout.contains("'nodes_live'=2;;;0;2"), "{stdout}");
+}
+
+#[test]
+fn an_offline_stack_is_critical_only_where_a_cluster_is_expected() {
+    // ocfs2-tools installed, O2CB_ENABLED=false, no cluster.conf, no mount.
+    let output = run("o2cb-installed-idle", &["check", "--local"], |_| {});
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("OCFS2 OK - no cluster configured"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    // The same host with an OCFS2 volume expected: the stack must run.
+    let output = run("o2cb-installed-idle", &["check", "--local"], |config| {
+        config.mounts.expected.push(ocfs2_watchdog::config::ExpectedMount {
+            mountpoint: "/srv/data".into(),
+            source: "LABEL=data".into(),
+            fstype: "ocfs2".into(),
+            options: "_netdev".into(),
+        });
+    });
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("OCFS2 CRITICAL - o2cb cluster ocfs2 offline"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
 }
 
 #[test]

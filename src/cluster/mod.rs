@@ -10,6 +10,8 @@
 //! peer protocol: every daemon serves its maintenance record on the
 //! interconnect and pulls the others' (`[cluster]`, `config.rs`), so
 //! maintenance set or cleared on one node holds or frees every node.
+//! `status_route.rs` serves this node's status summary to the peers and
+//! gathers theirs for the cluster view (`status --cluster`).
 
 pub mod admin;
 pub mod client;
@@ -17,6 +19,7 @@ pub mod config;
 pub mod lease;
 pub mod maintenance;
 pub mod peers;
+pub mod status_route;
 pub mod tools;
 
 pub use maintenance::{Maintenance, MaintenanceRecord};

@@ -244,8 +244,31 @@ impl Peers {
             })
     }
 
+    /// This node's name and its peers (name, `ip:port`) from cluster.conf.
+    pub(crate) fn roster(&self) -> (String, Vec<(String, String)>) {
+        let node = self.maintenance.node().to_string();
+        let (_, peers) = cluster_nodes(&self.paths, &node, self.config.port);
+        (node, peers)
+    }
+
+    /// One authenticated GET to a peer, as the poll asks: the hook the
+    /// cluster view's route uses (`status_route.rs`).
+    pub(crate) fn get(&self, address: &str, path: &str) -> Result<String, String> {
+        let token = self.token.as_deref().ok_or("no cluster token configured")?;
+        let answer = request(address, "GET", path, Some(token), self.config.request_timeout)
+            .map_err(|e| e.to_string())?;
+        if answer.status != 200 {
+            return Err(format!("answered {}", answer.status));
+        }
+        Ok(answer.body)
+    }
+
+    pub(crate) fn poll_interval(&self) -> Duration {
+        self.config.poll_interval
+    }
+
     /// `Some(refusal)` unless the request carries the cluster token.
-    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+    pub(crate) fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         let Some(token) = self.token.as_deref() else {
             return Some((StatusCode::FORBIDDEN, "no cluster token configured\n").into_response());
         };

@@ -6,7 +6,9 @@
 //! shared by every scrape of it.
 //!
 //! `/` is the human status page (`crate::status`), `/status` the same as
-//! JSON; both sit behind the same credentials as `/metrics`.
+//! JSON, `/status/cluster` the cluster view (`status --cluster`, read from
+//! the `ClusterViewSource` extension the daemon adds); all sit behind the
+//! same credentials as `/metrics`.
 //!
 //! Hardening (`[web]` config, see docs/deploy.md): optional TLS (`tls`),
 //! credentials for `/`, `/metrics` and `/status` (`auth`), a request body limit,
@@ -35,10 +37,14 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::cluster::status_route::ClusterViewSource;
 use crate::sampler::Health;
 use crate::snapshot::Snapshot;
 pub use security::{Security, SecurityError};
 use telemetry::HttpStats;
+
+/// The cluster view for `status --cluster`, behind the scrape credentials.
+pub const CLUSTER_STATUS_PATH: &str = "/status/cluster";
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -71,7 +77,8 @@ pub fn router_with(
     let mut scrapes = Router::new()
         .route("/", get(status_page))
         .route(&security.telemetry_path, get(metrics))
-        .route("/status", get(status));
+        .route("/status", get(status))
+        .route(CLUSTER_STATUS_PATH, get(cluster_status));
     if let Some(auth) = &security.auth {
         scrapes = scrapes.route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(auth),
@@ -271,10 +278,29 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
     })
 }
 
-/// The human status page: the latest snapshot rendered, never the host.
-async fn status_page(State(state): State<AppState>) -> Html<String> {
+/// The human status page: the latest snapshot rendered, never the host;
+/// with the cluster view when the daemon gathers one (its cache).
+async fn status_page(
+    State(state): State<AppState>,
+    cluster: Option<Extension<Arc<ClusterViewSource>>>,
+) -> Html<String> {
     let snapshot = state.snapshots.borrow().clone();
     // Refresh about every two snapshots, never faster than every 5 s.
     let refresh = (state.interval * 2).max(Duration::from_secs(5));
-    Html(crate::status::page(&snapshot, &state.check, refresh))
+    let cluster = cluster.map(|Extension(source)| source.status());
+    Html(crate::status::page(
+        &snapshot,
+        &state.check,
+        refresh,
+        cluster.as_ref(),
+    ))
+}
+
+/// `GET /status/cluster`: this node now and its peers as last gathered;
+/// 404 where the daemon runs without the cluster view (tests' routers).
+async fn cluster_status(cluster: Option<Extension<Arc<ClusterViewSource>>>) -> Response {
+    match cluster {
+        Some(Extension(source)) => Json(source.status()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no cluster view in this daemon\n").into_response(),
+    }
 }

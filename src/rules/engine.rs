@@ -47,6 +47,10 @@ pub(super) struct TargetState {
     pub finding: Finding,
     /// Outcome last audited, so a skip is written once per reason.
     pub last_outcome: Option<AuditOutcome>,
+    /// The first tick at which the finding had lasted its `for`.
+    pub firing_at: Option<Instant>,
+    /// The action that succeeded on it (enforce mode), for `heal.rs`.
+    pub healed_by: Option<&'static str>,
 }
 
 /// An action chains commands that each get `action_timeout` (an o2cb restart
@@ -98,6 +102,8 @@ pub struct Engine {
     /// When the current tick began on the real clock: audit times add the
     /// time an action took to the tick's `now`.
     pub(super) tick_started: Instant,
+    /// Time to heal per action (`heal.rs`).
+    pub(super) heal_times: super::heal::HealTimes,
 }
 
 impl Engine {
@@ -143,6 +149,7 @@ impl Engine {
             brake_engaged: Vec::new(),
             brake_holding: false,
             tick_started: now,
+            heal_times: super::heal::HealTimes::default(),
             config,
         };
         engine.restore(now);
@@ -297,6 +304,7 @@ impl Engine {
                 .collect();
             for key in resolved {
                 if let Some(state) = self.targets.remove(&key) {
+                    self.observe_healed(&key, &state, now);
                     if now.duration_since(state.since) >= settings.r#for {
                         self.record(
                             name,
@@ -323,9 +331,12 @@ impl Engine {
                     since: now,
                     finding: finding.clone(),
                     last_outcome: None,
+                    firing_at: None,
+                    healed_by: None,
                 });
                 state.finding = finding;
                 if now.duration_since(state.since) >= settings.r#for {
+                    state.firing_at.get_or_insert(now);
                     self.decide(&key, &settings, snapshot, now);
                 }
             }
@@ -375,6 +386,9 @@ impl Engine {
         self.count(rule, plan.action().name(), audited);
         if let Some(state) = self.targets.get_mut(key) {
             state.last_outcome = Some(audited);
+            if matches!(outcome, Outcome::Success(_)) {
+                state.healed_by = Some(plan.action().name());
+            }
         }
         if is_disruptive(plan.action()) && !matches!(outcome, Outcome::PreconditionChanged(_)) {
             self.disruptive_taken = true;
@@ -415,6 +429,18 @@ impl Engine {
         }
         self.ledger_dirty = true;
         self.save_ledger();
+    }
+
+    /// A target whose finding is gone: when an action of ours succeeded on
+    /// it, this tick verified the heal (`heal.rs` says what is measured).
+    fn observe_healed(&mut self, key: &Key, state: &TargetState, now: Instant) {
+        let (Some(action), Some(firing_at)) = (state.healed_by, state.firing_at) else {
+            return;
+        };
+        let heal = now.saturating_duration_since(firing_at);
+        let wait = firing_at.saturating_duration_since(state.since);
+        tracing::info!(rule = key.0, target = %key.1, action, heal_seconds = heal.as_secs_f64(), wait_seconds = wait.as_secs_f64(), "Target healed.");
+        self.heal_times.observe(action, heal, wait);
     }
 
     pub(super) fn count(

@@ -9,10 +9,12 @@
 //! as one document that `text` prints and `html` serves, so the command and
 //! the page say the same. `command` runs the subcommands: it asks the local
 //! daemon (`client`) and, when none answers, takes one snapshot itself.
+//! `cluster` is the view of every node at once (`status --cluster`).
 
 pub mod build;
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod html;
 pub mod model;
@@ -28,8 +30,14 @@ pub use build::overview;
 use crate::snapshot::Snapshot;
 use thresholds::CheckConfig;
 
-/// The `/` page for the latest snapshot; reads only the snapshot.
-pub fn page(snapshot: &Snapshot, check: &CheckConfig, refresh: Duration) -> String {
+/// The `/` page for the latest snapshot; reads only the snapshot (and the
+/// cluster view as last gathered, shown as its own section).
+pub fn page(
+    snapshot: &Snapshot,
+    check: &CheckConfig,
+    refresh: Duration,
+    cluster: Option<&cluster::ClusterStatus>,
+) -> String {
     if !snapshot.is_ready() {
         let verdict = check::Verdict::unknown("no snapshot taken yet");
         let document = render::document(&model::Overview::default(), verdict, String::new(), check);
@@ -38,10 +46,11 @@ pub fn page(snapshot: &Snapshot, check: &CheckConfig, refresh: Duration) -> Stri
     let overview = overview(snapshot);
     let verdict = check::evaluate(&overview, check);
     let origin = origin_line(&overview, "served by the daemon");
-    html::render(
-        &render::document(&overview, verdict, origin, check),
-        refresh,
-    )
+    let mut document = render::document(&overview, verdict, origin, check);
+    if let Some(status) = cluster {
+        document.sections.insert(1, cluster::section(status));
+    }
+    html::render(&document, refresh)
 }
 
 /// "Snapshot 12 taken 2026-11-28 23:10:11 UTC <how> (ocfs2-watchdog 0.1.0)".
