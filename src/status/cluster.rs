@@ -210,7 +210,8 @@ pub fn evaluate(status: &ClusterStatus, config: &CheckConfig) -> Verdict {
     for node in &status.nodes {
         match &node.summary {
             Some(summary) => {
-                findings.extend(summary.findings.iter().map(|f| Finding {
+                let wrong = summary.findings.iter().filter(|f| f.state != "OK");
+                findings.extend(wrong.map(|f| Finding {
                     state: state_named(&f.state),
                     text: format!("{}: {}", node.node, f.text),
                 }));
