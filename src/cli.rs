@@ -56,7 +56,12 @@ pub struct Args {
     #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
     pub listen_address: Option<String>,
     /// Root under which every host file is read ("/host" in a container).
-    #[arg(long = "path.rootfs", default_value = "/", value_name = "DIR", global = true)]
+    #[arg(
+        long = "path.rootfs",
+        default_value = "/",
+        value_name = "DIR",
+        global = true
+    )]
     pub rootfs: PathBuf,
     /// proc mount point (default: <rootfs>/proc).
     #[arg(long = "path.procfs", value_name = "DIR", global = true)]
@@ -73,7 +78,12 @@ pub struct Args {
     #[arg(long, global = true)]
     pub enforce: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
-    #[arg(long = "log.level", default_value = "info", value_name = "LEVEL", global = true)]
+    #[arg(
+        long = "log.level",
+        default_value = "info",
+        value_name = "LEVEL",
+        global = true
+    )]
     pub log_level: String,
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value = "text", global = true)]

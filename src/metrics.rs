@@ -163,12 +163,14 @@ impl prometheus_client::collector::Collector for FamiliesCollector {
                 let mut buckets = histogram.buckets.clone();
                 let finite: u64 = buckets.iter().map(|(_, n)| n).sum();
                 buckets.push((f64::INFINITY, histogram.count.saturating_sub(finite)));
-                metric.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    histogram.sum,
-                    histogram.count,
-                    &buckets,
-                    None,
-                )?;
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        histogram.sum,
+                        histogram.count,
+                        &buckets,
+                        None,
+                    )?;
             }
             if family.kind == Kind::Histogram {
                 continue;

@@ -130,8 +130,7 @@ fn global_flags_work_after_the_subcommand() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!stderr.contains("unexpected argument"), "{stderr}");
     assert!(
-        stdout.starts_with("OCFS2 UNKNOWN - configuration error")
-            && stdout.contains("bogus_key"),
+        stdout.starts_with("OCFS2 UNKNOWN - configuration error") && stdout.contains("bogus_key"),
         "{stdout}"
     );
     assert_eq!(output.status.code(), Some(3));
@@ -148,7 +147,10 @@ fn global_flags_work_after_the_subcommand() {
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(document["overview"]["remediation"]["mode"], "enforce", "{stdout}");
+    assert_eq!(
+        document["overview"]["remediation"]["mode"], "enforce",
+        "{stdout}"
+    );
     let mounts = document["overview"]["volumes"].to_string();
     assert!(mounts.contains("/mnt/ocfs2"), "{stdout}");
 }

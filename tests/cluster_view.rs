@@ -101,14 +101,19 @@ fn the_cluster_view_lists_every_node_and_a_silent_one_as_unreachable() {
     let _n2 = start(base.path(), "n2", port);
 
     let mut document = serde_json::Value::Null;
-    wait_for_every("n1 gathered n2", Duration::from_secs(15), Duration::from_millis(300), || {
-        let out = cli(&n1, &["status", "--cluster", "--json"]);
-        document = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let nodes = &document["cluster"]["nodes"];
-        nodes[2]["error"] != "not asked yet"
-            && nodes[0]["summary"]["peers"][0]["up"] == true
-            && nodes[1]["summary"]["peers"][0]["up"] == true
-    });
+    wait_for_every(
+        "n1 gathered n2",
+        Duration::from_secs(15),
+        Duration::from_millis(300),
+        || {
+            let out = cli(&n1, &["status", "--cluster", "--json"]);
+            document = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let nodes = &document["cluster"]["nodes"];
+            nodes[2]["error"] != "not asked yet"
+                && nodes[0]["summary"]["peers"][0]["up"] == true
+                && nodes[1]["summary"]["peers"][0]["up"] == true
+        },
+    );
     let nodes = document["cluster"]["nodes"].as_array().unwrap();
     let names: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
     assert_eq!(names, ["n1", "n2", "n3"], "{document}");

@@ -207,12 +207,15 @@ fn an_offline_stack_is_critical_only_where_a_cluster_is_expected() {
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     // The same host with an OCFS2 volume expected: the stack must run.
     let output = run("o2cb-installed-idle", &["check", "--local"], |config| {
-        config.mounts.expected.push(ocfs2_watchdog::config::ExpectedMount {
-            mountpoint: "/srv/data".into(),
-            source: "LABEL=data".into(),
-            fstype: "ocfs2".into(),
-            options: "_netdev".into(),
-        });
+        config
+            .mounts
+            .expected
+            .push(ocfs2_watchdog::config::ExpectedMount {
+                mountpoint: "/srv/data".into(),
+                source: "LABEL=data".into(),
+                fstype: "ocfs2".into(),
+                options: "_netdev".into(),
+            });
     });
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(
@@ -364,9 +367,7 @@ fn the_cluster_view_matches_its_goldens_from_the_lab_captures() {
                 address: Some("10.99.0.2:9786".into()),
                 local: false,
                 reachable: false,
-                error: Some(
-                    "cannot connect to 10.99.0.2:9786: connection timed out".into(),
-                ),
+                error: Some("cannot connect to 10.99.0.2:9786: connection timed out".into()),
                 summary: None,
             },
         ],
@@ -378,7 +379,12 @@ fn the_cluster_view_matches_its_goldens_from_the_lab_captures() {
         ("cluster-pair-n2-unreachable", &one_gone, 2),
     ] {
         let verdict = cluster::evaluate(status, &config);
-        assert_eq!(verdict.state.exit_code(), code, "{golden}: {}", verdict.line());
+        assert_eq!(
+            verdict.state.exit_code(),
+            code,
+            "{golden}: {}",
+            verdict.line()
+        );
         let origin = "Cluster view from the daemon on 127.0.0.1:9784".to_string();
         let screen = text::render(&cluster::document(status, verdict, origin), false)
             .replace(env!("CARGO_PKG_VERSION"), "VERSION");
@@ -389,7 +395,10 @@ fn the_cluster_view_matches_its_goldens_from_the_lab_captures() {
             let expected = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 makes it)", path.display()));
             if expected != screen {
-                failures.push(format!("{golden}: differs from {}:\n{screen}", path.display()));
+                failures.push(format!(
+                    "{golden}: differs from {}:\n{screen}",
+                    path.display()
+                ));
             }
         }
     }

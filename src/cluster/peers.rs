@@ -255,8 +255,14 @@ impl Peers {
     /// cluster view's route uses (`status_route.rs`).
     pub(crate) fn get(&self, address: &str, path: &str) -> Result<String, String> {
         let token = self.token.as_deref().ok_or("no cluster token configured")?;
-        let answer = request(address, "GET", path, Some(token), self.config.request_timeout)
-            .map_err(|e| e.to_string())?;
+        let answer = request(
+            address,
+            "GET",
+            path,
+            Some(token),
+            self.config.request_timeout,
+        )
+        .map_err(|e| e.to_string())?;
         if answer.status != 200 {
             return Err(format!("answered {}", answer.status));
         }

@@ -87,9 +87,8 @@ impl ClusterViewSource {
             asks.into_iter()
                 .zip(&peers)
                 .map(|(ask, (node, address))| {
-                    ask.join().unwrap_or_else(|_| {
-                        peer_node(node, address, Err("asking panicked".into()))
-                    })
+                    ask.join()
+                        .unwrap_or_else(|_| peer_node(node, address, Err("asking panicked".into())))
                 })
                 .collect()
         })
@@ -110,20 +109,22 @@ impl ClusterViewSource {
             address: self.peers.listen_address(),
             local: true,
             reachable: local.is_some(),
-            error: local
-                .is_none()
-                .then(|| "no snapshot taken yet".to_string()),
+            error: local.is_none().then(|| "no snapshot taken yet".to_string()),
             summary: local.clone(),
         }];
         for (peer, address) in roster {
             let known = gathered.iter().find(|n| n.node == peer).cloned();
-            nodes.push(known.unwrap_or_else(|| {
-                peer_node(&peer, &address, Err("not asked yet".to_string()))
-            }));
+            nodes.push(
+                known.unwrap_or_else(|| {
+                    peer_node(&peer, &address, Err("not asked yet".to_string()))
+                }),
+            );
         }
-        let cluster = local
-            .and_then(|s| s.cluster)
-            .or_else(|| nodes.iter().find_map(|n| n.summary.as_ref()?.cluster.clone()));
+        let cluster = local.and_then(|s| s.cluster).or_else(|| {
+            nodes
+                .iter()
+                .find_map(|n| n.summary.as_ref()?.cluster.clone())
+        });
         ClusterStatus { cluster, nodes }
     }
 

@@ -149,8 +149,7 @@ pub fn from_overview(node: &str, overview: &Overview, verdict: &Verdict) -> Node
                 "missing"
             } else if m.duplicate_layers > 0 {
                 "stacked"
-            } else if m.error_readonly || m.shadowed || m.device_missing || m.mountpoint_deleted
-            {
+            } else if m.error_readonly || m.shadowed || m.device_missing || m.mountpoint_deleted {
                 "degraded"
             } else {
                 "ok"
@@ -351,7 +350,10 @@ pub fn section(status: &ClusterStatus) -> Section {
             ),
         };
         let busy = |items: &[String], tone: Tone| {
-            cell(list(items), if items.is_empty() { Tone::Plain } else { tone })
+            cell(
+                list(items),
+                if items.is_empty() { Tone::Plain } else { tone },
+            )
         };
         blocks.push(Block::Pairs(vec![
             ("stack", cell(&s.stack, stack_tone)),
@@ -441,7 +443,11 @@ mod tests {
             cluster: Some("labclu".into()),
             nodes: vec![
                 node("n1", "OK", &[]),
-                node("n2", "WARNING", &[("WARNING", "/mnt/ocfs2 1 duplicate layers")]),
+                node(
+                    "n2",
+                    "WARNING",
+                    &[("WARNING", "/mnt/ocfs2 1 duplicate layers")],
+                ),
                 ClusterNode {
                     node: "n3".into(),
                     error: Some("connect timed out".into()),
@@ -459,6 +465,9 @@ mod tests {
         config.severity.node_down = Severity::Warning;
         assert_eq!(evaluate(&status, &config).state, State::Warning);
         let text = super::super::text::render(&document(&status, verdict, String::new()), false);
-        assert!(text.contains("n3: UNREACHABLE (connect timed out)"), "{text}");
+        assert!(
+            text.contains("n3: UNREACHABLE (connect timed out)"),
+            "{text}"
+        );
     }
 }
