@@ -78,7 +78,10 @@ def scenario_cluster_view_node_down(lab: Lab) -> None:
         return document if (len(nodes) == 3 and all(n["reachable"] for n in nodes)
                             and all(p["up"] for n in nodes for p in (n["summary"]["peers"] or [{"up": False}]))) else None
     before = wait_for("n1's cluster view to show all three nodes answering", 90, all_answer, interval=2)
-    expect(before["state"] == "OK", f"healthy cluster judged {before['state']}: {before['line']}")
+    # Not asserted OK: the storm brake holds for a while after the daemons
+    # start (each sees the others' disk slots unproven at first), which the
+    # view rightly reports as a hold.
+    expect(before["state"] in ("OK", "WARNING"), f"healthy cluster judged {before['state']}: {before['line']}")
     print(f"    before: {before['line']}")
 
     killed = time.monotonic()
@@ -121,7 +124,8 @@ def scenario_cluster_view_node_down(lab: Lab) -> None:
         check_rc, check_line = cli(survivor, "check")
         cluster_rc, cluster_line = cli(survivor, "check --cluster")
         screen_rc, screen = cli(survivor, "status --cluster")
-        expect(cluster_line.startswith("OCFS2 CRITICAL - n3 unreachable ("), f"{survivor.name}: {cluster_line}")
+        expect(cluster_line.startswith("OCFS2 CRITICAL - ") and "n3 unreachable (" in cluster_line,
+               f"{survivor.name}: {cluster_line}")
         expect(cluster_rc == 2 and check_rc == 2 and screen_rc == 2,
                f"{survivor.name}: check --cluster {cluster_rc}, check {check_rc}, status --cluster {screen_rc}")
         expect("n3: UNREACHABLE (" in screen, f"{survivor.name}: screen\n{screen}")
