@@ -210,7 +210,7 @@ def p50(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-@scenario(1200)
+@scenario(1200, bench=True)
 def scenario_heal_times(lab: Lab) -> None:
     """Remount, unstack of 4096 and o2cb restart, healed again and again: p50 and max per action."""
     fresh_state(lab, "n1", "n2")
