@@ -29,54 +29,64 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// TOML configuration file; every key is optional.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Validate the configuration, print the effective one and exit (2 on error).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub check_config: bool,
     /// Take one snapshot, run the rule engine once over it in dry-run, print
     /// the /metrics text to stdout and exit.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub once: bool,
     /// exporter-toolkit web configuration (YAML: tls_server_config,
     /// basic_auth_users, http_server_config); excludes [web.tls]/[web.auth].
-    #[arg(long = "web.config.file", value_name = "FILE")]
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
     pub web_config_file: Option<PathBuf>,
     /// Path under which metrics are served (overrides web.telemetry_path).
-    #[arg(long = "web.telemetry-path", value_name = "PATH")]
+    #[arg(long = "web.telemetry-path", value_name = "PATH", global = true)]
     pub telemetry_path: Option<String>,
     /// Run no collector unless enabled with --collector.<name>.
-    #[arg(long = "collector.disable-defaults")]
+    #[arg(long = "collector.disable-defaults", global = true)]
     pub collector_disable_defaults: bool,
     /// `--collector.<name>` (true) and `--no-collector.<name>` (false), in
     /// the order given; filled by `Args::parse_command_line`.
     #[arg(skip)]
     pub collector_switches: Vec<(String, bool)>,
     /// Address to listen on (overrides web.listen_address).
-    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    #[arg(long = "web.listen-address", value_name = "ADDR", global = true)]
     pub listen_address: Option<String>,
     /// Root under which every host file is read ("/host" in a container).
-    #[arg(long = "path.rootfs", default_value = "/", value_name = "DIR")]
+    #[arg(
+        long = "path.rootfs",
+        default_value = "/",
+        value_name = "DIR",
+        global = true
+    )]
     pub rootfs: PathBuf,
     /// proc mount point (default: <rootfs>/proc).
-    #[arg(long = "path.procfs", value_name = "DIR")]
+    #[arg(long = "path.procfs", value_name = "DIR", global = true)]
     pub procfs: Option<PathBuf>,
     /// sys mount point (default: <rootfs>/sys).
-    #[arg(long = "path.sysfs", value_name = "DIR")]
+    #[arg(long = "path.sysfs", value_name = "DIR", global = true)]
     pub sysfs: Option<PathBuf>,
     /// Kernel log to follow (`/dev/kmsg`) or a log file to replay
     /// (overrides kernel_log.source; see docs/kernel-log.md for formats).
-    #[arg(long = "kernel-log", value_name = "PATH")]
+    #[arg(long = "kernel-log", value_name = "PATH", global = true)]
     pub kernel_log: Option<PathBuf>,
     /// Let remediation act (sets remediation.mode = "enforce"); without it,
     /// and without that setting, every decision is a dry run.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub enforce: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
-    #[arg(long = "log.level", default_value = "info", value_name = "LEVEL")]
+    #[arg(
+        long = "log.level",
+        default_value = "info",
+        value_name = "LEVEL",
+        global = true
+    )]
     pub log_level: String,
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "text")]
+    #[arg(long = "log.format", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
 
@@ -91,8 +101,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Take a snapshot here instead of asking the daemon.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         local: bool,
+        /// Every node of the cluster: the local daemon's view of itself and
+        /// of its peers (over the peer protocol); a node that does not
+        /// answer is shown as unreachable.
+        #[arg(long)]
+        cluster: bool,
         /// Take the snapshot in this process (the helper that `--local`
         /// starts, so that a probe hung on a dead device cannot keep the
         /// command from exiting).
@@ -103,8 +118,12 @@ pub enum Command {
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (thresholds: the [check] section).
     Check {
         /// Take a snapshot here instead of asking the daemon.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         local: bool,
+        /// Judge every node of the cluster (as `status --cluster`); a node
+        /// that does not answer counts at the `node_down` severity.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Cluster-wide maintenance mode (docs/rules.md): no node acts while on.
     /// Talks to the local daemon's admin endpoint with the admin token.
@@ -136,15 +155,18 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
         Command::Status {
             json,
             local,
+            cluster,
             in_process,
         } => Options {
             json: *json,
             local: *local,
+            cluster: *cluster,
             in_process: *in_process,
         },
-        Command::Check { local } => Options {
+        Command::Check { local, cluster } => Options {
             json: false,
             local: *local,
+            cluster: *cluster,
             in_process: false,
         },
         // Handled in main: it needs the daemon's admin endpoint, not a view.
@@ -182,12 +204,14 @@ impl Args {
                     clap::Arg::new(format!("collector.{name}"))
                         .long(format!("collector.{name}"))
                         .action(ArgAction::SetTrue)
+                        .global(true)
                         .help(format!("Enable the {name} collector.")),
                 )
                 .arg(
                     clap::Arg::new(format!("no-collector.{name}"))
                         .long(format!("no-collector.{name}"))
                         .action(ArgAction::SetTrue)
+                        .global(true)
                         .help(format!("Disable the {name} collector.")),
                 );
         }

@@ -245,6 +245,20 @@ fn run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let cluster_view = cluster::status_route::ClusterViewSource::new(
+        Arc::clone(&peers),
+        snapshots.clone(),
+        Arc::new(config.check.clone()),
+    );
+    let cluster_view_thread = if peers.enabled() {
+        Some(
+            Arc::clone(&cluster_view)
+                .spawn(Arc::clone(&stop))
+                .context("starting the cluster view thread")?,
+        )
+    } else {
+        None
+    };
     let state = AppState {
         snapshots,
         health,
@@ -312,7 +326,10 @@ fn run(
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         if let Some(listen) = peers.listen_address().filter(|_| peers.enabled()) {
             let mut stopped = stopped.clone();
-            let router = cluster::peers::routes(Arc::clone(&peers));
+            let router = cluster::peers::routes(
+                Arc::clone(&peers),
+                cluster::status_route::routes(Arc::clone(&cluster_view)),
+            );
             let peer_stats = security.stats.listener("peer");
             tokio::spawn(async move {
                 let Some(listener) = bind_peer_listener(&listen, &mut stopped).await else {
@@ -381,7 +398,8 @@ fn run(
             });
         }
         let state_changing = axum::Router::new();
-        let app = router_with(state, &security, state_changing);
+        let app = router_with(state, &security, state_changing)
+            .layer(axum::Extension(Arc::clone(&cluster_view)));
         let shutdown = async move {
             shutdown_signal().await;
             let _ = stopping.send(true);
@@ -393,6 +411,9 @@ fn run(
     })?;
     stop.store(true, Ordering::Relaxed);
     if let Some(thread) = peers_thread {
+        let _ = thread.join();
+    }
+    if let Some(thread) = cluster_view_thread {
         let _ = thread.join();
     }
     let _ = sampler_thread.join();

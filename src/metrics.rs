@@ -24,6 +24,8 @@ pub enum Kind {
     Gauge,
     /// Rendered with the `_total` suffix; the family name has none.
     Counter,
+    /// `_bucket{le}`, `_sum` and `_count` series from `Family::histograms`.
+    Histogram,
 }
 
 pub type Labels = Vec<(&'static str, String)>;
@@ -34,13 +36,26 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// One metric family: name (without `_total`), help text, type, samples.
+/// One labelled series of a histogram: the observations that fell into
+/// each bucket (by upper bound, not cumulative; whatever `count` has beyond
+/// them is the `+Inf` bucket's), their sum and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub labels: Labels,
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// One metric family: name (without `_total`), help text, type, samples
+/// (histograms: `histograms` instead).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl Family {
@@ -50,7 +65,31 @@ impl Family {
             help,
             kind: Kind::Gauge,
             samples: Vec::new(),
+            histograms: Vec::new(),
         }
+    }
+
+    pub fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            kind: Kind::Histogram,
+            ..Self::gauge(name, help)
+        }
+    }
+
+    /// Adds one histogram series; `buckets` are per bucket, not cumulative.
+    pub fn push_histogram(
+        &mut self,
+        labels: &[(&'static str, &str)],
+        buckets: Vec<(f64, u64)>,
+        sum: f64,
+        count: u64,
+    ) {
+        self.histograms.push(HistogramSample {
+            labels: labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
+            buckets,
+            sum,
+            count,
+        });
     }
 
     pub fn counter(name: &'static str, help: &'static str) -> Self {
@@ -77,6 +116,7 @@ impl Family {
     /// order a collector happened to read its sources in.
     pub fn sorted(mut self) -> Self {
         self.samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.histograms.sort_by(|a, b| a.labels.cmp(&b.labels));
         self
     }
 }
@@ -86,7 +126,7 @@ impl Family {
 pub fn normalize(families: Vec<Family>) -> Vec<Family> {
     let mut families: Vec<Family> = families
         .into_iter()
-        .filter(|f| !f.samples.is_empty())
+        .filter(|f| !f.samples.is_empty() || !f.histograms.is_empty())
         .map(Family::sorted)
         .collect();
     families.sort_by(|a, b| a.name.cmp(b.name));
@@ -110,9 +150,31 @@ impl prometheus_client::collector::Collector for FamiliesCollector {
             let metric_type = match family.kind {
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Counter => MetricType::Counter,
+                Kind::Histogram => MetricType::Histogram,
             };
             let mut metric =
                 encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
+            for histogram in &family.histograms {
+                let labels: Vec<(Cow<'static, str>, Cow<'_, str>)> = histogram
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(v.as_str())))
+                    .collect();
+                let mut buckets = histogram.buckets.clone();
+                let finite: u64 = buckets.iter().map(|(_, n)| n).sum();
+                buckets.push((f64::INFINITY, histogram.count.saturating_sub(finite)));
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        histogram.sum,
+                        histogram.count,
+                        &buckets,
+                        None,
+                    )?;
+            }
+            if family.kind == Kind::Histogram {
+                continue;
+            }
             if let [only] = family.samples.as_slice() {
                 if only.labels.is_empty() {
                     // No `{}` after the name for a family with a single unlabelled sample.
@@ -137,6 +199,8 @@ fn encode_value(kind: Kind, value: f64, encoder: MetricEncoder) -> Result<(), st
     match kind {
         Kind::Gauge => ConstGauge::new(value).encode(encoder),
         Kind::Counter => ConstCounter::new(value).encode(encoder),
+        // Histograms are encoded from `Family::histograms`, never from a value.
+        Kind::Histogram => Ok(()),
     }
 }
 
@@ -204,6 +268,22 @@ mod tests {
             "# HELP a_events A.\n# TYPE a_events counter\na_events_total 3.0\n\
              # HELP b_gauge B.\n# TYPE b_gauge gauge\n\
              b_gauge{mountpoint=\"/a b\\\"\"} 1.0\nb_gauge{mountpoint=\"/z\"} 2.0\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn renders_histograms_with_cumulative_buckets() {
+        let mut heal = Family::histogram("x_heal_seconds", "H.");
+        heal.push_histogram(&[("action", "remount")], vec![(1.0, 2), (5.0, 0)], 3.5, 3);
+        let text = encode(normalize(vec![heal]));
+        assert_eq!(
+            text,
+            "# HELP x_heal_seconds H.\n# TYPE x_heal_seconds histogram\n\
+             x_heal_seconds_sum{action=\"remount\"} 3.5\n\
+             x_heal_seconds_count{action=\"remount\"} 3\n\
+             x_heal_seconds_bucket{le=\"1.0\",action=\"remount\"} 2\n\
+             x_heal_seconds_bucket{le=\"5.0\",action=\"remount\"} 2\n\
+             x_heal_seconds_bucket{le=\"+Inf\",action=\"remount\"} 3\n# EOF\n"
         );
     }
 }

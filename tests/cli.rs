@@ -104,3 +104,53 @@ fn runs_with_no_config_file_and_no_flags() {
         "{metrics}"
     );
 }
+
+#[test]
+fn global_flags_work_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[mounts]\nbogus_key = 1\n").unwrap();
+    // Read (and refused for its content), not rejected as an argument.
+    let output = watchdog()
+        .args(["maintenance", "on", "--reason", "x", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert!(stderr.contains("unknown field `bogus_key`"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+
+    let output = watchdog()
+        .args(["status", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert!(
+        stdout.starts_with("OCFS2 UNKNOWN - configuration error") && stdout.contains("bogus_key"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(3));
+
+    // Given after the subcommand, the flags reach the snapshot helper too.
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[remediation]\nmode = \"enforce\"\n").unwrap();
+    let output = watchdog()
+        .args(["status", "--local", "--json", "--config"])
+        .arg(&good)
+        .arg("--path.rootfs")
+        .arg(fixture("mounts-stacked").join("rootfs"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        document["overview"]["remediation"]["mode"], "enforce",
+        "{stdout}"
+    );
+    let mounts = document["overview"]["volumes"].to_string();
+    assert!(mounts.contains("/mnt/ocfs2"), "{stdout}");
+}

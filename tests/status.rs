@@ -96,6 +96,7 @@ const SCENARIOS: &[(&str, u8)] = &[
     ("multipath-one-path-failed", 1),
     ("mounts-stale", 1),
     ("kernel-log-pause", 0),
+    ("o2cb-installed-idle", 0),
 ];
 
 #[test]
@@ -195,6 +196,36 @@ fn check_lines_name_what_is_wrong() {
 }
 
 #[test]
+fn an_offline_stack_is_critical_only_where_a_cluster_is_expected() {
+    // ocfs2-tools installed, O2CB_ENABLED=false, no cluster.conf, no mount.
+    let output = run("o2cb-installed-idle", &["check", "--local"], |_| {});
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("OCFS2 OK - no cluster configured"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    // The same host with an OCFS2 volume expected: the stack must run.
+    let output = run("o2cb-installed-idle", &["check", "--local"], |config| {
+        config
+            .mounts
+            .expected
+            .push(ocfs2_watchdog::config::ExpectedMount {
+                mountpoint: "/srv/data".into(),
+                source: "LABEL=data".into(),
+                fstype: "ocfs2".into(),
+                options: "_netdev".into(),
+            });
+    });
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("OCFS2 CRITICAL - o2cb cluster ocfs2 offline"),
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+}
+
+#[test]
 fn thresholds_and_severities_come_from_the_check_section() {
     // The replayed kernel log is days old: counted only with a wide window.
     let output = run("kernel-log-pause", &["check", "--local"], |config| {
@@ -278,4 +309,103 @@ fn status_json_is_the_verdict_and_the_overview() {
     let typed: ocfs2_watchdog::status::model::Overview =
         serde_json::from_value(overview.clone()).unwrap();
     assert_eq!(typed.nodes.len(), 2);
+}
+
+/// A node's summary as its daemon would serve it: the fixture's overview
+/// (a lab capture) judged with the fixture's own thresholds.
+fn summary_of(name: &str, node: &str) -> ocfs2_watchdog::status::cluster::NodeSummary {
+    use ocfs2_watchdog::status::{check, model::Overview};
+    let output = run(name, &["status", "--local", "--json"], |_| {});
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let overview: Overview = serde_json::from_value(document["overview"].clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(&scenario_config(name, dir.path(), |_| {})).unwrap();
+    let verdict = check::evaluate(&overview, &config.check);
+    ocfs2_watchdog::status::cluster::from_overview(node, &overview, &verdict)
+}
+
+#[test]
+fn the_cluster_view_matches_its_goldens_from_the_lab_captures() {
+    use ocfs2_watchdog::status::cluster::{self, ClusterNode, ClusterStatus, PeerReach};
+    use ocfs2_watchdog::status::{text, thresholds::CheckConfig};
+
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/status_golden");
+    let reach = |node: &str, up: bool| {
+        Some(vec![PeerReach {
+            node: node.into(),
+            up,
+        }])
+    };
+    let mut n1 = summary_of("cluster-mounted-n1", "n1");
+    let mut n2 = summary_of("cluster-mounted-n2", "n2");
+    n1.peers = reach("n2", true);
+    n2.peers = reach("n1", true);
+    let answering = |summary: cluster::NodeSummary, local: bool, address: &str| ClusterNode {
+        node: summary.node.clone(),
+        address: Some(address.into()),
+        local,
+        reachable: true,
+        error: None,
+        summary: Some(summary),
+    };
+    let both = ClusterStatus {
+        cluster: Some("labclu".into()),
+        nodes: vec![
+            answering(n1.clone(), true, "10.99.0.1:9786"),
+            answering(n2, false, "10.99.0.2:9786"),
+        ],
+    };
+    // n2 powered off: its peer port times out, and n1's poll says so too.
+    n1.peers = reach("n2", false);
+    let one_gone = ClusterStatus {
+        cluster: Some("labclu".into()),
+        nodes: vec![
+            answering(n1, true, "10.99.0.1:9786"),
+            ClusterNode {
+                node: "n2".into(),
+                address: Some("10.99.0.2:9786".into()),
+                local: false,
+                reachable: false,
+                error: Some("cannot connect to 10.99.0.2:9786: connection timed out".into()),
+                summary: None,
+            },
+        ],
+    };
+    let config = CheckConfig::default();
+    let mut failures = Vec::new();
+    for (golden, status, code) in [
+        ("cluster-pair-healthy", &both, 0),
+        ("cluster-pair-n2-unreachable", &one_gone, 2),
+    ] {
+        let verdict = cluster::evaluate(status, &config);
+        assert_eq!(
+            verdict.state.exit_code(),
+            code,
+            "{golden}: {}",
+            verdict.line()
+        );
+        let origin = "Cluster view from the daemon on 127.0.0.1:9784".to_string();
+        let screen = text::render(&cluster::document(status, verdict, origin), false)
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let path = golden_dir.join(format!("{golden}.txt"));
+        if update {
+            std::fs::write(&path, &screen).unwrap();
+        } else {
+            let expected = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 makes it)", path.display()));
+            if expected != screen {
+                failures.push(format!(
+                    "{golden}: differs from {}:\n{screen}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let line = cluster::evaluate(&one_gone, &config).line();
+    assert!(
+        line.starts_with("OCFS2 CRITICAL - n2 unreachable (cannot connect to 10.99.0.2:9786"),
+        "{line}"
+    );
 }

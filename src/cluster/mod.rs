@@ -11,7 +11,8 @@
 //! interconnect and pulls the others' (`[cluster]`, `config.rs`), so
 //! maintenance set or cleared on one node holds or frees every node;
 //! `peer_auth.rs` authenticates both directions of it and `peer_server.rs`
-//! is its listener.
+//! is its listener. `status_route.rs` serves this node's status summary to
+//! the peers and gathers theirs for the cluster view (`status --cluster`).
 
 pub mod admin;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod maintenance;
 pub mod peer_auth;
 pub mod peer_server;
 pub mod peers;
+pub mod status_route;
 pub mod tools;
 
 pub use maintenance::{Maintenance, MaintenanceRecord};

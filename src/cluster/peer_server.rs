@@ -30,15 +30,18 @@ fn peer_routes() -> Router<Arc<Peers>> {
         .route(STATE_PATH, get(state))
 }
 
-/// The peer listener's router: every route of `peer_routes`, each request
-/// verified and each answer signed by `authenticate`. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so the source
-/// address can be checked.
-pub fn routes(peers: Arc<Peers>) -> Router {
+/// The peer listener's router: every route of `peer_routes` and of
+/// `extra` (routes other modules serve to peers, with their own state),
+/// each request verified and each answer signed by `authenticate`. Served
+/// by `http::serve`, which hands each request its TCP source address so it
+/// can be checked.
+pub fn routes(peers: Arc<Peers>, extra: Router) -> Router {
     // A request (its body read included) gets as long as a peer's whole
     // exchange may take: a sender that drips holds no handler longer.
     let deadline = peers.config.request_timeout.max(Duration::from_secs(1));
     peer_routes()
+        .with_state(Arc::clone(&peers))
+        .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&peers),
             authenticate,
@@ -47,7 +50,6 @@ pub fn routes(peers: Arc<Peers>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             deadline,
         ))
-        .with_state(peers)
 }
 
 fn refuse(peers: &Peers, reason: Reason, source: Option<IpAddr>, detail: &str) -> Response {

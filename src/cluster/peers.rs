@@ -414,6 +414,29 @@ impl Peers {
                 }
             })
     }
+
+    /// This node's name and its peers (name, `ip:port`) from cluster.conf.
+    pub(crate) fn roster(&self) -> (String, Vec<(String, String)>) {
+        let node = self.node().to_string();
+        let (_, peers) = cluster_nodes(&self.paths, &node, self.config.port);
+        (node, peers)
+    }
+
+    /// One signed GET to `node` at `address`, its answer verified as the
+    /// poll's are (`call`): the hook the cluster view's gatherer uses
+    /// (`status_route.rs`).
+    pub(crate) fn get(&self, node: &str, address: &str, path: &str) -> Result<Vec<u8>, String> {
+        let target = Target {
+            node,
+            address,
+            from: self.local_ip(),
+        };
+        self.call(&target, path).map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn poll_interval(&self) -> Duration {
+        self.config.poll_interval
+    }
 }
 
 impl PeerAsker for Peers {

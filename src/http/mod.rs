@@ -6,10 +6,11 @@
 //! shared by every scrape of it.
 //!
 //! `/` is the human status page (`crate::status`), `/status` the same as
-//! JSON; both sit behind the same credentials as `/metrics`. Without
-//! credentials on a listener that is not loopback they leave out callers,
-//! kernel log text and iSCSI names (`Security::redact_details`,
-//! `status::redact`).
+//! JSON, `/status/cluster` the cluster view (`status --cluster`, read from
+//! the `ClusterViewSource` extension the daemon adds); all sit behind the
+//! same credentials as `/metrics`. Without credentials on a listener that
+//! is not loopback they leave out callers, kernel log text and iSCSI names
+//! (`Security::redact_details`, `status::redact`).
 //!
 //! Hardening (`[web]` config, see docs/deploy.md): optional TLS (`tls`),
 //! credentials for `/`, `/metrics` and `/status` (`auth`), a request body limit,
@@ -40,11 +41,15 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::cluster::status_route::ClusterViewSource;
 use crate::sampler::Health;
 use crate::snapshot::Snapshot;
 use crate::status::redact::Redaction;
 pub use security::{Security, SecurityError};
 use telemetry::HttpStats;
+
+/// The cluster view for `status --cluster`, behind the scrape credentials.
+pub const CLUSTER_STATUS_PATH: &str = "/status/cluster";
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -77,7 +82,8 @@ pub fn router_with(
     let mut scrapes = Router::new()
         .route("/", get(status_page))
         .route(&security.telemetry_path, get(metrics))
-        .route("/status", get(status));
+        .route("/status", get(status))
+        .route(CLUSTER_STATUS_PATH, get(cluster_status));
     if let Some(auth) = &security.auth {
         scrapes = scrapes.route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(auth),
@@ -304,18 +310,52 @@ pub fn status_json(snapshot: &Snapshot) -> serde_json::Value {
     })
 }
 
-/// The human status page: the latest snapshot rendered, never the host.
+/// The human status page: the latest snapshot rendered, never the host;
+/// with the cluster view when the daemon gathers one (its cache).
 async fn status_page(
     State(state): State<AppState>,
     Extension(redaction): Extension<Redaction>,
+    cluster: Option<Extension<Arc<ClusterViewSource>>>,
 ) -> Html<String> {
     let snapshot = state.snapshots.borrow().clone();
     // Refresh about every two snapshots, never faster than every 5 s.
     let refresh = (state.interval * 2).max(Duration::from_secs(5));
+    let cluster = cluster.map(|Extension(source)| redacted_cluster(source.status(), redaction));
     Html(crate::status::page_with(
         &snapshot,
         &state.check,
         refresh,
         redaction,
+        cluster.as_ref(),
     ))
+}
+
+/// The cluster view with the same details left out as `/status` (peers'
+/// findings can name an IQN, their maintenance its caller).
+fn redacted_cluster(
+    status: crate::status::cluster::ClusterStatus,
+    redaction: Redaction,
+) -> crate::status::cluster::ClusterStatus {
+    if !redaction.0 {
+        return status;
+    }
+    let Ok(mut value) = serde_json::to_value(&status) else {
+        return crate::status::cluster::ClusterStatus::default();
+    };
+    crate::status::redact::redact_value(&mut value);
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+/// `GET /status/cluster`: this node now and its peers as last gathered;
+/// 404 where the daemon runs without the cluster view (tests' routers).
+async fn cluster_status(
+    Extension(redaction): Extension<Redaction>,
+    cluster: Option<Extension<Arc<ClusterViewSource>>>,
+) -> Response {
+    match cluster {
+        Some(Extension(source)) => {
+            Json(redacted_cluster(source.status(), redaction)).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no cluster view in this daemon\n").into_response(),
+    }
 }

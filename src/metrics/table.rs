@@ -45,6 +45,7 @@ impl<T: FamilyTable> Families<T> {
                     help: d.help,
                     kind: d.kind,
                     samples: Vec::new(),
+                    histograms: Vec::new(),
                 })
                 .collect(),
             table: PhantomData,

@@ -47,6 +47,10 @@ pub(super) struct TargetState {
     pub finding: Finding,
     /// Outcome last audited, so a skip is written once per reason.
     pub last_outcome: Option<AuditOutcome>,
+    /// The first tick at which the finding had lasted its `for`.
+    pub firing_at: Option<Instant>,
+    /// The action that succeeded on it (enforce mode), for `heal.rs`.
+    pub healed_by: Option<&'static str>,
 }
 
 /// An action chains commands that each get `action_timeout` (an o2cb restart
@@ -101,6 +105,8 @@ pub struct Engine {
     /// The heartbeat `/healthz` reads; told how long an action may hold
     /// the thread.
     pub(super) liveness: Option<Arc<crate::liveness::EngineHealth>>,
+    /// Time to heal per action (`heal.rs`).
+    pub(super) heal_times: super::heal::HealTimes,
 }
 
 impl Engine {
@@ -147,6 +153,7 @@ impl Engine {
             brake_holding: false,
             tick_started: now,
             liveness: None,
+            heal_times: super::heal::HealTimes::default(),
             config,
         };
         engine.restore(now);
@@ -313,6 +320,7 @@ impl Engine {
                 .collect();
             for key in resolved {
                 if let Some(state) = self.targets.remove(&key) {
+                    self.observe_healed(&key, &state, now);
                     if now.duration_since(state.since) >= settings.r#for {
                         self.record(
                             name,
@@ -339,9 +347,12 @@ impl Engine {
                     since: now,
                     finding: finding.clone(),
                     last_outcome: None,
+                    firing_at: None,
+                    healed_by: None,
                 });
                 state.finding = finding;
                 if now.duration_since(state.since) >= settings.r#for {
+                    state.firing_at.get_or_insert(now);
                     self.decide(&key, &settings, snapshot, now);
                 }
             }
@@ -391,6 +402,9 @@ impl Engine {
         self.count(rule, plan.action().name(), audited);
         if let Some(state) = self.targets.get_mut(key) {
             state.last_outcome = Some(audited);
+            if matches!(outcome, Outcome::Success(_)) {
+                state.healed_by = Some(plan.action().name());
+            }
         }
         if is_disruptive(plan.action()) && !matches!(outcome, Outcome::PreconditionChanged(_)) {
             self.disruptive_taken = true;
@@ -438,6 +452,18 @@ impl Engine {
         }
         self.ledger_dirty = true;
         self.save_ledger();
+    }
+
+    /// A target whose finding is gone: when an action of ours succeeded on
+    /// it, this tick verified the heal (`heal.rs` says what is measured).
+    fn observe_healed(&mut self, key: &Key, state: &TargetState, now: Instant) {
+        let (Some(action), Some(firing_at)) = (state.healed_by, state.firing_at) else {
+            return;
+        };
+        let heal = now.saturating_duration_since(firing_at);
+        let wait = firing_at.saturating_duration_since(state.since);
+        tracing::info!(rule = key.0, target = %key.1, action, heal_seconds = heal.as_secs_f64(), wait_seconds = wait.as_secs_f64(), "Target healed.");
+        self.heal_times.observe(action, heal, wait);
     }
 
     pub(super) fn count(

@@ -21,6 +21,7 @@ mod decision;
 pub mod effective;
 pub mod engine;
 pub mod guard;
+pub mod heal;
 mod lease_gate;
 mod recovery;
 pub mod report;

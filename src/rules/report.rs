@@ -83,6 +83,8 @@ pub struct Report {
     pub state_errors: u64,
     pub audit_file: String,
     pub recent_audit: Vec<String>,
+    /// Time to heal per action (`heal.rs`).
+    pub heal: super::heal::HealTimes,
 }
 
 fn unix(time: SystemTime) -> f64 {
@@ -201,6 +203,7 @@ pub(super) fn build(engine: &Engine, snapshot: &Snapshot, now: Instant) -> Repor
         state_errors: engine.state_errors,
         audit_file: audit.path().display().to_string(),
         recent_audit: audit.recent(),
+        heal: engine.heal_times.clone(),
     }
 }
 
@@ -336,6 +339,7 @@ impl Report {
         ];
         families.extend(self.lease.clone().unwrap_or_default().families());
         families.extend(self.peer_protocol.iter().flat_map(|p| p.families()));
+        families.extend(self.heal.families());
         families
     }
 }

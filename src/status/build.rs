@@ -46,6 +46,7 @@ fn cluster(snapshot: &Snapshot) -> Option<ClusterView> {
     Some(ClusterView {
         name: o2cb.cluster_name.clone(),
         online: o2cb.online,
+        expected: o2cb.online || o2cb.expected,
         heartbeat_mode: running
             .and_then(|c| c.heartbeat_mode)
             .map(|m| m.as_str().to_string()),

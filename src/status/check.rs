@@ -134,7 +134,7 @@ pub fn evaluate(overview: &Overview, config: &CheckConfig) -> Verdict {
     };
 
     if let Some(cluster) = &overview.cluster {
-        if !cluster.online {
+        if !cluster.online && cluster.expected {
             push(
                 severity.stack_offline,
                 format!("o2cb cluster {} offline", cluster.name),
@@ -414,6 +414,10 @@ fn distinct<'a>(events: &[&'a str]) -> Vec<&'a str> {
 fn ok_summary(overview: &Overview, live: usize, mounts: usize) -> String {
     let mut parts = Vec::new();
     match &overview.cluster {
+        Some(cluster) if !cluster.online && !cluster.expected => parts.push(format!(
+            "no cluster configured (o2cb cluster {} not enabled)",
+            cluster.name
+        )),
         Some(cluster) => parts.push(format!(
             "cluster {} online, {live}/{} nodes live",
             cluster.name,

@@ -1,5 +1,6 @@
-//! Asks the local daemon for its status: `GET /status` on its admin socket
-//! when there is one (root-only, so no credentials), else on the configured
+//! Asks the local daemon for its status: `GET /status` (or the cluster
+//! view, `GET /status/cluster`) on its admin socket when there is one
+//! (root-only, so no credentials), else on the configured
 //! listen address (the unspecified address means loopback), over TLS when
 //! `[web.tls]` is set, with the configured credentials. The daemon's
 //! certificate is pinned to `web.tls.cert_file` (the file it serves), so a
@@ -18,6 +19,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
+use super::cluster::ClusterStatus;
 use super::model::Overview;
 use crate::config::WebConfig;
 
@@ -76,6 +78,22 @@ pub fn daemon_address(web: &WebConfig) -> Result<SocketAddr, DaemonError> {
 
 /// The daemon's overview, from its `/status`.
 pub fn fetch_overview(web: &WebConfig) -> Result<(SocketAddr, Overview), DaemonError> {
+    let (address, response) = get(web, "/status")?;
+    let overview = parse_response(&address.to_string(), &response)?;
+    Ok((address, overview))
+}
+
+/// The daemon's cluster view, from its `/status/cluster`.
+pub fn fetch_cluster(web: &WebConfig) -> Result<(SocketAddr, ClusterStatus), DaemonError> {
+    let (address, response) = get(web, crate::http::CLUSTER_STATUS_PATH)?;
+    let body = body_of(&address.to_string(), &response)?;
+    let status = serde_json::from_str(&body)
+        .map_err(|e| DaemonError::Invalid(format!("cluster view: {e}")))?;
+    Ok((address, status))
+}
+
+/// One GET to the daemon; the whole raw answer.
+fn get(web: &WebConfig, path: &str) -> Result<(SocketAddr, Vec<u8>), DaemonError> {
     let address = daemon_address(web)?;
     let authorization = authorization(web)?;
     let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
@@ -85,7 +103,7 @@ pub fn fetch_overview(web: &WebConfig) -> Result<(SocketAddr, Overview), DaemonE
     stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
     // HTTP/1.0: the answer ends with the connection, never chunked.
     let request = format!(
-        "GET /status HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n{authorization}\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n{authorization}\r\n"
     );
     let response = match &web.tls {
         None => exchange(stream, &request),
@@ -98,8 +116,7 @@ pub fn fetch_overview(web: &WebConfig) -> Result<(SocketAddr, Overview), DaemonE
         }
     }
     .map_err(io)?;
-    let overview = parse_response(&address.to_string(), &response)?;
-    Ok((address, overview))
+    Ok((address, response))
 }
 
 /// The daemon's overview, from `/status` on its admin socket.
@@ -140,7 +157,8 @@ fn authorization(web: &WebConfig) -> Result<String, DaemonError> {
     }
 }
 
-fn parse_response(address: &str, response: &[u8]) -> Result<Overview, DaemonError> {
+/// The body of a 200 answer; any other status is the daemon refusing.
+fn body_of(address: &str, response: &[u8]) -> Result<String, DaemonError> {
     let text = String::from_utf8_lossy(response);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -153,6 +171,7 @@ fn parse_response(address: &str, response: &[u8]) -> Result<Overview, DaemonErro
     if status != 200 {
         let hint = match status {
             401 => " (credentials: see web.auth and OCFS2_WATCHDOG_BASIC_AUTH)",
+            404 => " (a daemon without the cluster view)",
             503 => " (busy)",
             _ => "",
         };
@@ -162,8 +181,13 @@ fn parse_response(address: &str, response: &[u8]) -> Result<Overview, DaemonErro
             hint,
         });
     }
+    Ok(body.to_string())
+}
+
+fn parse_response(address: &str, response: &[u8]) -> Result<Overview, DaemonError> {
+    let body = body_of(address, response)?;
     let document: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        serde_json::from_str(&body).map_err(|e| DaemonError::Invalid(e.to_string()))?;
     if document["ready"] != serde_json::Value::Bool(true) {
         return Err(DaemonError::NotReady);
     }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::check::{self, State, Verdict};
 use super::model::Overview;
-use super::{client, origin_line, render, text};
+use super::{client, cluster, origin_line, render, text};
 use crate::config::Config;
 use crate::host::HostPaths;
 
@@ -43,6 +43,8 @@ pub struct Options {
     pub local: bool,
     /// `status --json`.
     pub json: bool,
+    /// `--cluster`: every node, from the daemon's cluster view.
+    pub cluster: bool,
     /// Take the snapshot in this very process (the helper `gather` starts).
     pub in_process: bool,
 }
@@ -167,16 +169,44 @@ fn snapshot_in_helper(config: &Config) -> Result<Overview, GatherError> {
 }
 
 /// This command's arguments with the subcommand replaced by the helper's.
+/// Global flags may stand on either side of the subcommand, so everything
+/// but the subcommand's name and its own flags is kept, in order.
 fn helper_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
-    let mut out: Vec<OsString> = args
-        .take_while(|arg| arg != "status" && arg != "check")
-        .collect();
+    const OWN_FLAGS: [&str; 4] = ["--json", "--local", "--in-process", "--cluster"];
+    let mut out = Vec::new();
+    let mut in_subcommand = false;
+    let mut takes_value = false;
+    for arg in args {
+        let flag_with_value = arg
+            .to_str()
+            .is_some_and(|a| a.starts_with("--") && !a.contains('=') && global_takes_value(a));
+        if !takes_value && !in_subcommand && (arg == "status" || arg == "check") {
+            in_subcommand = true;
+        } else if !takes_value && in_subcommand && OWN_FLAGS.iter().any(|f| arg == *f) {
+        } else {
+            out.push(arg);
+        }
+        takes_value = !takes_value && flag_with_value;
+    }
     out.extend(["status", "--local", "--in-process", "--json"].map(OsString::from));
     out
 }
 
+/// Whether a global flag is followed by its value as the next argument.
+fn global_takes_value(flag: &str) -> bool {
+    use clap::CommandFactory as _;
+    let name = flag.trim_start_matches('-');
+    crate::cli::Args::command()
+        .get_arguments()
+        .find(|a| a.get_long() == Some(name))
+        .is_some_and(|a| a.get_action().takes_values())
+}
+
 /// `ocfs2-watchdog status`: prints the screen, returns the exit code.
 pub fn status(config: &Config, paths: HostPaths, options: &Options) -> u8 {
+    if options.cluster {
+        return status_cluster(config, options);
+    }
     let (overview, source) = match gather(config, paths, options) {
         Ok(found) => found,
         Err(error) => return no_overview(&error, options.json),
@@ -194,6 +224,15 @@ pub fn status(config: &Config, paths: HostPaths, options: &Options) -> u8 {
 
 /// `ocfs2-watchdog check`: one Nagios line, the exit code.
 pub fn check(config: &Config, paths: HostPaths, options: &Options) -> u8 {
+    if options.cluster {
+        let (_, status) = match client::fetch_cluster(&config.web) {
+            Ok(found) => found,
+            Err(error) => return unknown(&format!("no cluster view: {error}"), false),
+        };
+        let verdict = cluster::evaluate(&status, &config.check);
+        println!("{}", verdict.line());
+        return verdict.state.exit_code();
+    }
     let (overview, _) = match gather(config, paths, options) {
         Ok(found) => found,
         Err(error) => return no_overview(&error, false),
@@ -201,6 +240,47 @@ pub fn check(config: &Config, paths: HostPaths, options: &Options) -> u8 {
     let verdict = check::evaluate(&overview, &config.check);
     println!("{}", verdict.line());
     verdict.state.exit_code()
+}
+
+/// `status --cluster`: the cluster view the local daemon gathered; there
+/// is no local fallback, as only the daemon talks to the peers.
+fn status_cluster(config: &Config, options: &Options) -> u8 {
+    let (status, address) = match client::fetch_cluster(&config.web) {
+        Ok((address, status)) => (status, address),
+        Err(error) => return unknown(&format!("no cluster view: {error}"), options.json),
+    };
+    let verdict = cluster::evaluate(&status, &config.check);
+    if options.json {
+        println!("{}", cluster_json(&status, &verdict, address));
+    } else {
+        let origin = format!(
+            "Cluster view from the daemon on {address} (each node's snapshot time in its summary)"
+        );
+        let document = cluster::document(&status, verdict.clone(), origin);
+        print!("{}", text::render(&document, text::colour_wanted()));
+    }
+    verdict.state.exit_code()
+}
+
+/// `status --cluster --json`: the verdict and the cluster view.
+pub fn cluster_json(
+    status: &cluster::ClusterStatus,
+    verdict: &Verdict,
+    address: std::net::SocketAddr,
+) -> serde_json::Value {
+    let findings: Vec<serde_json::Value> = verdict
+        .findings
+        .iter()
+        .map(|f| json!({ "state": f.state.as_str(), "text": f.text }))
+        .collect();
+    json!({
+        "state": verdict.state.as_str(),
+        "exit_code": verdict.state.exit_code(),
+        "line": verdict.line(),
+        "findings": findings,
+        "source": { "kind": "daemon", "address": address.to_string() },
+        "cluster": status,
+    })
 }
 
 fn no_overview(error: &GatherError, json: bool) -> u8 {
@@ -293,6 +373,29 @@ mod tests {
             "c.toml",
             "--path.rootfs",
             "/host",
+            "status",
+            "--local",
+            "--in-process",
+            "--json",
+        ];
+        assert_eq!(helper, expected.map(OsString::from));
+    }
+
+    #[test]
+    fn the_helper_keeps_global_flags_given_after_the_subcommand() {
+        let args = [
+            "status",
+            "--json",
+            "--config",
+            "status",
+            "--local",
+            "--path.rootfs=/host",
+        ];
+        let helper = helper_args(args.iter().map(OsString::from));
+        let expected = [
+            "--config",
+            "status",
+            "--path.rootfs=/host",
             "status",
             "--local",
             "--in-process",

@@ -9,10 +9,12 @@
 //! as one document that `text` prints and `html` serves, so the command and
 //! the page say the same. `command` runs the subcommands: it asks the local
 //! daemon (`client`) and, when none answers, takes one snapshot itself.
+//! `cluster` is the view of every node at once (`status --cluster`).
 
 pub mod build;
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod html;
 pub mod model;
@@ -31,17 +33,18 @@ use thresholds::CheckConfig;
 
 /// The `/` page for the latest snapshot; reads only the snapshot.
 pub fn page(snapshot: &Snapshot, check: &CheckConfig, refresh: Duration) -> String {
-    page_with(snapshot, check, refresh, redact::Redaction(false))
+    page_with(snapshot, check, refresh, redact::Redaction(false), None)
 }
 
 /// The `/` page, with the sensitive details left out when `redaction` says
 /// so (the verdict is judged on the whole overview first: hiding text never
-/// changes it).
+/// changes it), and the cluster view as last gathered as its own section.
 pub fn page_with(
     snapshot: &Snapshot,
     check: &CheckConfig,
     refresh: Duration,
     redaction: redact::Redaction,
+    cluster: Option<&cluster::ClusterStatus>,
 ) -> String {
     if !snapshot.is_ready() {
         let verdict = check::Verdict::unknown("no snapshot taken yet");
@@ -59,10 +62,11 @@ pub fn page_with(
         verdict.summary = redact::redact_text(&verdict.summary);
     }
     let origin = origin_line(&overview, "served by the daemon");
-    html::render(
-        &render::document(&overview, verdict, origin, check),
-        refresh,
-    )
+    let mut document = render::document(&overview, verdict, origin, check);
+    if let Some(status) = cluster {
+        document.sections.insert(1, cluster::section(status));
+    }
+    html::render(&document, refresh)
 }
 
 /// "Snapshot 12 taken 2026-11-28 23:10:11 UTC <how> (ocfs2-watchdog 0.1.0)".

@@ -33,6 +33,11 @@ pub struct ClusterView {
     pub name: String,
     /// A cluster is registered in configfs (the o2cb stack is up).
     pub online: bool,
+    /// The host is configured to run one (`O2CB_ENABLED=true`, a
+    /// cluster.conf or an expected OCFS2 mount): only then is an offline
+    /// stack a fault. Absent from an older daemon's answer: taken as yes.
+    #[serde(default = "expected_by_default")]
+    pub expected: bool,
     pub heartbeat_mode: Option<String>,
     pub dead_threshold: Option<u32>,
     /// Self-fence timeout: 2 s × (dead_threshold − 1).
@@ -48,6 +53,10 @@ pub struct ClusterView {
     pub drift: Vec<DriftView>,
     /// Timeout invariants that do not hold (e.g. heartbeat ≤ storage stall).
     pub invariants_violated: Vec<InvariantView>,
+}
+
+fn expected_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

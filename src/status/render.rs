@@ -221,6 +221,8 @@ fn cluster_section(overview: &Overview) -> Section {
             "stack",
             if cluster.online {
                 cell("online", Tone::Good)
+            } else if !cluster.expected {
+                cell("offline (not configured to run)", Tone::Plain)
             } else {
                 cell("OFFLINE", Tone::Bad)
             },

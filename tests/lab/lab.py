@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 from labkit import HERE, Lab
-from scenario_kit import REGISTRY
+from scenario_kit import BENCHES, REGISTRY
 
 for module in sorted(HERE.glob("scenarios_*.py"), key=lambda p: (p.stem != "scenarios_core", p.stem)):
     importlib.import_module(module.stem)
@@ -62,7 +62,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--daemon", required=True, type=Path, help="the ocfs2-watchdog binary to run in the guests")
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("OCFS2_LAB_RUN", "/tmp/ocfs2-watchdog-lab")))
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", default=[s for s in SCENARIOS if s not in BENCHES],
+                        help="default: every scenario but the benches (named only: " + ", ".join(sorted(BENCHES)) + ")")
     args = parser.parse_args()
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:

@@ -19,16 +19,22 @@ from labkit import Guest, Lab, LabError
 
 # name -> (function, time bound in seconds), in registration order.
 REGISTRY: dict[str, tuple] = {}
+# Scenarios that measure rather than assert a fault (benches/): run only
+# when named, never by a plain `lab.py` (the test command's whole run).
+BENCHES: set[str] = set()
 
 
-def scenario(limit: int, name: str | None = None):
+def scenario(limit: int, name: str | None = None, bench: bool = False):
     """Registers the decorated function as scenario `name` (default: the
-    function's name without its `scenario_` prefix) with a time bound."""
+    function's name without its `scenario_` prefix) with a time bound;
+    `bench`: only when named (`BENCHES`)."""
     def register(function):
         key = name or function.__name__.removeprefix("scenario_")
         if key in REGISTRY:
             raise LabError(f"scenario {key} registered twice")
         REGISTRY[key] = (function, limit)
+        if bench:
+            BENCHES.add(key)
         return function
     return register
 

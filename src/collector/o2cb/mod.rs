@@ -53,6 +53,11 @@ pub struct O2cbFacts {
     /// kept while it is down: what a restart with the bare `o2cb` tool must
     /// write again when the sysconfig file does not say.
     pub last_timeouts: Option<StackTimeouts>,
+    /// The host is meant to run a cluster: `O2CB_ENABLED=true`, a
+    /// cluster.conf, or an OCFS2 mount expected (fstab or config). An
+    /// offline stack on a host with none of these is ocfs2-tools
+    /// installed and idle, not an outage.
+    pub expected: bool,
 }
 
 /// The configfs timeouts peers compare at connect (o2net disconnects on a
@@ -121,12 +126,16 @@ impl Collector for O2cb {
             });
         }
         let hostname = read_hostname(ctx);
+        let mounts_expected = ocfs2_mounts_expected(ctx)?;
+        let expected = mounts_expected
+            || cluster_conf.is_some()
+            || sysconfig.as_ref().is_some_and(Sysconfig::enabled);
         let mismatches = drift::compare(&DriftInput {
             cluster: cluster.as_ref(),
             sysconfig: sysconfig.as_ref(),
             cluster_conf: cluster_conf.as_ref(),
             hostname: hostname.as_deref(),
-            mounts_expected: ocfs2_mounts_expected(ctx)?,
+            mounts_expected,
         });
         let last_timeouts = cluster
             .as_ref()
@@ -144,6 +153,7 @@ impl Collector for O2cb {
             sysconfig_file,
             mismatches,
             files,
+            expected,
         };
         log_changes(&facts, previous_facts(previous));
         Ok(Section {
