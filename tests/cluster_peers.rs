@@ -154,12 +154,7 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
 
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut n2 = node(
-        base.path(),
-        "n2",
-        port,
-        SAME,
-    );
+    let mut n2 = node(base.path(), "n2", port, SAME);
     n2.start();
     let address = format!("127.0.0.3:{port}");
     let path = "/cluster/v1/state";
@@ -224,18 +219,8 @@ fn the_peer_listener_binds_once_its_address_is_free() {
     let port = free_port();
     // Something holds n1's peer address when its daemon starts.
     let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
-    let mut n1 = node(
-        base.path(),
-        "n1",
-        port,
-        SAME,
-    );
-    let mut n2 = node(
-        base.path(),
-        "n2",
-        port,
-        SAME,
-    );
+    let mut n1 = node(base.path(), "n1", port, SAME);
+    let mut n2 = node(base.path(), "n2", port, SAME);
     n1.start();
     n2.start();
     std::thread::sleep(Duration::from_secs(2));

@@ -74,16 +74,16 @@ impl ClusterViewSource {
                 .iter()
                 .map(|(node, address)| {
                     scope.spawn(move || {
-                        let answer =
-                            self.peers
-                                .get(node, address, SUMMARY_PATH)
-                                .and_then(|body| {
-                                    if body.len() > MAX_SUMMARY_BYTES {
-                                        return Err(format!("answered {} bytes", body.len()));
-                                    }
-                                    serde_json::from_slice::<NodeSummary>(&body)
-                                        .map_err(|e| format!("not a node summary: {e}"))
-                                });
+                        let answer = self
+                            .peers
+                            .get(node, address, SUMMARY_PATH)
+                            .and_then(|body| {
+                                if body.len() > MAX_SUMMARY_BYTES {
+                                    return Err(format!("answered {} bytes", body.len()));
+                                }
+                                serde_json::from_slice::<NodeSummary>(&body)
+                                    .map_err(|e| format!("not a node summary: {e}"))
+                            });
                         peer_node(node, address, answer)
                     })
                 })
