@@ -18,6 +18,12 @@ const TOKEN: &str = "validate-test-token-0123456789abcdef";
 fn write_config(dir: &Path, admin: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("state")).unwrap();
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    // Token files must be root's alone, or the daemon refuses to start.
+    std::fs::set_permissions(
+        dir.join("token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let config = format!(
         r#"state_dir = "{state}"
 [sampler]
