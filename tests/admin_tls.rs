@@ -111,8 +111,8 @@ fn plain_http(address: &str) -> std::io::Result<Vec<u8>> {
 
 #[test]
 fn a_network_admin_listener_is_served_over_tls_only() {
-    if !enter_private_network("a_network_admin_listener_is_served_over_tls_only")
-        || !support::require(support::have_command("ip"), "ip (iproute2)")
+    if !support::require(support::have_command("ip"), "ip (iproute2)")
+        || !enter_private_network("a_network_admin_listener_is_served_over_tls_only")
     {
         return;
     }
