@@ -83,6 +83,17 @@ fn walk(floor: &Path, start: &Path, path: &Path) -> PathBuf {
     joined
 }
 
+/// (major, minor) of a `dev_t` the kernel reported (`st_dev`, `st_rdev`),
+/// converted checked: `None` when either does not fit the `u32` the mount
+/// table and sysfs use (never on Linux today, whose numbers are 12 and 20
+/// bits, but a device number is not the place to truncate silently).
+pub fn device_numbers(dev: u64) -> Option<(u32, u32)> {
+    Some((
+        u32::try_from(nix::sys::stat::major(dev)).ok()?,
+        u32::try_from(nix::sys::stat::minor(dev)).ok()?,
+    ))
+}
+
 /// Resolves a symlink target found at `link` (a host path) lexically, the way
 /// the host would, without following anything on disk: `/dev/disk/by-uuid/X`
 /// → `../../sdb` becomes `/dev/sdb`.
@@ -145,6 +156,12 @@ fn components_of(path: &Path) -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_numbers_round_trip() {
+        let dev = nix::sys::stat::makedev(259, 1_048_575);
+        assert_eq!(device_numbers(dev), Some((259, 1_048_575)));
+    }
 
     #[test]
     fn defaults_follow_rootfs() {

@@ -58,5 +58,12 @@ pub fn render(config: &Config, paths: HostPaths) -> std::io::Result<String> {
     let mut report = engine.tick(&snapshot, Instant::now());
     report.peer_protocol = Some(identity);
     snapshot.remediation = Some(Arc::new(report));
-    Ok(snapshot.rendered_text().to_string())
+    // `/metrics` adds the refused-input counters at scrape time; so does
+    // this, so the goldens (and the alerts checked against them) know it.
+    let input = crate::metrics::encode(crate::metrics::normalize(vec![crate::input::family()]));
+    Ok([
+        snapshot.rendered_text(),
+        &crate::metrics::openmetrics_to_text(&input),
+    ]
+    .concat())
 }

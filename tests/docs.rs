@@ -42,11 +42,6 @@ const NO_FIXTURE_CAN_SHOW: &[(&str, &str)] = &[
         "ocfs2_watchdog_http_connections_timed_out",
         "tests/http_abuse.rs",
     ),
-    // Made at scrape time from the refusals of the running daemon.
-    (
-        "ocfs2_watchdog_input_rejected",
-        "tests/maintenance_limits.rs",
-    ),
 ];
 
 fn base(name: &str) -> &str {

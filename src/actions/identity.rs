@@ -28,7 +28,6 @@ use crate::collector::storage::topology::block_name;
 use crate::collector::CollectError;
 use crate::host::resolve_in_root;
 use crate::probe::{ProbePool, ProbeState, Prober};
-use nix::sys::stat::{major, minor};
 
 /// What one superblock read gave.
 type ReadOutcome = Result<Option<VolumeIdentity>, CollectError>;
@@ -264,7 +263,7 @@ fn wanted(host: &HostActions, source: &str) -> Result<Wanted, IdentityError> {
     if let Some((major, minor)) = std::fs::metadata(host.paths.root(&resolved))
         .ok()
         .filter(|m| m.file_type().is_block_device())
-        .map(|m| (major(m.rdev()) as u32, minor(m.rdev()) as u32))
+        .and_then(|m| crate::host::device_numbers(m.rdev()))
     {
         if let Some(name) = block_name(&host.paths, &resolved.to_string_lossy(), major, minor) {
             return Ok(Wanted::Device {

@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::command::CommandError;
-use super::unstack::TableError;
+use super::unstack::{PopError, TableError};
 use super::{command, remount, unstack, ActionError, HostActions, MountSpec};
 use crate::collector::mounts::mountinfo::MountEntry;
 
@@ -39,11 +39,16 @@ pub enum RestoreError {
     },
     #[error("{0} is no longer mounted")]
     Gone(String),
-    #[error("{mountpoint} now has mount {found} on top, not the planned {planned}")]
-    OtherMount {
+    /// The re-check right before `umount2`: not the planned layer any more.
+    #[error("{mountpoint} is not unmounted: {moved}")]
+    Moved {
         mountpoint: String,
-        planned: u32,
-        found: u32,
+        moved: unstack::Moved,
+    },
+    #[error("cannot unmount {mountpoint}: {error}")]
+    Unmount {
+        mountpoint: String,
+        error: nix::Error,
     },
     #[error("{link} is a symbolic link now; {mountpoint} is not unmounted through it")]
     Link { mountpoint: String, link: String },
@@ -218,11 +223,14 @@ pub fn still_mounted(host: &HostActions, mount: &RestoreMount) -> Result<u32, Re
 }
 
 /// Unmounts the layer `planned` (the mount id `still_mounted` found) at the
-/// recorded mount point with the host's `umount` (libmount keeps its utab
-/// in step, and from a container the host's tool is the one that runs).
-/// Refused when a component of the path has become a symbolic link (the
-/// kernel reports canonical paths, so the record has none and `umount`
-/// would follow one elsewhere) or another mount is on top now.
+/// recorded mount point, the way unstack pops a layer (`unstack::pop_layer`):
+/// the id on top there is read again (`statx`, last component not followed)
+/// right before `umount2(UMOUNT_NOFOLLOW)`, so there is no window for a tool
+/// to start in. Refused when a component of the path has become a symbolic
+/// link (the kernel reports canonical paths, so the record has none) or
+/// another mount is on top now. `umount(8)` is not used: libmount's utab
+/// entry of the mount, if it had one, is left for the restore's `mount` to
+/// supersede (docs/rules.md, o2cb_down).
 pub fn unmount(host: &HostActions, mount: &RestoreMount, planned: u32) -> Result<(), RestoreError> {
     if let Some(link) = link_in(host, &mount.mountpoint) {
         return Err(RestoreError::Link {
@@ -230,18 +238,17 @@ pub fn unmount(host: &HostActions, mount: &RestoreMount, planned: u32) -> Result
             link: link.to_string_lossy().into_owned(),
         });
     }
-    match top_at(host, &mount.mountpoint)? {
-        Some(top) if top.id == planned => {}
-        Some(top) => {
-            return Err(RestoreError::OtherMount {
-                mountpoint: mount.mountpoint.clone(),
-                planned,
-                found: top.id,
-            })
-        }
-        None => return Err(RestoreError::Gone(mount.mountpoint.clone())),
-    }
-    run(host, "umount", &[&tool_path(host, &mount.mountpoint)])
+    let path = unstack::local_path(host, &mount.mountpoint);
+    unstack::pop_layer(&path, planned, false).map_err(|error| match error {
+        PopError::Moved(moved) => RestoreError::Moved {
+            mountpoint: mount.mountpoint.clone(),
+            moved,
+        },
+        PopError::Syscall(error) => RestoreError::Unmount {
+            mountpoint: mount.mountpoint.clone(),
+            error,
+        },
+    })
 }
 
 /// The first component of the host path `mountpoint` (below the host root)

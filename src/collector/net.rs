@@ -69,7 +69,12 @@ impl Collector for Net {
                 container.timer_us,
                 now_us,
             ) {
-                let idle = (now - timer).max(0) as f64 / 1e6;
+                // `timer_us` is read from debugfs: a garbage value must not
+                // overflow the subtraction.
+                let Some(idle_us) = now.checked_sub(timer) else {
+                    continue;
+                };
+                let idle = idle_us.max(0) as f64 / 1e6;
                 // Keep the freshest socket when a peer has several.
                 let entry = idle_seconds.entry(name).or_insert(idle);
                 *entry = entry.min(idle);

@@ -155,8 +155,8 @@ pub fn router_with(
 }
 
 /// `GET /status` alone, for the admin socket: the `status` subcommand asks
-/// there first (root-only, so it needs no scrape credentials, and nothing is
-/// left out of what it shows).
+/// there first (root-only, so it needs no scrape credentials). Nothing is
+/// redacted there: only root can connect, and root reads it all anyway.
 pub fn status_routes(state: AppState) -> Router {
     Router::new()
         .route("/status", get(status))

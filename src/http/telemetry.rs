@@ -254,7 +254,7 @@ pub fn process_families() -> Vec<Family> {
         families.push(gauge(
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
-            (stat.rss * procfs::page_size()) as f64,
+            stat.rss.saturating_mul(procfs::page_size()) as f64,
         ));
         families.push(gauge(
             "process_threads",

@@ -235,6 +235,7 @@ fn parse_rfc3339(stamp: &str) -> Option<f64> {
     let year: i64 = date_parts.next()?.parse().ok()?;
     let month: u32 = date_parts.next()?.parse().ok()?;
     let day: u32 = date_parts.next()?.parse().ok()?;
+    let (mut offset_hours, mut offset_minutes) = (0i64, 0i64);
     let (clock, offset_seconds) = if let Some(clock) = time.strip_suffix('Z') {
         (clock, 0i64)
     } else {
@@ -242,9 +243,12 @@ fn parse_rfc3339(stamp: &str) -> Option<f64> {
         let (clock, offset) = time.split_at(at);
         let sign = if offset.starts_with('-') { -1 } else { 1 };
         let (hours, minutes) = offset[1..].split_once(':').unwrap_or((&offset[1..], "0"));
-        let hours: i64 = hours.parse().ok()?;
-        let minutes: i64 = minutes.parse().ok()?;
-        (clock, sign * (hours * 3600 + minutes * 60))
+        offset_hours = hours.parse().ok()?;
+        offset_minutes = minutes.parse().ok()?;
+        if !(0..=23).contains(&offset_hours) || !(0..=59).contains(&offset_minutes) {
+            return None;
+        }
+        (clock, sign * (offset_hours * 3600 + offset_minutes * 60))
     };
     let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
     let (h, m, s) = hms(whole)?;
@@ -253,7 +257,15 @@ fn parse_rfc3339(stamp: &str) -> Option<f64> {
     } else {
         format!("0.{fraction}").parse().ok()?
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    // Text from a log file: bounded before any arithmetic on it, so a
+    // forged year or offset cannot overflow (a wrong time, or a panic in a
+    // build with overflow checks).
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || !(0..=9999).contains(&year)
+        || !(0..=23).contains(&offset_hours)
+        || !(0..=59).contains(&offset_minutes)
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);

@@ -137,6 +137,17 @@ fn syslog_lines() {
     assert_eq!(record.wall_seconds, Some((NOW - 3600) as f64 + 0.25));
     let record = parse_line(Format::Syslog, "2026-11-21T12:00:00Z n1 kernel: y", NOW).unwrap();
     assert_eq!(record.wall_seconds, Some(NOW as f64));
+    // A forged year or offset is no time at all: no overflow, no panic.
+    for stamp in [
+        "9223372036854775807-11-21T12:00:00Z",
+        "2026-11-21T12:00:00+9223372036854775807:00",
+        "2026-11-21T12:00:00+01:9223372036854775807",
+        "2026-11-21T12:00:00+24:00",
+    ] {
+        let line = format!("{stamp} n1 kernel: z");
+        let wall = parse_line(Format::Syslog, &line, NOW).and_then(|r| r.wall_seconds);
+        assert_eq!(wall, None, "{line}");
+    }
 }
 
 #[test]

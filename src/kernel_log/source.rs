@@ -48,7 +48,7 @@ impl Ingest {
         let pattern = classify(&record.text)?;
         let dedup_time = record
             .monotonic_usec
-            .or_else(|| record.wall_seconds.map(|w| (w * 1e6) as u64));
+            .or_else(|| record.wall_seconds.and_then(wall_usec));
         if !self.deduper.is_new(pattern, dedup_time) {
             return None;
         }
@@ -59,6 +59,28 @@ impl Ingest {
         state.record_event(pattern.event, timestamp, &record.text);
         Some(pattern.event)
     }
+}
+
+/// A wall time from log text in microseconds, for the deduper: refused
+/// (logged, no dedup time) when it is not a finite, non-negative number of
+/// seconds that fits, instead of a saturated or zero `as` conversion.
+fn wall_usec(seconds: f64) -> Option<u64> {
+    let checked = crate::input::seconds("kernel log wall time", seconds)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_micros()).ok());
+    if checked.is_none() {
+        tracing::debug!(
+            seconds,
+            "Kernel log wall time out of range; not used to deduplicate."
+        );
+    }
+    checked
+}
+
+/// Seconds since the epoch of `now` as the parsers take them (0 before it).
+fn unix_seconds(now: std::time::SystemTime) -> i64 {
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `btime` from `<procfs>/stat`: the Unix time the kernel booted.
@@ -97,9 +119,7 @@ impl Plan {
         });
         // On a foreign root without a journal directory there is nothing to ask.
         let journal = journal.filter(|(_, dir)| dir.as_ref().map_or(true, |d| d.is_dir()));
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now_unix = unix_seconds(std::time::SystemTime::now());
         Self {
             source: settings.source.clone(),
             state_dir: Some(config.state_dir.0.clone()),
@@ -195,9 +215,7 @@ pub fn replay_file(state: &KernelLogState, path: &Path, boot_time: Option<f64>) 
     let mut lines = lossy_lines(std::io::BufReader::new(file));
     let head: Vec<String> = lines.by_ref().take(32).collect();
     let format = detect(&head.concat());
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now_unix = unix_seconds(std::time::SystemTime::now());
     let mut ingest = Ingest::new(boot_time);
     let mut read = 0u64;
     for line in head.into_iter().chain(lines) {
@@ -364,6 +382,14 @@ fn persist_seq(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wall_time_from_log_text_converts_checked() {
+        assert_eq!(wall_usec(1.5), Some(1_500_000));
+        for bad in [f64::NAN, f64::INFINITY, -1.0, 1e300] {
+            assert_eq!(wall_usec(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn btime_parses() {

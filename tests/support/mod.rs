@@ -94,6 +94,17 @@ pub fn have_command(name: &str) -> bool {
 /// body. In the outer copy it runs the inner one, asserts it passed and
 /// returns false.
 pub fn enter_private_namespace(test_name: &str) -> bool {
+    enter_namespaces(test_name, &[])
+}
+
+/// As `enter_private_namespace`, with a network namespace of its own too:
+/// only a loopback interface, down, and no route anywhere, so addresses
+/// added there reach nothing outside it.
+pub fn enter_private_network(test_name: &str) -> bool {
+    enter_namespaces(test_name, &["--net"])
+}
+
+fn enter_namespaces(test_name: &str, extra: &[&str]) -> bool {
     if std::env::var_os(INNER).is_some() {
         return true;
     }
@@ -104,6 +115,7 @@ pub fn enter_private_namespace(test_name: &str) -> bool {
     }
     let exe = std::env::current_exe().expect("test executable path");
     let output = Command::new("unshare")
+        .args(extra)
         .args([
             "--mount",
             "--pid",

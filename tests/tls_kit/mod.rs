@@ -102,6 +102,19 @@ pub async fn https_get_as(
     identity: Option<&ClientIdentity>,
     headers: &str,
 ) -> std::io::Result<(u16, String, CertificateDer<'static>)> {
+    https_request(address, ca, "GET", path, identity, headers).await
+}
+
+/// One `method` request over TLS trusting only `ca`, presenting `identity`
+/// when given and sending `headers` (each ending in CRLF).
+pub async fn https_request(
+    address: &str,
+    ca: &CertificateDer<'static>,
+    method: &str,
+    path: &str,
+    identity: Option<&ClientIdentity>,
+    headers: &str,
+) -> std::io::Result<(u16, String, CertificateDer<'static>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(std::io::Error::other)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -124,8 +137,9 @@ pub async fn https_get_as(
     let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
     let mut tls = connector.connect(name, tcp).await?;
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    );
     tls.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     // With TLS 1.3 a refused client certificate shows up as an alert on

@@ -42,12 +42,7 @@ impl DiskIds {
                 let number = std::fs::metadata(entry.path())
                     .ok()
                     .filter(|m| m.rdev() != 0)
-                    .map(|m| {
-                        (
-                            nix::sys::stat::major(m.rdev()) as u32,
-                            nix::sys::stat::minor(m.rdev()) as u32,
-                        )
-                    });
+                    .and_then(|m| crate::host::device_numbers(m.rdev()));
                 for slot in [ids.by_path.entry(device).or_default()]
                     .into_iter()
                     .chain(number.map(|n| ids.by_number.entry(n).or_default()))

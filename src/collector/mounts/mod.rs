@@ -447,10 +447,7 @@ fn view_of(mount: &MountPoint, outcome: &ProbeOutcome, elapsed: Duration) -> Pro
 /// Runs on a probe thread: both calls can block forever on a dead device.
 fn stat_probe(path: PathBuf) -> ProbeOutcome {
     let device = match std::fs::metadata(&path) {
-        Ok(meta) => Some((
-            nix::sys::stat::major(meta.dev()) as u32,
-            nix::sys::stat::minor(meta.dev()) as u32,
-        )),
+        Ok(meta) => crate::host::device_numbers(meta.dev()),
         Err(e) => {
             return ProbeOutcome {
                 device: None,
