@@ -162,12 +162,14 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
             local: *local,
             cluster: *cluster,
             in_process: *in_process,
+            value_flags: value_flags(),
         },
         Command::Check { local, cluster } => Options {
             json: false,
             local: *local,
             cluster: *cluster,
             in_process: false,
+            value_flags: value_flags(),
         },
         // Handled in main: it needs the daemon's admin endpoint, not a view.
         Command::Maintenance { .. } => return 3,
@@ -181,6 +183,16 @@ pub fn run_status_command(args: &Args, command: &Command) -> u8 {
         Command::Check { .. } => command::check(&config, args.host_paths(), &options),
         Command::Maintenance { .. } => 3,
     }
+}
+
+/// The long flags (without `--`) that take a value, for the status
+/// helper's command line (`status::command::Options::value_flags`).
+pub fn value_flags() -> Vec<String> {
+    Args::command()
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect()
 }
 
 impl Args {

@@ -3,7 +3,7 @@
 //! cluster.conf (127.0.0.4) but never started, as a powered-off node. The
 //! view n1 serves lists all three, n3 unreachable and never omitted; the
 //! verdict counts it at the `node_down` severity; the peer route answers
-//! the cluster token only.
+//! signed requests of the cluster's nodes only.
 
 mod support;
 
@@ -12,6 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use support::{free_port, http_get, wait_for, wait_for_every};
+
+/// A cluster token the daemon accepts (32 bytes or more, file 0600).
+const TOKEN: &str = "cluster-s3cret-0123456789abcdef0123456789";
 
 const CLUSTER_CONF: &str = "cluster:\n\tnode_count = 3\n\theartbeat_mode = local\n\tname = labclu\n\n\
 node:\n\tip_port = 7777\n\tip_address = 127.0.0.2\n\tnumber = 1\n\tname = n1\n\tcluster = labclu\n\n\
@@ -42,7 +45,7 @@ fn start(base: &Path, name: &str, peer_port: u16) -> Daemon {
     std::fs::write(root.join("proc/1/mountinfo"), "").unwrap();
     std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
     std::fs::write(root.join("etc/ocfs2/cluster.conf"), CLUSTER_CONF).unwrap();
-    std::fs::write(dir.join("cluster-token"), "cluster-s3cret\n").unwrap();
+    support::cluster::write_token(&dir.join("cluster-token"), TOKEN);
     let web = format!("127.0.0.1:{}", free_port());
     let config = dir.join("config.toml");
     std::fs::write(
@@ -158,31 +161,56 @@ fn the_cluster_view_lists_every_node_and_a_silent_one_as_unreachable() {
 }
 
 #[test]
-fn the_summary_route_answers_the_cluster_token_only() {
-    use ocfs2_watchdog::cluster::client::request;
+fn the_summary_route_answers_signed_requests_of_the_cluster_only() {
+    use ocfs2_watchdog::cluster::client::exchange;
+    use ocfs2_watchdog::cluster::peer_auth::{PeerKey, SignedAnswer};
     use ocfs2_watchdog::status::cluster::NodeSummary;
 
     let base = tempfile::tempdir().unwrap();
     let port = free_port();
     let _n2 = start(base.path(), "n2", port);
     let address = format!("127.0.0.3:{port}");
+    let path = "/cluster/v1/summary";
+    // Asked as n1 would ask: signed with `token`, sent from n1's address.
     let ask = |token: Option<&str>| {
-        request(
+        let auth = token.map(|t| {
+            PeerKey::new(t.as_bytes())
+                .sign_request("GET", path, b"", "n1")
+                .unwrap()
+        });
+        let headers = auth
+            .as_ref()
+            .map(|a| a.headers().to_vec())
+            .unwrap_or_default();
+        let answer = exchange(
             &address,
+            Some("127.0.0.2".parse().unwrap()),
             "GET",
-            "/cluster/v1/summary",
-            token,
+            path,
+            &headers,
             Duration::from_secs(2),
-        )
+            65536,
+        );
+        (auth, answer)
     };
     wait_for("peer protocol listening", Duration::from_secs(15), || {
-        ask(Some("cluster-s3cret")).is_ok_and(|a| a.status == 200)
+        ask(Some(TOKEN)).1.is_ok_and(|a| a.status == 200)
     });
-    let answer = ask(Some("cluster-s3cret")).unwrap();
-    let summary: NodeSummary = serde_json::from_str(&answer.body).unwrap();
+    let (auth, answer) = ask(Some(TOKEN));
+    let (auth, answer) = (auth.unwrap(), answer.unwrap());
+    PeerKey::new(TOKEN.as_bytes())
+        .verify_response("n2", &auth.nonce, &SignedAnswer::of(&answer))
+        .expect("signed by n2 for this request");
+    let summary: NodeSummary = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(summary.node, "n2");
     assert_eq!(summary.cluster.as_deref(), Some("labclu"));
     assert_eq!(summary.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(ask(None).unwrap().status, 401);
-    assert_eq!(ask(Some("other")).unwrap().status, 401);
+    assert_eq!(ask(None).1.unwrap().status, 401);
+    assert_eq!(
+        ask(Some("another-token-0123456789abcdef0123456789"))
+            .1
+            .unwrap()
+            .status,
+        401
+    );
 }

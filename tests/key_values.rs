@@ -670,6 +670,22 @@ fn rows(scenario: &str) -> Option<Vec<Row>> {
             ),
         ],
         // README: cluster.conf names labclu, configfs holds no cluster.
+        // ocfs2-tools installed, nothing configured: the stack is offline
+        // but nobody expects it (status and check say OK), the package's
+        // O2CB_ENABLED=false is not drift, and no rule fires.
+        "o2cb-installed-idle" => vec![
+            (
+                "ocfs2_o2cb_cluster_online",
+                &[("o2cb_cluster", "ocfs2")],
+                Some(0.0),
+            ),
+            (
+                "ocfs2_o2cb_config_mismatch",
+                &[("o2cb_cluster", "ocfs2"), ("setting", "o2cb_enabled")],
+                Some(0.0),
+            ),
+            ("ocfs2_watchdog_rule_firing", &[], None),
+        ],
         "o2cb-not-back" => vec![
             ("ocfs2_o2cb_cluster_online", &[LABCLU], Some(0.0)),
             (

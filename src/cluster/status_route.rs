@@ -146,7 +146,7 @@ impl ClusterViewSource {
                     let mut waited = Duration::ZERO;
                     while waited < self.peers.poll_interval() && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(100));
-                        waited += Duration::from_millis(100);
+                        waited = waited.saturating_add(Duration::from_millis(100));
                     }
                 }
             })

@@ -47,6 +47,10 @@ pub struct Options {
     pub cluster: bool,
     /// Take the snapshot in this very process (the helper `gather` starts).
     pub in_process: bool,
+    /// The long global flags (without `--`) that take a value, so the
+    /// helper's command line keeps each value with its flag: the CLI knows
+    /// them (`cli::value_flags`), this module does not name the CLI.
+    pub value_flags: Vec<String>,
 }
 
 /// Why no overview could be had at all.
@@ -104,7 +108,7 @@ pub fn gather(
             }
         }
     };
-    let overview = snapshot_in_helper(config)?;
+    let overview = snapshot_in_helper(config, &options.value_flags)?;
     Ok((overview, Source::Local(why)))
 }
 
@@ -124,10 +128,10 @@ pub fn scratch_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
 /// sits in uninterruptible sleep); in the helper it costs an orphan that
 /// init reaps once the I/O returns, while this command answers and exits,
 /// as a monitoring agent needs.
-fn snapshot_in_helper(config: &Config) -> Result<Overview, GatherError> {
+fn snapshot_in_helper(config: &Config, value_flags: &[String]) -> Result<Overview, GatherError> {
     let exe = std::env::current_exe().map_err(GatherError::Spawn)?;
     let mut helper = Command::new(exe)
-        .args(helper_args(std::env::args_os().skip(1)))
+        .args(helper_args(std::env::args_os().skip(1), value_flags))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         // Not inherited: a helper stuck on a device would hold this
@@ -171,7 +175,7 @@ fn snapshot_in_helper(config: &Config) -> Result<Overview, GatherError> {
 /// This command's arguments with the subcommand replaced by the helper's.
 /// Global flags may stand on either side of the subcommand, so everything
 /// but the subcommand's name and its own flags is kept, in order.
-fn helper_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+fn helper_args(args: impl Iterator<Item = OsString>, value_flags: &[String]) -> Vec<OsString> {
     const OWN_FLAGS: [&str; 4] = ["--json", "--local", "--in-process", "--cluster"];
     let mut out = Vec::new();
     let mut in_subcommand = false;
@@ -179,7 +183,8 @@ fn helper_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     for arg in args {
         let flag_with_value = arg
             .to_str()
-            .is_some_and(|a| a.starts_with("--") && !a.contains('=') && global_takes_value(a));
+            .and_then(|a| a.strip_prefix("--"))
+            .is_some_and(|a| !a.contains('=') && value_flags.iter().any(|f| f == a));
         if !takes_value && !in_subcommand && (arg == "status" || arg == "check") {
             in_subcommand = true;
         } else if !takes_value && in_subcommand && OWN_FLAGS.iter().any(|f| arg == *f) {
@@ -190,16 +195,6 @@ fn helper_args(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     }
     out.extend(["status", "--local", "--in-process", "--json"].map(OsString::from));
     out
-}
-
-/// Whether a global flag is followed by its value as the next argument.
-fn global_takes_value(flag: &str) -> bool {
-    use clap::CommandFactory as _;
-    let name = flag.trim_start_matches('-');
-    crate::cli::Args::command()
-        .get_arguments()
-        .find(|a| a.get_long() == Some(name))
-        .is_some_and(|a| a.get_action().takes_values())
 }
 
 /// `ocfs2-watchdog status`: prints the screen, returns the exit code.
@@ -357,6 +352,10 @@ mod tests {
         assert!(!path.exists());
     }
 
+    fn value_flags() -> Vec<String> {
+        ["config", "path.rootfs"].map(String::from).to_vec()
+    }
+
     #[test]
     fn the_helper_keeps_the_global_flags_and_runs_status_in_process() {
         let args = [
@@ -367,7 +366,7 @@ mod tests {
             "check",
             "--local",
         ];
-        let helper = helper_args(args.iter().map(OsString::from));
+        let helper = helper_args(args.iter().map(OsString::from), &value_flags());
         let expected = [
             "--config",
             "c.toml",
@@ -391,7 +390,7 @@ mod tests {
             "--local",
             "--path.rootfs=/host",
         ];
-        let helper = helper_args(args.iter().map(OsString::from));
+        let helper = helper_args(args.iter().map(OsString::from), &value_flags());
         let expected = [
             "--config",
             "status",
