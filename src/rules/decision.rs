@@ -268,7 +268,9 @@ impl Engine {
     /// maintenance set on any node (as last polled), storm evidence or a
     /// peer's trouble may have come meanwhile. When one holds now, the
     /// lease goes back and the refusal is audited (every time: each is a
-    /// lease taken and given back), counted and logged; `false` then.
+    /// lease taken and given back), counted and logged; `false` then. The
+    /// other checks (grace, waits, budget, volume locks, the tick limit)
+    /// are the engine's own state, which nothing else changes meanwhile.
     fn recheck(&mut self, key: &Key, plan: &Plan, snapshot: &Snapshot, now: Instant) -> bool {
         // The tick's `now` plus the time the tick (the lease wait) took.
         let at = crate::input::saturating_instant(now, self.tick_started.elapsed());
