@@ -642,3 +642,58 @@ fn with_no_gate_turning_the_restart_runs_under_the_lease() {
     // The grant ended with the action's thread.
     assert!(local.held().is_empty());
 }
+
+#[test]
+fn the_release_after_unhealthy_nodes_restarts_only_the_disruptive_targets_for() {
+    // `for` 10 s for the unstacks and the re-login; a 20 s hold-down.
+    let mut f = fixture(Outcome::Success("done".into()), |c| {
+        tune(c);
+        c.remediation.storm_hold_down = Some(Duration::from_secs(20));
+        for name in ["duplicate_mount_layers", "iscsi_session_failed"] {
+            c.remediation.rules.get_mut(name).unwrap().r#for = Some(Duration::from_secs(10));
+        }
+    });
+    let t0 = Instant::now();
+    let reports = peers_said(trouble("o2cb_down/labclu"), trouble("o2cb_down/labclu"), t0);
+    f.engine.set_peer_reports(Arc::clone(&reports));
+    let idle = |at: Instant| {
+        reports.record(
+            1,
+            &[member(2), member(3)],
+            &[Ok(NodeState::default()), Ok(NodeState::default())],
+            at,
+        )
+    };
+    f.set_mountinfo("20 1 0:50 / /srv/a rw,relatime - tmpfs tmpfs rw\n");
+    f.engine.tick(&online(&f, &[1, 2, 3]), t0);
+    // The peers recover at 1 s: the hold-down runs to 20 s.
+    for s in [1, 10] {
+        idle(at(t0, s));
+        f.engine.tick(&online(&f, &[1, 2, 3]), at(t0, s));
+    }
+    assert_eq!(plans(&f, is_relogin), 0, "held down");
+    // A duplicate layer appears at 15 s: due at 25 s.
+    f.set_mountinfo(engine_fixture::TABLE);
+    idle(at(t0, 15));
+    f.engine.tick(&online(&f, &[1, 2, 3]), at(t0, 15));
+    // The hold-down ends at 20 s: the re-login's `for` starts again there;
+    // the unstacks keep theirs.
+    for s in [20, 25] {
+        idle(at(t0, s));
+        f.engine.tick(&online(&f, &[1, 2, 3]), at(t0, s));
+    }
+    assert_eq!(plans(&f, is_unstack), 3, "unstacked at 25 s");
+    assert_eq!(
+        plans(&f, is_relogin),
+        0,
+        "the re-login waits its `for` from 20 s"
+    );
+    idle(at(t0, 30));
+    f.engine.tick(&online(&f, &[1, 2, 3]), at(t0, 30));
+    assert_eq!(
+        plans(&f, is_relogin),
+        1,
+        "{:?}",
+        audit_of(&f, "iscsi_session_failed")
+    );
+}
