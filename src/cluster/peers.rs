@@ -23,8 +23,10 @@
 //! `GET /cluster/v1/state` answers this node's `lease::LocalState`: whether
 //! it holds the cluster lease, acts, intends to act, is in maintenance, and
 //! its firing disruptive findings. The lease's peer route asks it of every
-//! peer at once (`PeerAsker`); the poll round keeps the answers, so the
-//! storm brake's unhealthy-nodes gate counts the nodes that report trouble.
+//! peer at once (`PeerAsker`); the poll round keeps the answers with when
+//! they arrived (`lease::reports::PeerReports`), so the storm brake's
+//! unhealthy-nodes gate counts the nodes that report trouble and holds on
+//! a live peer whose report has aged.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -38,13 +40,13 @@ use serde::Serialize;
 use super::client::{exchange, ExchangeError};
 use super::config::ClusterConfig;
 use super::lease::consensus::NodeState;
+use super::lease::reports::PeerReports;
 use super::lease::{LocalState, Member, PeerAsker};
 use super::maintenance::{Maintenance, MaintenanceRecord};
 use super::peer_auth::{
     Direction, NonceCache, PeerError, PeerKey, PeerMetrics, Reason, Rejections, SignedAnswer,
     MAX_MESSAGE,
 };
-use crate::collector::nodemap::NodeSet;
 use crate::collector::o2cb::cluster_conf::{parse_cluster_conf, ConfNode};
 use crate::host::HostPaths;
 
@@ -134,9 +136,8 @@ pub struct Peers {
     pub(super) maintenance: Arc<Maintenance>,
     views: Mutex<Vec<PeerView>>,
     pub(super) local: Arc<LocalState>,
-    /// Peers' node numbers whose last state reported a firing disruptive
-    /// finding.
-    troubled: Mutex<NodeSet>,
+    /// Every peer's last state answer and when it came.
+    reports: Arc<PeerReports>,
 }
 
 /// The cluster token under the same rules as the admin token
@@ -176,7 +177,7 @@ impl Peers {
             local: LocalState::new(maintenance.node()),
             maintenance,
             views: Mutex::new(Vec::new()),
-            troubled: Mutex::new(NodeSet::new()),
+            reports: Arc::new(PeerReports::new()),
         }
     }
 
@@ -226,12 +227,9 @@ impl Peers {
         }
     }
 
-    /// Peers that reported a firing disruptive finding in the last round.
-    pub fn troubled(&self) -> NodeSet {
-        self.troubled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The peers' state answers as last polled, with their age.
+    pub fn reports(&self) -> &Arc<PeerReports> {
+        &self.reports
     }
 
     pub fn enabled(&self) -> bool {
@@ -380,14 +378,11 @@ impl Peers {
                 })
                 .collect::<Vec<_>>()
         });
-        let members: Vec<Member> = PeerAsker::members(self).map(|(_, m)| m).unwrap_or_default();
-        let troubled = members
-            .iter()
-            .zip(self.ask_states(&members))
-            .filter(|(_, s)| s.as_ref().is_ok_and(|s| !s.disruptive_findings.is_empty()))
-            .map(|(m, _)| m.node_num)
-            .collect();
-        *self.troubled.lock().unwrap_or_else(|e| e.into_inner()) = troubled;
+        if let Ok((local, members)) = PeerAsker::members(self) {
+            let answers = self.ask_states(&members);
+            self.reports
+                .record(local, &members, &answers, std::time::Instant::now());
+        }
         for view in views.iter().filter(|v| !v.up) {
             tracing::debug!(peer = %view.node, address = %view.address, error = view.error.as_deref().unwrap_or(""), "Peer unreachable.");
         }

@@ -1,13 +1,17 @@
 //! Whether a firing target is acted on now, and the audit of why not.
 //!
 //! The checks run in a fixed order, each read afresh for this one action
-//! (not once per tick): given up; paused, a maintenance flag or the storm
-//! brake on the freshest snapshot (`hold`); the startup grace; cooldown or
+//! (not once per tick): given up; paused, a maintenance flag (this node's
+//! record, a running OCFS2 tool, a peer's last report) or the storm brake
+//! on the freshest snapshot (`hold`); the startup grace; cooldown or
 //! backoff; `max_attempts` within the failure window (gives up); the global
 //! hourly budget and the rule's share; a volume still held by another
 //! action's thread; one disruptive action per tick; the cluster lease
-//! (`lease_gate.rs`). A skip is audited and counted once per reason, not
-//! once per tick.
+//! (`lease_gate.rs`). The lease can take seconds (the peer route waits for
+//! a second round), so `hold` is read once more after it, immediately
+//! before the action's first side effect (`recheck`): what turned during
+//! the wait gives the lease back and is audited every time. A skip before
+//! the lease is audited and counted once per reason, not once per tick.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +26,8 @@ use crate::actions::Plan;
 use crate::snapshot::Snapshot;
 
 impl Engine {
-    /// Why the action must wait, read afresh: pause, maintenance, the
-    /// storm brake.
+    /// Why the action must wait, read afresh: pause, maintenance (this
+    /// node's flags, then the peers' last reports), the storm brake.
     fn hold(&self, snapshot: &Snapshot, plan: &Plan, now: Instant) -> Option<HoldReason> {
         let pause = self.control.pause_state();
         if pause.paused {
@@ -44,9 +48,15 @@ impl Engine {
         }
         let fresh = self.freshest(snapshot);
         let snapshot = fresh.as_deref().unwrap_or(snapshot);
+        if let Some(why) = self.peer_maintenance(snapshot, now) {
+            return Some((
+                AuditOutcome::SkippedMaintenance,
+                format!("maintenance: {why}"),
+            ));
+        }
         let config = &self.config.remediation;
-        let reported = self.peer_trouble();
-        let engaged = storm::cluster_wide(snapshot, config, storm::is_destructive(plan), &reported);
+        let peers = self.peer_health(snapshot, now);
+        let engaged = storm::cluster_wide(snapshot, config, peers.as_ref());
         let hold_down = Brake::hold_down(snapshot, config);
         self.brake
             .hold(&engaged, plan, snapshot, hold_down, now)
@@ -67,9 +77,8 @@ impl Engine {
         let fresh = self.freshest(snapshot);
         let snapshot = fresh.as_deref().unwrap_or(snapshot);
         let config = &self.config.remediation;
-        let trouble = self.local_trouble(now);
-        let reported = self.peer_trouble();
-        let engaged = storm::cluster_wide(snapshot, config, trouble, &reported);
+        let peers = self.peer_health(snapshot, now);
+        let engaged = storm::cluster_wide(snapshot, config, peers.as_ref());
         let left = self
             .brake
             .hold_down_left(Brake::hold_down(snapshot, config), now);
@@ -90,32 +99,28 @@ impl Engine {
             summary,
             reasons,
             hold_down_seconds: left.map_or(0.0, |l| l.as_secs_f64()),
-            unhealthy_nodes: storm::unhealthy_nodes(snapshot, trouble, &reported).len() as u32,
+            unhealthy_nodes: peers.map_or(0, |p| p.troubled.len() as u32),
         }
     }
 
-    /// Whether this node has a firing target that would act destructively.
-    fn local_trouble(&self, now: Instant) -> bool {
-        !self.disruptive_findings(now).is_empty()
-    }
-
     /// Notes this tick's cluster-wide brake evidence for the hold-down and
-    /// the report; when the brake releases, every target's `for` starts
-    /// again, plus this node's share of `storm_release_jitter`.
+    /// the report; when the brake releases, the `for` of every target it
+    /// held starts again, plus this node's share of
+    /// `storm_release_jitter`.
     pub(super) fn observe_brake(&mut self, snapshot: &Snapshot, now: Instant) {
         let config = &self.config.remediation;
-        let reported = self.peer_trouble();
-        let engaged = storm::cluster_wide(snapshot, config, self.local_trouble(now), &reported);
+        let peers = self.peer_health(snapshot, now);
+        let engaged = storm::cluster_wide(snapshot, config, peers.as_ref());
         let hold_down = Brake::hold_down(snapshot, config);
         let was_engaged = !self.brake_engaged.is_empty() || self.brake_holding;
-        let released = self.brake.observe(&engaged, hold_down, now);
+        let release = self.brake.observe(&engaged, hold_down, now);
         self.brake_holding = self.brake.hold_down_left(hold_down, now).is_some();
         if !engaged.is_empty() && !was_engaged {
             let reasons: Vec<String> = engaged.iter().map(|e| e.describe()).collect();
             tracing::warn!(reasons = %reasons.join("; "), "The storm brake is engaged; destructive actions wait.");
         }
         self.brake_engaged = engaged;
-        if released {
+        if release != storm::Release::None {
             let local = snapshot
                 .o2cb()
                 .and_then(|o| o.cluster.as_ref())
@@ -125,12 +130,20 @@ impl Engine {
                 local.map_or("", |n| n.name.as_str()),
             );
             let jitter = crate::input::fraction_of(config.storm_release_jitter, fraction);
-            for state in self.targets.values_mut() {
+            // Other nodes' trouble held only the disruptive actions: local
+            // healing keeps its `for`.
+            let all = release == storm::Release::All;
+            for state in self
+                .targets
+                .values_mut()
+                .filter(|s| all || s.finding.plan.as_ref().is_some_and(storm::is_disruptive))
+            {
                 state.since = crate::input::saturating_instant(now, jitter);
             }
             tracing::info!(
                 jitter_seconds = jitter.as_secs_f64(),
-                "The storm brake released; every target waits its `for` again."
+                targets = if all { "all" } else { "disruptive" },
+                "The storm brake released; the targets it held wait their `for` again."
             );
         }
     }
@@ -243,7 +256,53 @@ impl Engine {
         if !self.take_lease(key, &plan, snapshot, now) {
             return;
         }
+        if !self.recheck(key, &plan, snapshot, now) {
+            return;
+        }
         self.act(key, settings, &plan, now);
+    }
+
+    /// Every gate once more, after the lease and immediately before the
+    /// action's first side effect (the ledger's spend, the `before`
+    /// line): the peer route's lease takes seconds, and a pause, a
+    /// maintenance set on any node (as last polled), storm evidence or a
+    /// peer's trouble may have come meanwhile. When one holds now, the
+    /// lease goes back and the refusal is audited (every time: each is a
+    /// lease taken and given back), counted and logged; `false` then. The
+    /// other checks (grace, waits, budget, volume locks, the tick limit)
+    /// are the engine's own state, which nothing else changes meanwhile.
+    fn recheck(&mut self, key: &Key, plan: &Plan, snapshot: &Snapshot, now: Instant) -> bool {
+        // The tick's `now` plus the time the tick (the lease wait) took.
+        let at = crate::input::saturating_instant(now, self.tick_started.elapsed());
+        let Some((outcome, why)) = self.hold(snapshot, plan, at) else {
+            return true;
+        };
+        let held_lease = self.lease_grant.take().is_some();
+        let detail = format!(
+            "at the action{}: {why}",
+            if held_lease {
+                ", after the lease was granted (lease released)"
+            } else {
+                ""
+            }
+        );
+        tracing::warn!(rule = key.0, target = %key.1, action = plan.action().name(), outcome = outcome.as_str(), reason = %crate::logtext::Escaped(&why), lease_released = held_lease, "A gate turned just before the action; it does not run.");
+        let Some(state) = self.targets.get_mut(key) else {
+            return false;
+        };
+        state.last_outcome = Some(outcome);
+        let finding = state.finding.clone();
+        self.record(
+            key.0,
+            &finding,
+            Phase::Decision,
+            outcome,
+            Some(detail),
+            None,
+            now,
+        );
+        self.count(key.0, plan.action().name(), outcome);
+        false
     }
 
     pub(super) fn give_up(&mut self, key: &Key, why: String, now: Instant) {

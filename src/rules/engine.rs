@@ -86,6 +86,9 @@ pub struct Engine {
     pub(super) cluster_maintenance: Option<Arc<crate::cluster::Maintenance>>,
     /// The peer protocol, for the report (`ocfs2_watchdog_cluster_peer_up`).
     pub(super) peers: Option<Arc<crate::cluster::peers::Peers>>,
+    /// The peers' state answers as last polled (`lease_gate.rs`); `None`:
+    /// no peer protocol, no peer is counted.
+    pub(super) peer_reports: Option<Arc<crate::cluster::lease::reports::PeerReports>>,
     /// The cluster lease disruptive actions take (`lease_gate.rs`).
     pub(super) lease: Option<Arc<crate::cluster::lease::Lease>>,
     /// The grant taken for the action about to run; `execute` moves it
@@ -144,6 +147,7 @@ impl Engine {
             maintenance: Vec::new(),
             cluster_maintenance: None,
             peers: None,
+            peer_reports: None,
             lease: None,
             lease_grant: None,
             latest: None,
@@ -216,6 +220,7 @@ impl Engine {
     }
 
     pub fn set_peers(&mut self, peers: Arc<crate::cluster::peers::Peers>) {
+        self.peer_reports = Some(Arc::clone(peers.reports()));
         self.peers = Some(peers);
     }
 

@@ -2,8 +2,12 @@
 //! last check before a disruptive action in `enforce` mode (after the
 //! volume locks and the per-tick limit, so a lease is never taken for an
 //! action that then does not run), the grant moved into the action's
-//! thread by `Engine::execute`, and what this node tells its peers each
-//! tick (its number, maintenance, firing disruptive findings).
+//! thread by `Engine::execute`, what this node tells its peers each tick
+//! (its number, maintenance, firing disruptive findings that are not given
+//! up: a given-up finding is not acted on, so it is nobody's trouble to
+//! wait for), and what the peers last told this node (`peer_health`,
+//! `peer_maintenance`: a report older than `REPORT_POLLS` poll intervals
+//! plus one request is not fresh).
 //!
 //! Dry-run takes no lease: it changes nothing, and a dry-run node holding
 //! the lease would hold up a peer that acts. An engine built without a
@@ -11,7 +15,7 @@
 //! the daemon always builds one.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::config::Mode;
 use super::engine::Engine;
@@ -19,9 +23,14 @@ use super::state::Key;
 use super::storm;
 use crate::actions::audit::AuditOutcome;
 use crate::actions::Plan;
+use crate::cluster::lease::reports::{Heard, PeerReports, PeerStates};
 use crate::cluster::lease::{needs_lease, Context, Lease};
-use crate::collector::nodemap::NodeSet;
 use crate::snapshot::Snapshot;
+
+/// A peer's report is fresh for this many poll intervals (plus one
+/// request's deadline, the round's own length): a poll or two may fail
+/// without holding anything, a peer silent for longer is unknown.
+const REPORT_POLLS: u32 = 3;
 
 /// Why this node's DLM view cannot stand for the cluster's: it does not
 /// heartbeat (its domain is an island), or a domain misses a live node or
@@ -61,22 +70,74 @@ impl Engine {
         self.lease = Some(lease);
     }
 
-    /// Peers that reported a firing disruptive finding.
-    pub(super) fn peer_trouble(&self) -> NodeSet {
-        self.peers
-            .as_ref()
-            .map(|p| p.troubled())
-            .unwrap_or_default()
+    /// Tests: the peers' reports without the peer protocol.
+    pub fn set_peer_reports(&mut self, reports: Arc<PeerReports>) {
+        self.peer_reports = Some(reports);
     }
 
-    /// This node's firing targets that would act destructively, as
-    /// `rule/target`.
+    /// How old a peer's report may be and still count as fresh.
+    pub(super) fn report_max_age(&self) -> Duration {
+        let cluster = &self.config.cluster;
+        cluster
+            .poll_interval
+            .saturating_mul(REPORT_POLLS)
+            .saturating_add(cluster.request_timeout)
+    }
+
+    /// The peers' reports as of `now`; `None` without a peer protocol.
+    pub(super) fn peer_states(&self, now: Instant) -> Option<PeerStates> {
+        self.peer_reports
+            .as_ref()
+            .map(|r| r.read(now, self.report_max_age()))
+    }
+
+    /// The peers as the unhealthy-nodes gate counts them, on `snapshot`.
+    pub(super) fn peer_health(
+        &self,
+        snapshot: &Snapshot,
+        now: Instant,
+    ) -> Option<storm::PeerHealth> {
+        self.peer_states(now)
+            .map(|states| storm::peer_health(snapshot, &states))
+    }
+
+    /// Why a peer's maintenance holds every action: its last report (of
+    /// any age: what it said last is all this node knows) says cluster
+    /// maintenance is in force there, and it has not left the cluster.
+    pub(super) fn peer_maintenance(&self, snapshot: &Snapshot, now: Instant) -> Option<String> {
+        let states = self.peer_states(now)?;
+        states.peers.iter().find_map(|(node, (_, heard))| {
+            heard.last_state().filter(|s| s.maintenance)?;
+            if let storm::Presence::Gone(_) = storm::presence(snapshot, *node) {
+                return None;
+            }
+            let when = match heard {
+                Heard::Fresh(_) => "as last polled".to_string(),
+                Heard::Stale { last, .. } => format!(
+                    "as last polled {} ago",
+                    humantime::format_duration(Duration::from_secs(
+                        last.as_ref().map_or(0, |(age, _)| age.as_secs())
+                    ))
+                ),
+            };
+            Some(format!("in force on {} {when}", states.label(*node)))
+        })
+    }
+
+    /// This node's firing targets that would act destructively and are not
+    /// given up, as `rule/target`.
     pub(super) fn disruptive_findings(&self, now: Instant) -> Vec<String> {
         self.targets
             .iter()
             .filter(|(key, state)| {
                 let settings = &self.settings[key.0];
+                let given_up = self
+                    .ledger
+                    .histories
+                    .get(*key)
+                    .is_some_and(|h| h.gave_up.is_some());
                 !settings.alert_only
+                    && !given_up
                     && now.duration_since(state.since) >= settings.r#for
                     && state
                         .finding

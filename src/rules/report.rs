@@ -52,7 +52,7 @@ pub struct Report {
     pub storm_brake_reasons: Vec<&'static str>,
     /// Seconds of hold-down left after the last storm evidence.
     pub storm_hold_down_seconds: f64,
-    /// Nodes this node sees with a disruptive problem (itself included).
+    /// Other live nodes reporting trouble (the unhealthy-nodes gate's count).
     pub unhealthy_nodes: u32,
     /// The peers as last asked; `None` without a cluster token.
     pub peers: Option<Vec<crate::cluster::peers::PeerView>>,
@@ -312,7 +312,7 @@ impl Report {
             .with(&[], self.storm_hold_down_seconds),
             Family::gauge(
                 "ocfs2_watchdog_unhealthy_nodes",
-                "Nodes this node sees with a disruptive problem (itself with a firing destructive finding, peers dead on the heartbeat or in DLM recovery).",
+                "Other live nodes whose fresh state report has a firing disruptive finding that is not given up (this node, evicted and powered-off nodes not counted), compared with max_unhealthy_nodes.",
             )
             .with(&[], f64::from(self.unhealthy_nodes)),
             Family::gauge(

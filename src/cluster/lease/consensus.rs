@@ -45,8 +45,9 @@ pub struct NodeState {
     pub intent_at: Option<f64>,
     /// Cluster maintenance is in force there.
     pub maintenance: bool,
-    /// Its firing findings that would act destructively
-    /// (`rule/target`), for the unhealthy-nodes gate of every node.
+    /// Its firing findings that would act destructively and are not given
+    /// up (`rule/target`), for the unhealthy-nodes gate of every node: a
+    /// given-up finding is not acted on, so nobody waits for it.
     #[serde(deserialize_with = "bounded_findings")]
     pub disruptive_findings: Vec<String>,
 }

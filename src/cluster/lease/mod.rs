@@ -10,12 +10,13 @@
 //! .. `lease-(N-1)`. With the stack down, for an o2cb restart (which takes
 //! the stack and the DLM domain away mid-action), or when the DLM cannot be
 //! used: the peers (`consensus.rs`), asked twice with a jittered delay
-//! between. `local.rs` is what this node tells the peers; `view.rs` the
-//! metrics. `needs_lease` says which plans need it.
+//! between. `local.rs` is what this node tells the peers; `reports.rs` what
+//! the peers last told this node, and when; `view.rs` the metrics. `needs_lease` says which plans need it.
 
 pub mod consensus;
 pub mod dlmfs;
 pub mod local;
+pub mod reports;
 mod view;
 
 use std::collections::BTreeMap;

@@ -9,8 +9,11 @@
 //! o2cb restart, an iSCSI re-login, a heartbeat kill, an unmount): a failed,
 //! stale or timed-out heartbeat, storage or kernel-log collector, a stuck
 //! mount probe on the target, failing heartbeat-disk reads, a network
-//! partition (unmount and o2cb restart), and more than
-//! `max_unhealthy_nodes` of the cluster's nodes in trouble. The engine
+//! partition (unmount and o2cb restart). Other nodes' trouble holds only the
+//! disruptive actions (o2cb restart, iSCSI re-login, heartbeat kill), never
+//! local healing: more than `max_unhealthy_nodes` other live nodes
+//! reporting a fresh firing disruptive finding, or a live peer whose report
+//! has aged (`peer_unknown`), and the hold-down after the former. The engine
 //! (`decision.rs`) asks `Brake::hold` just before each action; `Brake`
 //! keeps the hold-down after the last cluster-wide evidence and, when it
 //! releases, restarts every target's `for` with a per-node jitter
@@ -26,7 +29,9 @@ use crate::metrics::{bool_value, Family};
 use crate::rules::config::RemediationConfig;
 use crate::snapshot::Snapshot;
 
-pub use evidence::{disk_view, is_destructive, unhealthy_nodes};
+pub use evidence::{
+    disk_view, is_destructive, is_disruptive, peer_health, presence, PeerHealth, Presence,
+};
 
 /// Hold-down when the heartbeat timeout is unknown: 2 × o2cb's default
 /// 60 s (threshold 31 × 2 s).
@@ -44,18 +49,23 @@ pub enum BrakeReason {
     MissingEvidence,
     /// A peer live on the heartbeat disk is not connected over o2net.
     Partition,
-    /// More than `max_unhealthy_nodes` nodes show a disruptive problem.
+    /// More than `max_unhealthy_nodes` other live nodes report a fresh
+    /// firing disruptive finding.
     UnhealthyNodes,
+    /// A live peer's state report is missing or older than the bound: its
+    /// trouble is unknown.
+    PeerUnknown,
     /// The evidence cleared less than the hold-down ago.
     HoldDown,
 }
 
 impl BrakeReason {
-    pub const ALL: [BrakeReason; 5] = [
+    pub const ALL: [BrakeReason; 6] = [
         BrakeReason::Storm,
         BrakeReason::MissingEvidence,
         BrakeReason::Partition,
         BrakeReason::UnhealthyNodes,
+        BrakeReason::PeerUnknown,
         BrakeReason::HoldDown,
     ];
 
@@ -65,6 +75,7 @@ impl BrakeReason {
             BrakeReason::MissingEvidence => "missing_evidence",
             BrakeReason::Partition => "partition",
             BrakeReason::UnhealthyNodes => "unhealthy_nodes",
+            BrakeReason::PeerUnknown => "peer_unknown",
             BrakeReason::HoldDown => "hold_down",
         }
     }
@@ -98,15 +109,13 @@ pub fn evaluate(snapshot: &Snapshot, config: &RemediationConfig) -> Option<Strin
 }
 
 /// Every cluster-wide reason on this snapshot, regardless of target: storm
-/// signals, missing collectors and heartbeat-disk reads, a partition, and
-/// the unhealthy-nodes gate counting this node as unhealthy when
-/// `local_trouble` (it has a firing destructive finding), and the peers
-/// that `reported` one over the peer protocol.
+/// signals, missing collectors and heartbeat-disk reads, a partition, and,
+/// from the peers' reports (`peers`; `None`: no peer protocol), the
+/// unhealthy-nodes gate and unknown peers.
 pub fn cluster_wide(
     snapshot: &Snapshot,
     config: &RemediationConfig,
-    local_trouble: bool,
-    reported: &crate::collector::nodemap::NodeSet,
+    peers: Option<&PeerHealth>,
 ) -> Vec<Engaged> {
     let mut engaged = Vec::new();
     if let Some(why) = signals::evaluate(snapshot, config) {
@@ -115,12 +124,10 @@ pub fn cluster_wide(
     engaged.extend(evidence::missing_collectors(snapshot));
     engaged.extend(evidence::heartbeat_disk_unreadable(snapshot));
     engaged.extend(evidence::partition(snapshot));
-    engaged.extend(evidence::too_many_unhealthy(
-        snapshot,
-        config,
-        local_trouble,
-        reported,
-    ));
+    if let Some(peers) = peers {
+        engaged.extend(evidence::too_many_unhealthy(config, peers));
+        engaged.extend(evidence::peers_unknown(peers));
+    }
     engaged
 }
 
@@ -128,10 +135,19 @@ pub fn cluster_wide(
 /// cluster-wide storm evidence, and whether it just released.
 #[derive(Debug, Default)]
 pub struct Brake {
+    /// The last evidence of any kind that starts a hold-down: it holds the
+    /// disruptive actions.
     last_evidence: Option<Instant>,
     /// What engaged it last, shown through the hold-down.
     last_reason: Option<Engaged>,
+    /// The last storm or partition evidence: its hold-down holds every
+    /// destructive action (other nodes' trouble does not hold local
+    /// healing, nor does the hold-down after it).
+    last_local_evidence: Option<Instant>,
+    last_local_reason: Option<Engaged>,
     engaged: bool,
+    /// Engaged by storm or partition evidence or their hold-down.
+    engaged_local: bool,
     /// Since when a partition has been seen without a break.
     partition_since: Option<Instant>,
 }
@@ -162,47 +178,77 @@ impl Brake {
         })
     }
 
-    /// Notes this tick's cluster-wide evidence; true on the tick the brake
-    /// releases after storm evidence (it cleared and the hold-down passed).
-    /// Only storm, partition (once it lasted `PARTITION_SETTLE`) and
+    /// Notes this tick's cluster-wide evidence and says which targets the
+    /// brake just released (it cleared and the hold-down passed). Only
+    /// storm, partition (once it lasted `PARTITION_SETTLE`) and
     /// unhealthy-nodes evidence start a hold-down and restart the targets'
-    /// `for` on release: missing evidence brakes
-    /// for as long as it is missing, and a collector that is slow now and
-    /// then must not keep every target pending forever.
-    pub fn observe(&mut self, engaged: &[Engaged], hold_down: Duration, now: Instant) -> bool {
+    /// `for` on release: missing evidence and unknown peers brake for as
+    /// long as they last, and a collector or a peer that is slow now and
+    /// then must not keep every target pending forever. Unhealthy nodes
+    /// held only the disruptive actions, so their release restarts only
+    /// those.
+    pub fn observe(&mut self, engaged: &[Engaged], hold_down: Duration, now: Instant) -> Release {
         let partition = engaged.iter().any(|e| e.reason == BrakeReason::Partition);
         self.partition_since = partition.then(|| self.partition_since.unwrap_or(now));
         let partition_settled = self
             .partition_since
             .is_some_and(|since| now.duration_since(since) >= PARTITION_SETTLE);
-        if let Some(storm) = engaged.iter().find(|e| match e.reason {
-            BrakeReason::Storm | BrakeReason::UnhealthyNodes => true,
+        let starts_local = |e: &&Engaged| match e.reason {
+            BrakeReason::Storm => true,
             BrakeReason::Partition => partition_settled,
             _ => false,
-        }) {
+        };
+        if let Some(storm) = engaged.iter().find(starts_local) {
+            self.last_local_evidence = Some(now);
+            self.last_local_reason = Some(storm.clone());
+        }
+        if let Some(storm) = engaged
+            .iter()
+            .find(|e| starts_local(e) || e.reason == BrakeReason::UnhealthyNodes)
+        {
             self.last_evidence = Some(now);
             self.last_reason = Some(storm.clone());
         }
-        let holding = self.hold_down_left(hold_down, now).is_some()
+        let holding_local = self.local_hold_down_left(hold_down, now).is_some()
             || engaged
                 .iter()
-                .any(|e| e.reason != BrakeReason::MissingEvidence);
-        let released = self.engaged && !holding;
+                .any(|e| matches!(e.reason, BrakeReason::Storm | BrakeReason::Partition));
+        let holding = self.hold_down_left(hold_down, now).is_some()
+            || engaged.iter().any(|e| {
+                !matches!(
+                    e.reason,
+                    BrakeReason::MissingEvidence | BrakeReason::PeerUnknown
+                )
+            });
+        let release = if self.engaged_local && !holding_local {
+            Release::All
+        } else if self.engaged && !holding {
+            Release::Disruptive
+        } else {
+            Release::None
+        };
         self.engaged = holding;
-        released
+        self.engaged_local = holding_local;
+        release
     }
 
-    /// Time left of the hold-down after the last storm evidence.
+    /// Time left of the hold-down after the last evidence that starts one
+    /// (what holds the disruptive actions).
     pub fn hold_down_left(&self, hold_down: Duration, now: Instant) -> Option<Duration> {
-        let until = self.last_evidence? + hold_down;
-        until
-            .checked_duration_since(now)
-            .filter(|left| !left.is_zero())
+        left(self.last_evidence, hold_down, now)
+    }
+
+    /// Time left of the hold-down after the last storm or partition
+    /// evidence (what holds every destructive action).
+    fn local_hold_down_left(&self, hold_down: Duration, now: Instant) -> Option<Duration> {
+        left(self.last_local_evidence, hold_down, now)
     }
 
     /// The reason the brake holds `plan` now, if any: storm evidence holds
-    /// every action, the rest only destructive ones; `plan_targets` is the
-    /// plan-specific evidence (`target_evidence`).
+    /// every action, a partition what it applies to, other nodes' trouble
+    /// (unhealthy nodes, an unknown peer, the hold-down after unhealthy
+    /// nodes) only disruptive ones, the rest every destructive one;
+    /// `plan_targets` is the plan-specific evidence (`target_evidence`).
     pub fn hold(
         &self,
         cluster_wide: &[Engaged],
@@ -212,10 +258,12 @@ impl Brake {
         now: Instant,
     ) -> Option<Engaged> {
         let destructive = is_destructive(plan);
+        let disruptive = is_disruptive(plan);
         let applies = |e: &&Engaged| match e.reason {
             BrakeReason::Storm => true,
             BrakeReason::Partition => evidence::partition_applies(plan),
-            _ => destructive,
+            BrakeReason::UnhealthyNodes | BrakeReason::PeerUnknown => disruptive,
+            BrakeReason::MissingEvidence | BrakeReason::HoldDown => destructive,
         };
         if let Some(found) = cluster_wide.iter().find(applies) {
             return Some(found.clone());
@@ -224,9 +272,16 @@ impl Brake {
             if let Some(found) = evidence::target_evidence(snapshot, plan) {
                 return Some(found);
             }
-            if let Some(left) = self.hold_down_left(hold_down, now) {
-                let after = self
-                    .last_reason
+            let (left, reason) = if disruptive {
+                (self.hold_down_left(hold_down, now), &self.last_reason)
+            } else {
+                (
+                    self.local_hold_down_left(hold_down, now),
+                    &self.last_local_reason,
+                )
+            };
+            if let Some(left) = left {
+                let after = reason
                     .as_ref()
                     .map_or_else(String::new, |r| format!(" after {}", r.describe()));
                 return Some(Engaged::new(
@@ -240,6 +295,24 @@ impl Brake {
         }
         None
     }
+}
+
+fn left(last: Option<Instant>, hold_down: Duration, now: Instant) -> Option<Duration> {
+    let until = crate::input::saturating_instant(last?, hold_down);
+    until
+        .checked_duration_since(now)
+        .filter(|left| !left.is_zero())
+}
+
+/// Which targets the brake released this tick: they wait their `for`
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    None,
+    /// The unhealthy-nodes hold-down ended: the disruptive targets.
+    Disruptive,
+    /// Storm or partition evidence and its hold-down ended: every target.
+    All,
 }
 
 /// This node's share of the release jitter: a fraction in [0, 1) fixed by
@@ -261,7 +334,7 @@ pub fn jitter_fraction(node: Option<u8>, hostname: &str) -> f64 {
 pub fn reason_family(engaged: &[&'static str]) -> Family {
     let mut family = Family::gauge(
         "ocfs2_watchdog_storm_brake_reason",
-        "1 for each reason the storm brake is engaged now (storm, missing_evidence, partition, unhealthy_nodes, hold_down).",
+        "1 for each reason the storm brake is engaged now (storm, missing_evidence, partition, unhealthy_nodes, peer_unknown, hold_down).",
     );
     for reason in BrakeReason::ALL {
         family.push(
