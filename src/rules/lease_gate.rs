@@ -84,8 +84,17 @@ impl Engine {
             .saturating_add(cluster.request_timeout)
     }
 
-    /// The peers' reports as of `now`; `None` without a peer protocol.
+    /// The peers' reports as of `now`; `None` without a peer protocol, and
+    /// while it has no usable cluster token: then nothing is asked, so
+    /// nothing could ever be fresh, and every node of a cluster run without
+    /// a token would hold its disruptive actions (and raise the storm brake
+    /// alert) for good. The gates then count what this node sees, as an
+    /// engine without a peer protocol does; what needs the other nodes'
+    /// consent still fails closed in the lease (`no_token`).
     pub(super) fn peer_states(&self, now: Instant) -> Option<PeerStates> {
+        if self.peers.as_ref().is_some_and(|peers| !peers.enabled()) {
+            return None;
+        }
         self.peer_reports
             .as_ref()
             .map(|r| r.read(now, self.report_max_age()))
