@@ -247,34 +247,6 @@ fn daemonset_topology_bidirectional_heals_the_host() {
     );
 }
 
-#[test]
-fn scratch_dirs_never_delete_through_a_bind() {
-    if !enter_private_namespace("scratch_dirs_never_delete_through_a_bind") {
-        return;
-    }
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("canary"), "alive").unwrap();
-    let scratch = support::ScratchDir::new();
-    let inside = scratch.path().join("bound");
-    std::fs::create_dir_all(&inside).unwrap();
-    nix::mount::mount(
-        Some(outside.path()),
-        &inside,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
-    assert!(inside.join("canary").exists());
-    let path = scratch.path().to_path_buf();
-    drop(scratch);
-    assert!(
-        outside.path().join("canary").exists(),
-        "deleted through the bind"
-    );
-    assert!(!path.exists(), "the scratch directory itself is removed");
-}
-
 /// The `major:minor` of the filesystem mounted at `path`, as mountinfo shows it.
 fn device_of(path: &Path) -> (u32, u32) {
     let dev = nix::sys::stat::stat(path).unwrap().st_dev;

@@ -7,7 +7,8 @@
 //! test's own table (as the daemon reads it on a host). `fixtures` runs the
 //! binary's `--once` on a fixture tree, `samples` reads what it printed, and
 //! `copy_tree`/`wait_for` are the file and polling helpers every test shares;
-//! `cluster` starts daemons with peers.
+//! `cluster` starts daemons with peers; `scratch` owns every tree a test
+//! mounts under (`ScratchDir`), and deletes it without crossing a mount.
 
 #![allow(dead_code)]
 
@@ -16,11 +17,14 @@ pub mod cluster;
 pub mod fixtures;
 pub mod kubelet;
 pub mod samples;
+pub mod scratch;
 
 #[allow(unused_imports)]
 pub use ci::{in_ci, require};
 #[allow(unused_imports)]
 pub use samples::sample_value;
+#[allow(unused_imports)]
+pub use scratch::ScratchDir;
 
 /// The Accept header Prometheus sends when it scrapes.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -230,52 +234,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
-}
-
-/// A temporary directory for tests that mount under it. On drop, every mount
-/// below it is detached (deepest first) before anything is deleted, and if
-/// one is still there the directory is left alone: `remove_dir_all` crosses
-/// mount points, and through a bind of `/` it deletes the real root
-/// filesystem.
-pub struct ScratchDir(Option<tempfile::TempDir>);
-
-impl ScratchDir {
-    pub fn new() -> Self {
-        Self(Some(tempfile::tempdir().expect("temporary directory")))
-    }
-
-    pub fn path(&self) -> &Path {
-        self.0.as_ref().expect("present until dropped").path()
-    }
-}
-
-fn mounts_below(dir: &Path) -> Vec<std::path::PathBuf> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut below: Vec<std::path::PathBuf> = table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| std::path::PathBuf::from(point.replace("\\040", " ")))
-        .filter(|point| point.starts_with(dir))
-        .collect();
-    below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    below
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let Some(dir) = self.0.take() else { return };
-        for point in mounts_below(dir.path()) {
-            let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let left = mounts_below(dir.path());
-        if !left.is_empty() {
-            eprintln!(
-                "leaving {} in place: still mounted below it: {left:?}",
-                dir.path().display()
-            );
-            let _ = dir.keep();
-        }
-    }
 }
 
 /// An ext4 filesystem on a loop device, standing in for a cluster volume in
