@@ -34,7 +34,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     if !require(Path::new("/dev/fuse").exists(), "/dev/fuse") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let mountpoint = dir.path().join("hung");
     std::fs::create_dir_all(&mountpoint).unwrap();
     let mut server = hung_fuse::start("helper_hung_fuse_server", &mountpoint);

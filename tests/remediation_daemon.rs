@@ -222,7 +222,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     if !enter_private_namespace("a_daemon_killed_mid_unstack_finishes_after_restart") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     mount_tmpfs(&volume);
@@ -315,7 +315,7 @@ fn a_sigkill_keeps_the_budget_and_the_give_ups() {
     if !enter_private_namespace("a_sigkill_keeps_the_budget_and_the_give_ups") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     stack_twice(&a);
     stack_twice(&b);

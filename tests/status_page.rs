@@ -140,7 +140,7 @@ fn status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let rootfs = dir.path().join("rootfs");
     support::copy_tree(&fixture("heartbeat-node-dead").join("rootfs"), &rootfs);
     let mountpoint = rootfs.join("mnt/ocfs2");

@@ -58,7 +58,7 @@ fn patterns_reloaded_after_the_decision_keep_the_stack() {
     if !enter_private_namespace("patterns_reloaded_after_the_decision_keep_the_stack") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let kept = dir.path().join("kept");
     std::fs::create_dir_all(&kept).unwrap();
     mount_tmpfs(&kept);
@@ -157,7 +157,7 @@ fn a_pattern_added_by_sighup_stops_the_daemons_unstack() {
     if !enter_private_namespace("a_pattern_added_by_sighup_stops_the_daemons_unstack") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let kept = dir.path().join("kept");
     std::fs::create_dir_all(&kept).unwrap();
     mount_tmpfs(&kept);
