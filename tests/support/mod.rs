@@ -16,6 +16,7 @@ pub mod ci;
 pub mod cluster;
 pub mod fixtures;
 pub mod kubelet;
+pub mod listen;
 pub mod samples;
 pub mod scratch;
 
@@ -143,12 +144,16 @@ pub fn enter_private_namespace(test_name: &str) -> bool {
 }
 
 pub fn mount_tmpfs(path: &Path) {
+    mount_tmpfs_sized(path, "size=1m");
+}
+
+pub fn mount_tmpfs_sized(path: &Path, options: &str) {
     nix::mount::mount(
         Some("tmpfs"),
         path,
         Some("tmpfs"),
         nix::mount::MsFlags::empty(),
-        Some("size=1m"),
+        Some(options),
     )
     .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
 }
@@ -162,6 +167,37 @@ pub fn bind(source: &Path, target: &Path) {
         None::<&str>,
     )
     .unwrap_or_else(|e| panic!("bind {} on {}: {e}", source.display(), target.display()));
+}
+
+/// Makes `target` (e.g. `/etc`) writable without writing the real one: an
+/// overlay whose lower layer is `target` itself and whose upper layer is a
+/// tmpfs in `scratch`. Only inside `enter_private_namespace`: a `mkdir` under
+/// `target` then lands in the tmpfs, where a plain `mkdir` before a tmpfs
+/// mount would create the directory on the host's filesystem.
+pub fn overlay_in_scratch(target: &Path, scratch: &Path) {
+    let layers = scratch.join(format!(
+        "overlay{}",
+        target.to_string_lossy().replace('/', "-")
+    ));
+    std::fs::create_dir_all(&layers).unwrap();
+    mount_tmpfs_sized(&layers, "size=4m");
+    let (upper, work) = (layers.join("upper"), layers.join("work"));
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        target.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .unwrap_or_else(|e| panic!("overlay on {}: {e}", target.display()));
 }
 
 /// `parent` (a tmpfs made shared) and `peer`, a bind of it: the two are one
