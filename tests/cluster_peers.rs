@@ -13,7 +13,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cluster::{cluster_conf, peer_node, wait, PeerNode};
-use support::free_port;
+
+/// The peer port both nodes share: one the OS gave, free on both addresses.
+fn peer_port() -> u16 {
+    support::listen::os_port_on(&["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()])
+}
 
 fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNode {
     let conf = cluster_conf(&[("n1", "127.0.0.2"), ("n2", "127.0.0.3")]);
@@ -23,7 +27,7 @@ fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNod
 #[test]
 fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let mut n1 = node(
         base.path(),
         "n1",
@@ -93,7 +97,7 @@ fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
 #[test]
 fn a_wrong_cluster_token_leaves_the_peer_down_until_a_sighup_reads_the_right_one() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let mut n1 = node(
         base.path(),
         "n1",
@@ -150,13 +154,10 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
     use ocfs2_watchdog::cluster::peer_auth::{PeerKey, SignedAnswer};
 
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut n2 = node(
-        base.path(),
-        "n2",
-        port,
-        "same-0123456789abcdef0123456789abcdef",
-    );
+    let port = peer_port();
+    // The key the requests are signed with is the node's cluster token.
+    let same = "same-0123456789abcdef0123456789abcdef";
+    let mut n2 = node(base.path(), "n2", port, same);
     n2.start();
     let address = format!("127.0.0.3:{port}");
     let path = "/cluster/v1/state";
@@ -182,12 +183,12 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
         (auth, answer)
     };
     wait("peer protocol listening", || {
-        ask(Some("same"), "n1").1.is_ok()
+        ask(Some(same), "n1").1.is_ok()
     });
-    let (auth, answer) = ask(Some("same"), "n1");
+    let (auth, answer) = ask(Some(same), "n1");
     let (auth, answer) = (auth.unwrap(), answer.unwrap());
     assert_eq!(answer.status, 200, "{answer:?}");
-    PeerKey::new(b"same")
+    PeerKey::new(same.as_bytes())
         .verify_response("n2", &auth.nonce, &SignedAnswer::of(&answer))
         .expect("signed by n2 for this request");
     let state: NodeState = serde_json::from_slice(&answer.body).unwrap();
@@ -197,8 +198,8 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
     assert_eq!(ask(None, "n1").1.unwrap().status, 401);
     assert_eq!(ask(Some("other"), "n1").1.unwrap().status, 401);
     // A node of no cluster here, and n2 itself, are not peers.
-    assert_eq!(ask(Some("same"), "n9").1.unwrap().status, 401);
-    assert_eq!(ask(Some("same"), "n2").1.unwrap().status, 401);
+    assert_eq!(ask(Some(same), "n9").1.unwrap().status, 401);
+    assert_eq!(ask(Some(same), "n2").1.unwrap().status, 401);
     // The engine's report publishes the counters on its next tick.
     wait("two unknown senders counted", || {
         n2.value(
@@ -218,7 +219,7 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
 #[test]
 fn the_peer_listener_binds_once_its_address_is_free() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     // Something holds n1's peer address when its daemon starts.
     let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
     let mut n1 = node(

@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use ocfs2_watchdog::actions::audit::{AuditRecord, Phase};
 use support::{
-    enter_private_namespace, free_port, http_get, mount_tmpfs, overlay_in_scratch, wait_for,
-    ScratchDir,
+    enter_private_namespace, http_get, mount_tmpfs, overlay_in_scratch, wait_for, ScratchDir,
 };
 use topology::{
     config_from_configmap, daemon_log, executable, prepare_host, start_container, Layout,
@@ -84,8 +83,7 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
     prepare_o2cb_host(&layout, dir.path());
     let volume = layout.dir.join("ocfs2");
     std::fs::create_dir_all(&volume).unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = config_from_configmap(&layout, &address, |config| {
+    let config = config_from_configmap(&layout, "127.0.0.1:0", |config| {
         let mounts = config["mounts"].as_table_mut().unwrap();
         let mut expected = toml::Table::new();
         expected.insert(
@@ -105,6 +103,7 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
         rules.insert("missing_mount".into(), missing.into());
     });
     let mut daemon = start_container(&layout, Propagation::Bidirectional, &config);
+    let address = support::listen::bound_address_in_log(&layout.dir.join("daemon.log"));
     let audit = layout.dir.join("state/audit.jsonl");
     let restarted = || {
         std::fs::read_to_string(&audit).is_ok_and(|text| {

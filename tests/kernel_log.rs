@@ -260,7 +260,11 @@ impl PrivateKmsg {
         // result is checked before it is used.
         unsafe {
             let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            assert!(
+                master >= 0,
+                "posix_openpt: {}",
+                std::io::Error::last_os_error()
+            );
             let master = std::fs::File::from_raw_fd(master);
             use std::os::fd::AsRawFd;
             assert_eq!(libc::grantpt(master.as_raw_fd()), 0, "grantpt");
@@ -285,7 +289,11 @@ impl PrivateKmsg {
                 .unwrap();
             // Canonical (one line per read), no echo back to the writer.
             let mut term: libc::termios = std::mem::zeroed();
-            assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut term), 0, "tcgetattr");
+            assert_eq!(
+                libc::tcgetattr(slave.as_raw_fd(), &mut term),
+                0,
+                "tcgetattr"
+            );
             term.c_lflag |= libc::ICANON;
             term.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ISIG | libc::IEXTEN);
             term.c_iflag &= !(libc::ICRNL | libc::IXON);
@@ -363,7 +371,12 @@ fn followed_events_arrive_within_a_second() {
         5,
         &format!("{marker}: o2net: Connected to node t9 (num 9) at 10.0.0.9:7777"),
     );
-    kmsg.write(4, &format!("{marker}: o2cb: o2dlm has evicted node 9 from domain 0123456789ABCDEF0123456789ABCDEF"));
+    kmsg.write(
+        4,
+        &format!(
+            "{marker}: o2cb: o2dlm has evicted node 9 from domain 0123456789ABCDEF0123456789ABCDEF"
+        ),
+    );
     // Measured from the write; 1 s is a generous margin for a reader that
     // polls its source with no sleep.
     let written = Instant::now();
@@ -459,5 +472,8 @@ fn real_kmsg_is_followed_read_only() {
     );
     let (counters, _, error, _) = state.view();
     assert_eq!(error, None);
-    assert!(counters.records_read > 0, "the ring buffer is never empty after boot");
+    assert!(
+        counters.records_read > 0,
+        "the ring buffer is never empty after boot"
+    );
 }

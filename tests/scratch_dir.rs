@@ -113,11 +113,19 @@ fn a_mount_it_cannot_unmount_keeps_the_tree() {
     let scratch = ScratchDir::with_hooks(read_own_mountinfo, refuse_unmount);
     let inside = bind_canary_under(&scratch, &canary);
     let path = scratch.path().to_path_buf();
-    let kept = scratch.release().expect_err("kept while something is mounted");
+    let kept = scratch
+        .release()
+        .expect_err("kept while something is mounted");
     assert!(kept.contains("still mounted"), "{kept}");
-    assert!(kept.contains(inside.to_str().unwrap()), "names the mount: {kept}");
+    assert!(
+        kept.contains(inside.to_str().unwrap()),
+        "names the mount: {kept}"
+    );
     assert_alive(&canary);
-    assert!(mounted_at(&inside) && path.join("a").exists(), "left as it was");
+    assert!(
+        mounted_at(&inside) && path.join("a").exists(),
+        "left as it was"
+    );
     clean_up_kept(&path, &[&inside]);
     assert_alive(&canary);
 }
@@ -134,7 +142,10 @@ fn an_unreadable_mount_table_keeps_the_tree() {
     let kept = scratch.release().expect_err("kept without a mount table");
     assert!(kept.contains("cannot read the mount table"), "{kept}");
     assert_alive(&canary);
-    assert!(mounted_at(&inside) && path.join("a").exists(), "left as it was");
+    assert!(
+        mounted_at(&inside) && path.join("a").exists(),
+        "left as it was"
+    );
     clean_up_kept(&path, &[&inside]);
     assert_alive(&canary);
 }
@@ -160,8 +171,14 @@ fn deletion_never_enters_another_filesystem_mount_or_symlink() {
     let path = scratch.path().to_path_buf();
     let kept = scratch.release().expect_err("kept what it would not enter");
     assert!(kept.contains("not entering"), "{kept}");
-    assert!(kept.contains(other.to_str().unwrap()), "names the tmpfs: {kept}");
-    assert!(kept.contains(inside.to_str().unwrap()), "names the bind: {kept}");
+    assert!(
+        kept.contains(other.to_str().unwrap()),
+        "names the tmpfs: {kept}"
+    );
+    assert!(
+        kept.contains(inside.to_str().unwrap()),
+        "names the bind: {kept}"
+    );
     assert_alive(&canary);
     assert_eq!(std::fs::read_to_string(other.join("kept")).unwrap(), "kept");
     assert!(!path.join("plain").exists(), "what is its own is deleted");

@@ -83,3 +83,62 @@ pub fn bound_address_in_log(log: &Path) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Spawns the daemon `command` describes on `127.0.0.1:0` (the caller gives
+/// no listen address) with its stderr drained here, and returns it with the
+/// address it bound. Its log level must let the info "Listening." line out.
+pub fn spawn_listening(command: &mut std::process::Command) -> (Child, String) {
+    let mut child = command
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the daemon");
+    let address = bound_address(&mut child);
+    (child, address)
+}
+
+/// A loopback address no other test process uses: `127.A.B.C` from this
+/// process's id and a counter (all of 127/8 is local on Linux).
+pub fn unique_loopback_ip() -> std::net::Ipv4Addr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let pid = std::process::id();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // 127.0/16 and 127.77/16 are used by fixed addresses elsewhere.
+    let a = 2 + (pid % 250) as u8;
+    let a = if a == 77 { 253 } else { a };
+    let b = ((pid / 250) % 256) as u8;
+    let c = 1 + (n % 254) as u8;
+    std::net::Ipv4Addr::new(127, a, b, c)
+}
+
+/// A port the OS gave, free on every one of `ips`, for a listener whose
+/// address must be known before it starts (a peer port all nodes share, an
+/// admin address the CLI reads from the config, another program's port).
+/// The OS picks it on the first address and it is checked on the others;
+/// it is then released, so until the listener binds, only a bind to that
+/// same port on one of these addresses (or the wildcard) can take it. With
+/// a `unique_loopback_ip` nothing else binds that address.
+pub fn os_port_on(ips: &[std::net::IpAddr]) -> u16 {
+    use std::net::{SocketAddr, TcpListener};
+    let (first, rest) = ips.split_first().expect("at least one address");
+    // Another address may hold the port the OS picked on the first: ask again.
+    for _ in 0..20 {
+        let held = TcpListener::bind(SocketAddr::new(*first, 0)).expect("a port from the OS");
+        let port = held.local_addr().expect("bound address").port();
+        let others: Result<Vec<_>, _> = rest
+            .iter()
+            .map(|ip| TcpListener::bind(SocketAddr::new(*ip, port)))
+            .collect();
+        if others.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port the OS gives is free on all of {ips:?}");
+}
+
+/// `127.A.B.C:port`: a unique loopback address with a port from the OS.
+pub fn loopback_address() -> String {
+    let ip = unique_loopback_ip();
+    format!("{ip}:{}", os_port_on(&[ip.into()]))
+}

@@ -264,14 +264,6 @@ pub fn http_get_accepting(
     Ok((status, content_type, body.to_string()))
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// An ext4 filesystem on a loop device, standing in for a cluster volume in
 /// tests that unmount and mount it again (a tmpfs would come back as another
 /// device). The loop device is global, not per namespace: it is detached on

@@ -197,7 +197,9 @@ pub fn remove_tree(root: &Path) -> Result<(), String> {
     let mut skipped = Vec::new();
     remove_below(root, home, &mut skipped)?;
     if !skipped.is_empty() {
-        return Err(format!("not entering other filesystems or mounts: {skipped:?}"));
+        return Err(format!(
+            "not entering other filesystems or mounts: {skipped:?}"
+        ));
     }
     std::fs::remove_dir(root).map_err(|e| format!("{}: {e}", root.display()))
 }
