@@ -115,6 +115,12 @@ fn metric_line(address: &str, prefix: &str) -> bool {
 
 #[test]
 fn pause_and_resume_need_the_admin_token() {
+    // An enforcing daemon on the real root: in a private mount namespace, so
+    // an unstack it decides on (a host with stacked tmpfs layers) acts on
+    // the namespace's copy of the mount table, never on the host's.
+    if !enter_private_namespace("pause_and_resume_need_the_admin_token") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let (mut daemon, address) = start(&write_config(dir.path(), Some(TOKEN)));
@@ -409,6 +415,12 @@ fn post_unix_status(socket: &Path, path: &str, token: Option<&str>) -> u16 {
 
 #[test]
 fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
+    // An enforcing daemon on the real root: in a private mount namespace, so
+    // an unstack it decides on (a host with stacked tmpfs layers) acts on
+    // the namespace's copy of the mount table, never on the host's.
+    if !enter_private_namespace("control_endpoints_on_a_unix_socket_are_audited_with_the_caller") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/admin.sock");
     let web = format!("admin_listen = \"unix:{}\"", socket.display());
