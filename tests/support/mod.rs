@@ -8,7 +8,10 @@
 //! binary's `--once` on a fixture tree, `samples` reads what it printed, and
 //! `copy_tree`/`wait_for` are the file and polling helpers every test shares;
 //! `cluster` starts daemons with peers; `scratch` owns every tree a test
-//! mounts under (`ScratchDir`), and deletes it without crossing a mount.
+//! mounts under (`ScratchDir`), and deletes it without crossing a mount;
+//! `listen` gives ports from the OS (a daemon on port 0, its bound address
+//! read back) and `overlay_in_scratch` a writable `/etc` that is not the
+//! host's.
 
 #![allow(dead_code)]
 
