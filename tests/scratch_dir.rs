@@ -13,7 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::scratch::{read_own_mountinfo, remove_tree, unmount_lazily};
-use support::{bind, enter_private_namespace, mount_tmpfs, ScratchDir};
+use support::{bind, enter_private_namespace, make_shared, mount_tmpfs, ScratchDir};
 
 /// A canary tree: a file and a nested file, in a scratch tree of its own.
 fn canary() -> (ScratchDir, PathBuf) {
@@ -202,4 +202,44 @@ fn mount_points_with_escaped_names_are_found() {
     scratch.release().unwrap();
     assert_alive(&canary);
     assert!(!path.exists());
+}
+
+#[test]
+fn unmounting_an_rbind_of_a_shared_tree_never_unmounts_the_original() {
+    if !enter_private_namespace("unmounting_an_rbind_of_a_shared_tree_never_unmounts_the_original")
+    {
+        return;
+    }
+    // The "host": a shared root with a leaf mount, as a host's `/` is shared
+    // with `/run/lock` or `/dev/mqueue` below it.
+    let home = ScratchDir::new();
+    let host = home.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    mount_tmpfs(&host);
+    make_shared(&host);
+    let leaf = host.join("leaf");
+    std::fs::create_dir_all(&leaf).unwrap();
+    mount_tmpfs(&leaf);
+    std::fs::write(leaf.join("file"), "alive").unwrap();
+    // A scratch tree with an rbind of it: the copy is a peer of the host.
+    let scratch = ScratchDir::new();
+    let copy = scratch.path().join("host");
+    std::fs::create_dir_all(&copy).unwrap();
+    nix::mount::mount(
+        Some(&host),
+        &copy,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .unwrap();
+    assert!(copy.join("leaf").join("file").exists());
+    let path = scratch.path().to_path_buf();
+    drop(scratch);
+    assert!(
+        mounted_at(&leaf),
+        "unmounting the copy unmounted the original through propagation"
+    );
+    assert_eq!(std::fs::read_to_string(leaf.join("file")).unwrap(), "alive");
+    assert!(!path.exists(), "the scratch tree itself is removed");
 }

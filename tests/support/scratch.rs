@@ -5,8 +5,9 @@
 //! `ScratchDir` makes that impossible in three layers. It works on the
 //! canonical path (mountinfo shows resolved paths, so a `/tmp` behind a
 //! symlink would otherwise match nothing). On drop it reads
-//! `/proc/self/mountinfo`, unmounts everything at or below the tree (plainly,
-//! then lazily), reads the table again, and keeps the directory, saying so on
+//! `/proc/self/mountinfo`, takes every mount at or below the tree out of its
+//! peer group (so no unmount propagates to the host's mounts through an rbind
+//! of a shared `/`), unmounts them (plainly, then lazily), reads the table again, and keeps the directory, saying so on
 //! stderr, when the table cannot be read or anything is still mounted. Only
 //! then does it delete, and the deletion itself never leaves the tree's
 //! filesystem or mount: every directory's device and mount id are compared
@@ -90,6 +91,7 @@ impl Drop for ScratchDir {
 
 fn release(path: &Path, read_table: TableReader, unmount: Unmounter) -> Result<(), String> {
     let mut left = mounted_at_or_below(path, read_table)?;
+    isolate(&left)?;
     // One round per layer: a point stacked N times is listed N times, and a
     // test that stacked thousands of layers may leave them; stop as soon as
     // a round frees nothing.
@@ -104,6 +106,41 @@ fn release(path: &Path, read_table: TableReader, unmount: Unmounter) -> Result<(
         left = now;
     }
     remove_tree(path)
+}
+
+/// Takes every mount at or below the tree out of its peer group before
+/// anything is unmounted. An unmount propagates to the peers of the parent
+/// mount: under an rbind of a shared `/`, unmounting `<tree>/host/proc` would
+/// unmount the real `/proc` (and every leaf mount of the host the same way).
+/// Private, the copies are the tree's alone; the originals keep their
+/// propagation. If one cannot be made private, nothing is unmounted.
+fn isolate(points: &[PathBuf]) -> Result<(), String> {
+    // Shallowest first, recursively: a child is never briefly left shared
+    // under a private parent.
+    let mut tops: Vec<&PathBuf> = points.iter().collect();
+    tops.sort_by_key(|p| p.components().count());
+    tops.dedup();
+    let mut done: Vec<&PathBuf> = Vec::new();
+    for point in tops {
+        if done.iter().any(|top| point.starts_with(top)) {
+            continue;
+        }
+        nix::mount::mount(
+            None::<&str>,
+            point.as_path(),
+            None::<&str>,
+            nix::mount::MsFlags::MS_PRIVATE | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot make {} private before unmounting: {e}",
+                point.display()
+            )
+        })?;
+        done.push(point);
+    }
+    Ok(())
 }
 
 /// Every mount point at or below `dir`, deepest first. An unreadable table is
