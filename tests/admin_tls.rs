@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ocfs2_watchdog::actions::audit::AuditRecord;
-use support::{enter_private_network, free_port, wait_for};
+use support::{enter_private_network, wait_for};
 use tls_kit::{https_get, https_request, runtime, TestCa};
 
 /// In 10.0.0.0/8: not loopback, so the daemon takes it for a network
@@ -123,8 +123,15 @@ fn a_network_admin_listener_is_served_over_tls_only() {
     let dir = support::ScratchDir::new();
     let ca = TestCa::new();
     ca.issue(dir.path());
-    let scrape = format!("127.0.0.1:{}", free_port());
-    let admin = format!("{ADMIN_IP}:{}", free_port());
+    // Ports from the OS, inside this test's own network namespace.
+    let scrape = format!(
+        "127.0.0.1:{}",
+        support::listen::os_port_on(&["127.0.0.1".parse().unwrap()])
+    );
+    let admin = format!(
+        "{ADMIN_IP}:{}",
+        support::listen::os_port_on(&[ADMIN_IP.parse().unwrap()])
+    );
     let config = write_config(dir.path(), &admin);
     let mut daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))

@@ -144,8 +144,10 @@ fn prometheus_pages_through_a_real_alertmanager_with_inhibitions() {
     let (_a, storm_a) = start_daemon(dir.path(), "storm-a", "heartbeat-near-timeout");
     let (_b, storm_b) = start_daemon(dir.path(), "storm-b", "heartbeat-near-timeout");
     let (_c, degraded) = start_daemon(dir.path(), "degraded", "alerts-degraded");
-    let down = format!("127.0.0.1:{}", support::free_port());
-    let prom_address = format!("127.0.0.1:{}", support::free_port());
+    // Nothing listens on `down`; Prometheus's port is known before it
+    // starts: unique loopback addresses with ports from the OS.
+    let down = support::listen::loopback_address();
+    let prom_address = support::listen::loopback_address();
     let prom_config = dir.path().join("prometheus.yml");
     std::fs::write(
         &prom_config,

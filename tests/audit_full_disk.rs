@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use engine_fixture::fixture;
 use ocfs2_watchdog::actions::audit::{AuditRecord, Phase};
 use ocfs2_watchdog::actions::{Outcome, Plan};
+use ocfs2_watchdog::config::StateDir;
 
 /// Checks inside each action that its `before` line is already on disk.
 fn before_line_is_written(audit: &std::path::Path, target: &str) -> bool {
@@ -37,7 +38,12 @@ fn a_full_state_dir_never_tears_a_line_and_never_acts_unrecorded() {
         table.push_str(&format!("{a} 1 0:{a} / /srv/v{i} rw - tmpfs tmpfs rw\n"));
         table.push_str(&format!("{b} {a} 0:{a} / /srv/v{i} rw - tmpfs tmpfs rw\n"));
     }
+    // The tiny tmpfs is mounted in a scratch tree of its own, which unmounts
+    // it before anything is deleted, even when an assertion fails first.
+    let scratch = support::ScratchDir::new();
+    let state = scratch.path().join("state");
     let mut f = fixture(Outcome::Failed("still stacked".into()), |c| {
+        c.state_dir = StateDir(state.clone());
         c.remediation.actions_per_hour = 100_000;
         let rule = c
             .remediation
@@ -51,7 +57,6 @@ fn a_full_state_dir_never_tears_a_line_and_never_acts_unrecorded() {
         rule.max_attempts = Some(100_000);
     });
     f.set_mountinfo(&table);
-    let state = f.config.state_dir.0.clone();
     std::fs::create_dir_all(&state).unwrap();
     nix::mount::mount(
         Some("tmpfs"),
@@ -95,5 +100,4 @@ fn a_full_state_dir_never_tears_a_line_and_never_acts_unrecorded() {
             .unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
     }
     assert_eq!(*unrecorded.lock().unwrap(), Vec::<String>::new());
-    nix::mount::umount2(&state, nix::mount::MntFlags::MNT_DETACH).unwrap();
 }

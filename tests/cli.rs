@@ -80,23 +80,39 @@ fn once_prints_one_snapshot_of_a_fixture_root() {
 }
 
 #[test]
-fn runs_with_no_config_file_and_no_flags() {
-    // The README's run command: nothing but the binary.
-    let mut daemon = watchdog().env("RUST_LOG", "warn").spawn().unwrap();
+fn runs_with_the_defaults_but_its_state_and_port() {
+    // The README's run command is the binary alone; here every default
+    // holds but the two that would touch the host: the state directory
+    // (/var/lib/ocfs2-watchdog) and the port (9784), which come from a
+    // scratch directory and the OS.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"{}\"\n", dir.path().join("state").display()),
+    )
+    .unwrap();
+    let mut daemon = watchdog()
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = support::listen::bound_address(&mut daemon);
     let started = Instant::now();
     let mut ready = false;
     while started.elapsed() < Duration::from_secs(15) && !ready {
-        ready = support::http_get("127.0.0.1:9784", "/readyz").is_ok_and(|r| r.0 == 200);
+        ready = support::http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let metrics = support::http_get("127.0.0.1:9784", "/metrics").map(|r| r.2);
+    let metrics = support::http_get(&address, "/metrics").map(|r| r.2);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let status = daemon.wait().unwrap();
-    assert!(ready, "never became ready on 0.0.0.0:9784");
+    assert!(ready, "never became ready on {address}");
     assert!(status.success(), "{status:?}");
     let metrics = metrics.unwrap();
     assert!(

@@ -13,7 +13,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::cluster::{cluster_conf, peer_node, wait, PeerNode};
-use support::free_port;
+
+/// The peer port both nodes share: one the OS gave, free on both addresses.
+fn peer_port() -> u16 {
+    support::listen::os_port_on(&["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()])
+}
 
 /// A cluster token the daemon accepts (32 bytes or more).
 const SAME: &str = "same-0123456789abcdef0123456789abcdef";
@@ -26,7 +30,7 @@ fn node(base: &Path, name: &str, peer_port: u16, cluster_token: &str) -> PeerNod
 #[test]
 fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let mut n1 = node(
         base.path(),
         "n1",
@@ -96,7 +100,7 @@ fn maintenance_set_on_one_node_holds_the_other_and_off_anywhere_ends_it() {
 #[test]
 fn a_wrong_cluster_token_leaves_the_peer_down_until_a_sighup_reads_the_right_one() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let mut n1 = node(
         base.path(),
         "n1",
@@ -153,7 +157,7 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
     use ocfs2_watchdog::cluster::peer_auth::{PeerKey, SignedAnswer};
 
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let mut n2 = node(base.path(), "n2", port, SAME);
     n2.start();
     let address = format!("127.0.0.3:{port}");
@@ -216,7 +220,7 @@ fn the_state_endpoint_answers_signed_requests_only_and_signs_its_answer() {
 #[test]
 fn the_peer_listener_binds_once_its_address_is_free() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     // Something holds n1's peer address when its daemon starts.
     let squatter = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
     let mut n1 = node(base.path(), "n1", port, SAME);

@@ -11,7 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{free_port, http_get, wait_for, wait_for_every};
+use support::{http_get, wait_for, wait_for_every};
+
+/// The peer port every node shares: one the OS gave, free on all three
+/// nodes' addresses.
+fn peer_port() -> u16 {
+    support::listen::os_port_on(&[
+        "127.0.0.2".parse().unwrap(),
+        "127.0.0.3".parse().unwrap(),
+        "127.0.0.4".parse().unwrap(),
+    ])
+}
 
 /// A cluster token the daemon accepts (32 bytes or more, file 0600).
 const TOKEN: &str = "cluster-s3cret-0123456789abcdef0123456789";
@@ -46,7 +56,9 @@ fn start(base: &Path, name: &str, peer_port: u16) -> Daemon {
     std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
     std::fs::write(root.join("etc/ocfs2/cluster.conf"), CLUSTER_CONF).unwrap();
     support::cluster::write_token(&dir.join("cluster-token"), TOKEN);
-    let web = format!("127.0.0.1:{}", free_port());
+    // In the config, where `status --cluster` finds the daemon: a unique
+    // loopback address with a port from the OS.
+    let web = support::listen::loopback_address();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -103,7 +115,7 @@ fn cli(daemon: &Daemon, args: &[&str]) -> Output {
 #[test]
 fn the_cluster_view_lists_every_node_and_a_silent_one_as_unreachable() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let n1 = start(base.path(), "n1", port);
     let _n2 = start(base.path(), "n2", port);
 
@@ -171,7 +183,7 @@ fn the_summary_route_answers_signed_requests_of_the_cluster_only() {
     use ocfs2_watchdog::status::cluster::NodeSummary;
 
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let _n2 = start(base.path(), "n2", port);
     let address = format!("127.0.0.3:{port}");
     let path = "/cluster/v1/summary";

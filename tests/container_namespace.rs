@@ -26,7 +26,7 @@ use ocfs2_watchdog::actions::restore::{RestoreHow, RestoreMount};
 use ocfs2_watchdog::actions::{Executor, Outcome, Plan};
 use ocfs2_watchdog::host::HostPaths;
 use ocfs2_watchdog::rules::config::{Mode, RemediationConfig};
-use support::{enter_private_namespace, free_port, http_get, wait_for};
+use support::{enter_private_namespace, http_get, wait_for};
 use topology::{
     assert_container_only_mirrors, config_from_configmap, counts, daemon_log, layers, prepare_host,
     start_container, table, Layout, Propagation,
@@ -40,9 +40,9 @@ fn scenario(propagation: Propagation) {
     let dir = support::ScratchDir::new();
     let mut layout = Layout::new(dir.path());
     let (mut holder, _volume) = prepare_host(&mut layout, propagation);
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = config_from_configmap(&layout, &address, |_| {});
+    let config = config_from_configmap(&layout, "127.0.0.1:0", |_| {});
     let mut daemon = start_container(&layout, propagation, &config);
+    let address = support::listen::bound_address_in_log(&layout.dir.join("daemon.log"));
     let pid = daemon.id().to_string();
     wait_for("the daemon to be ready", Duration::from_secs(30), || {
         assert!(
@@ -247,34 +247,6 @@ fn daemonset_topology_bidirectional_heals_the_host() {
         "daemonset_topology_bidirectional_heals_the_host",
         Propagation::Bidirectional,
     );
-}
-
-#[test]
-fn scratch_dirs_never_delete_through_a_bind() {
-    if !enter_private_namespace("scratch_dirs_never_delete_through_a_bind") {
-        return;
-    }
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("canary"), "alive").unwrap();
-    let scratch = support::ScratchDir::new();
-    let inside = scratch.path().join("bound");
-    std::fs::create_dir_all(&inside).unwrap();
-    nix::mount::mount(
-        Some(outside.path()),
-        &inside,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .unwrap();
-    assert!(inside.join("canary").exists());
-    let path = scratch.path().to_path_buf();
-    drop(scratch);
-    assert!(
-        outside.path().join("canary").exists(),
-        "deleted through the bind"
-    );
-    assert!(!path.exists(), "the scratch directory itself is removed");
 }
 
 /// The `major:minor` of the filesystem mounted at `path`, as mountinfo shows it.

@@ -17,17 +17,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use ocfs2_watchdog::actions::audit::{AuditRecord, Phase};
-use support::{enter_private_namespace, free_port, http_get, mount_tmpfs, wait_for, ScratchDir};
+use support::{
+    enter_private_namespace, http_get, mount_tmpfs, overlay_in_scratch, wait_for, ScratchDir,
+};
 use topology::{
     config_from_configmap, daemon_log, executable, prepare_host, start_container, Layout,
     Propagation,
 };
 
 /// The host side of o2cb: configured, offline, and a fake `o2cb` tool.
-fn prepare_o2cb_host(layout: &Layout) {
+fn prepare_o2cb_host(layout: &Layout, scratch: &Path) {
+    // Every write under /etc below lands in the scratch tree, never on the
+    // host's /etc (a private namespace hides mounts, not mkdir).
+    overlay_in_scratch(Path::new("/etc"), scratch);
     // Only the bare `o2cb` tool: no init script, no systemd unit.
-    mount_tmpfs(Path::new("/etc/init.d"));
-    mount_tmpfs(Path::new("/etc/default"));
+    for dir in ["/etc/init.d", "/etc/default"] {
+        std::fs::create_dir_all(dir).unwrap();
+        mount_tmpfs(Path::new(dir));
+    }
     std::fs::write(
         "/etc/default/o2cb",
         "O2CB_ENABLED=true\nO2CB_BOOTCLUSTER=lab\n",
@@ -37,7 +44,6 @@ fn prepare_o2cb_host(layout: &Layout) {
     // has no peer to ask (with another node in it, the restart would wait
     // for that node's daemon to answer).
     std::fs::create_dir_all("/etc/ocfs2").unwrap();
-    mount_tmpfs(Path::new("/etc/ocfs2"));
     let hostname = std::fs::read_to_string("/etc/hostname")
         .ok()
         .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
@@ -74,11 +80,10 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
     let dir = ScratchDir::new();
     let mut layout = Layout::new(dir.path());
     let (mut holder, _volume) = prepare_host(&mut layout, Propagation::Bidirectional);
-    prepare_o2cb_host(&layout);
+    prepare_o2cb_host(&layout, dir.path());
     let volume = layout.dir.join("ocfs2");
     std::fs::create_dir_all(&volume).unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = config_from_configmap(&layout, &address, |config| {
+    let config = config_from_configmap(&layout, "127.0.0.1:0", |config| {
         let mounts = config["mounts"].as_table_mut().unwrap();
         let mut expected = toml::Table::new();
         expected.insert(
@@ -98,6 +103,7 @@ fn daemonset_topology_restarts_o2cb_with_host_tools_only() {
         rules.insert("missing_mount".into(), missing.into());
     });
     let mut daemon = start_container(&layout, Propagation::Bidirectional, &config);
+    let address = support::listen::bound_address_in_log(&layout.dir.join("daemon.log"));
     let audit = layout.dir.join("state/audit.jsonl");
     let restarted = || {
         std::fs::read_to_string(&audit).is_ok_and(|text| {

@@ -39,17 +39,14 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 /// The daemon on a fixture, ready; returns it and its address.
 fn start(extra: &[&str]) -> (Daemon, String) {
-    let address = format!("127.0.0.1:{}", support::free_port());
-    let daemon = Daemon(
+    let (child, address) = support::listen::spawn_listening(
         Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
             .arg("--path.rootfs")
             .arg(fixture("mounts-healthy").join("rootfs"))
-            .args(["--web.listen-address", &address, "--log.level", "warn"])
             .args(["--no-collector.kernel_log"])
-            .args(extra)
-            .spawn()
-            .unwrap(),
+            .args(extra),
     );
+    let daemon = Daemon(child);
     let started = Instant::now();
     while support::http_get(&address, "/readyz").map(|r| r.0).ok() != Some(200) {
         assert!(

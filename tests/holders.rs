@@ -70,7 +70,7 @@ fn holders_are_found_in_every_namespace_and_in_the_kernel() {
     {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = support::ScratchDir::new();
     let volume = tmp.path().join("volume");
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&volume).unwrap();

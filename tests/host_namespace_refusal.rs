@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{enter_private_namespace, free_port, have_command, http_get, require};
+use support::{enter_private_namespace, have_command, http_get, require};
 
 fn config(dir: &Path, address: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");
@@ -53,7 +53,8 @@ fn refused(output: &Output, code: i32, missing: &str) {
 /// naming `missing`.
 fn assert_refused(drop: Option<&str>, args: &[&str], missing: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &format!("127.0.0.1:{}", free_port()));
+    // Port 0: both runs refuse before they would listen.
+    let config = config(dir.path(), "127.0.0.1:0");
     let run = |extra: &[&str]| {
         daemon(drop)
             .args(args)
@@ -85,8 +86,7 @@ fn enforce_without_host_pid_refuses_and_dry_run_says_where_it_checks() {
     let procfs = format!("--path.procfs={}", procfs.display());
     assert_refused(None, &[&rootfs, &procfs], "hostPID");
 
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = config(dir.path(), &address);
+    let config = config(dir.path(), "127.0.0.1:0");
     let mut child = daemon(None)
         .args([&rootfs, &procfs])
         .arg(format!("--config={}", config.display()))
@@ -94,6 +94,7 @@ fn enforce_without_host_pid_refuses_and_dry_run_says_where_it_checks() {
         .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
         .spawn()
         .unwrap();
+    let address = support::listen::bound_address_in_log(&dir.path().join("log"));
     let started = Instant::now();
     let status = loop {
         let reply = http_get(&address, "/status").ok();

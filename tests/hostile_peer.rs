@@ -21,9 +21,15 @@ use std::time::Duration;
 use ocfs2_watchdog::cluster::client::exchange;
 use ocfs2_watchdog::cluster::peer_auth::{PeerKey, MAC_HEADER, NODE_HEADER, NONCE_HEADER};
 use support::cluster::{cluster_conf, peer_node, wait, PeerNode};
-use support::free_port;
 
 const TOKEN: &str = "hostile-peer-test-token-0123456789";
+
+/// The peer port every node and fake shares: one the OS gave, free on all
+/// their addresses (support::listen::os_port_on).
+fn peer_port() -> u16 {
+    let ips: Vec<std::net::IpAddr> = NODES.iter().map(|(_, ip)| ip.parse().unwrap()).collect();
+    support::listen::os_port_on(&ips)
+}
 
 const NODES: [(&str, &str); 7] = [
     ("n1", "127.77.0.2"),
@@ -172,7 +178,7 @@ fn rejected(n1: &PeerNode, direction: &str, reason: &str) -> f64 {
 #[test]
 fn forged_answers_and_requests_are_rejected_and_the_real_peer_still_counts() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let conf = cluster_conf(&NODES);
     let mut n1 = peer_node(base.path(), "n1", &conf, port, TOKEN);
     let mut n2 = peer_node(base.path(), "n2", &conf, port, TOKEN);
@@ -229,7 +235,7 @@ fn forged_answers_and_requests_are_rejected_and_the_real_peer_still_counts() {
 #[test]
 fn forged_and_replayed_requests_to_the_listener_are_refused_and_counted() {
     let base = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = peer_port();
     let conf = cluster_conf(&NODES[..2]);
     let mut n1 = peer_node(base.path(), "n1", &conf, port, TOKEN);
     n1.start();

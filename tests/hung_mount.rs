@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use hung_fuse::KillOnDrop;
 use support::{
-    enter_private_namespace, free_port, http_get, http_get_accepting, require, sample_value,
-    PROMETHEUS_ACCEPT,
+    enter_private_namespace, http_get, http_get_accepting, require, sample_value, PROMETHEUS_ACCEPT,
 };
 
 /// Not a test of its own: the FUSE server process the hung-mount test starts.
@@ -34,7 +33,7 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     if !require(Path::new("/dev/fuse").exists(), "/dev/fuse") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let mountpoint = dir.path().join("hung");
     std::fs::create_dir_all(&mountpoint).unwrap();
     let mut server = hung_fuse::start("helper_hung_fuse_server", &mountpoint);
@@ -48,13 +47,11 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
          [mounts]\nfstypes = [\"fuse\", \"fuse.hung\"]\nprobe_timeout = \"1s\"\nuse_fstab = false\n",
     )
     .unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let daemon = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--web.listen-address", &address, "--log.level", "warn"])
-        .spawn()
-        .expect("starting the daemon");
+    let (daemon, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--config")
+            .arg(&config),
+    );
     let started = Instant::now();
     let mut daemon = KillOnDrop(daemon);
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ocfs2_watchdog::liveness::{EXIT_PANIC, TEST_ENGINE_FAULT_ENV};
-use support::{free_port, http_get};
+use support::http_get;
 
 fn write_config(dir: &Path) -> PathBuf {
     let config = format!(
@@ -42,11 +42,13 @@ impl Drop for Daemon {
     }
 }
 
-fn start(dir: &Path, address: &str, fault: Option<&str>) -> Daemon {
+/// The daemon on a port from the OS, its log in `dir/stderr`
+/// (`bound_address_in_log` reads the port back).
+fn start(dir: &Path, fault: Option<&str>) -> Daemon {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"));
     command
         .args(["--config", write_config(dir).to_str().unwrap()])
-        .args(["--web.listen-address", address])
+        .args(["--web.listen-address", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
     match fault {
@@ -59,8 +61,7 @@ fn start(dir: &Path, address: &str, fault: Option<&str>) -> Daemon {
 #[test]
 fn a_panic_in_a_daemon_thread_ends_the_process() {
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(dir.path(), &address, Some("panic"));
+    let mut daemon = start(dir.path(), Some("panic"));
     // The engine panics at its first ready snapshot; generous for a loaded CI.
     let started = Instant::now();
     let status = loop {
@@ -84,8 +85,8 @@ fn a_panic_in_a_daemon_thread_ends_the_process() {
 #[test]
 fn healthz_fails_while_the_engine_is_wedged_and_not_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let _daemon = start(dir.path(), &address, Some("wedge"));
+    let _daemon = start(dir.path(), Some("wedge"));
+    let address = support::listen::bound_address_in_log(&dir.path().join("stderr"));
     let started = Instant::now();
     let body = loop {
         if let Ok((503, _, body)) = http_get(&address, "/healthz") {
@@ -100,8 +101,8 @@ fn healthz_fails_while_the_engine_is_wedged_and_not_otherwise() {
 
     // The same daemon without the fault stays healthy well past the limit.
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let _daemon = start(dir.path(), &address, None);
+    let _daemon = start(dir.path(), None);
+    let address = support::listen::bound_address_in_log(&dir.path().join("stderr"));
     let started = Instant::now();
     while !http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200) {
         assert!(started.elapsed() < Duration::from_secs(30), "not ready");

@@ -16,7 +16,7 @@ use engine_fixture::{count, fixture};
 use ocfs2_watchdog::actions::Outcome;
 use ocfs2_watchdog::cluster::Maintenance;
 use ocfs2_watchdog::host::HostPaths;
-use support::{free_port, http_get};
+use support::http_get;
 
 #[test]
 fn maintenance_skips_every_action_until_it_is_off() {
@@ -122,20 +122,19 @@ admin_token_file = "{token}"
     path
 }
 
-fn start(config: &Path, address: &str) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .args(["--config", config.to_str().unwrap()])
-        .args(["--web.listen-address", address])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// The daemon on a port from the OS, ready; with the address it bound.
+fn start(config: &Path) -> (Child, String) {
+    let (child, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::null()),
+    );
     let started = Instant::now();
-    while !http_get(address, "/readyz").is_ok_and(|r| r.0 == 200) {
+    while !http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200) {
         assert!(started.elapsed() < Duration::from_secs(20), "not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    (child, address)
 }
 
 fn cli(config: &Path, args: &[&str]) -> (bool, String) {
@@ -168,9 +167,8 @@ fn wait_metric(address: &str, line: &str) {
 #[test]
 fn the_cli_sets_maintenance_on_the_daemon_and_it_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
     let config = write_config(dir.path());
-    let mut daemon = start(&config, &address);
+    let (mut daemon, address) = start(&config);
     let (ok, out) = cli(&config, &["on", "--for", "1h"]);
     assert!(!ok, "--reason is required: {out}");
     let (ok, out) = cli(
@@ -186,7 +184,7 @@ fn the_cli_sets_maintenance_on_the_daemon_and_it_survives_a_restart() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 
-    let mut daemon = start(&config, &address);
+    let (mut daemon, address) = start(&config);
     wait_metric(&address, "ocfs2_watchdog_maintenance 1");
     let (ok, out) = cli(&config, &["status"]);
     assert!(ok && out.contains("online resize of vol1"), "{out}");

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ocfs2_watchdog::cluster::client::request;
-use support::{free_port, http_get};
+use support::http_get;
 
 const TOKEN: &str = "validate-test-token-0123456789abcdef";
 
@@ -56,21 +56,20 @@ impl Drop for Daemon {
     }
 }
 
-fn start(config: &Path, address: &str) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .args(["--config", config.to_str().unwrap()])
-        .args(["--web.listen-address", address])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// The daemon on a port from the OS, ready; with the address it bound.
+fn start(config: &Path) -> (Daemon, String) {
+    let (child, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::null()),
+    );
     let daemon = Daemon(child);
     let started = Instant::now();
-    while !http_get(address, "/readyz").is_ok_and(|r| r.0 == 200) {
+    while !http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200) {
         assert!(started.elapsed() < Duration::from_secs(20), "not ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    daemon
+    (daemon, address)
 }
 
 fn cli(config: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -115,10 +114,11 @@ fn audit(dir: &Path) -> String {
 #[test]
 fn a_window_past_the_maximum_is_refused_by_the_cli_and_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
+    // The CLI reads the admin address from the config: known before the
+    // start, so a unique loopback address with a port from the OS.
+    let admin = support::listen::loopback_address();
     let config = write_config(dir.path(), &admin);
-    let _daemon = start(&config, &address);
+    let (_daemon, address) = start(&config);
 
     // The CLI refuses before it asks: exit 2, the limit named.
     let (code, out) = cli(&config, &["on", "--reason", "test", "--for", "500000000y"]);
@@ -174,8 +174,9 @@ fn a_window_past_the_maximum_is_refused_by_the_cli_and_the_daemon() {
 #[test]
 fn a_maintenance_file_past_the_limits_does_not_stop_metrics_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
+    // The CLI reads the admin address from the config: known before the
+    // start, so a unique loopback address with a port from the OS.
+    let admin = support::listen::loopback_address();
     let config = write_config(dir.path(), &admin);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -191,7 +192,7 @@ fn a_maintenance_file_past_the_limits_does_not_stop_metrics_after_a_restart() {
         record.to_string(),
     )
     .unwrap();
-    let _daemon = start(&config, &address);
+    let (_daemon, address) = start(&config);
     // It holds (fails closed) and every scrape renders.
     wait_metric(&address, "ocfs2_watchdog_maintenance 1");
     wait_metric(

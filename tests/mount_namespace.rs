@@ -46,7 +46,7 @@ fn stacked_layers_are_counted_on_the_real_kernel() {
     if !enter_private_namespace("stacked_layers_are_counted_on_the_real_kernel") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let duplicates = dir.path().join("duplicates");
     let shadows = dir.path().join("shadows");
     std::fs::create_dir_all(&duplicates).unwrap();
@@ -80,7 +80,7 @@ fn propagated_copies_are_counted_on_every_path() {
     if !enter_private_namespace("propagated_copies_are_counted_on_every_path") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let (parent, peer) = support::shared_parent_with_peer(dir.path());
     let volume = parent.join("volume");
     std::fs::create_dir_all(&volume).unwrap();
@@ -116,7 +116,7 @@ fn read_only_remount_is_reported() {
     if !enter_private_namespace("read_only_remount_is_reported") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     mount_tmpfs(&volume);
@@ -162,7 +162,7 @@ fn kubelet_host_exports_bounded_series_and_shows_a_stacked_pod_path() {
     }
     let host = support::kubelet::kubelet_host(2000);
     // 2000 other mounts, of a type this configuration does not watch.
-    let others = tempfile::tempdir().unwrap();
+    let others = support::ScratchDir::new();
     for i in 0..2000 {
         let path = others.path().join(i.to_string());
         std::fs::create_dir_all(&path).unwrap();
@@ -222,7 +222,7 @@ fn the_table_is_read_again_only_after_a_change() {
     if !enter_private_namespace("the_table_is_read_again_only_after_a_change") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     // The stacked unwatched host: 4096 layers of a type nobody watches.
     let stack = dir.path().join("stack");
     std::fs::create_dir_all(&stack).unwrap();
@@ -271,7 +271,7 @@ fn a_reachable_mount_reports_its_size() {
     if !enter_private_namespace("a_reachable_mount_reports_its_size") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     mount_tmpfs(&volume);

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_port, http_get};
+use support::http_get;
 
 #[test]
 fn ready_watchdog_and_stopping_reach_the_notify_socket() {
@@ -27,17 +27,15 @@ fn ready_watchdog_and_stopping_reach_the_notify_socket() {
         "[sampler]\ninterval = \"200ms\"\n[kernel_log]\nenabled = false\n",
     )
     .unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .arg("--config")
-        .arg(&config)
-        .args(["--web.listen-address", &address, "--log.level", "warn"])
-        .arg("--path.rootfs")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mounts-healthy/rootfs"))
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "5000000")
-        .spawn()
-        .unwrap();
+    let (mut daemon, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--path.rootfs")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mounts-healthy/rootfs"))
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "5000000"),
+    );
 
     let mut buffer = [0u8; 4096];
     let mut receive = |deadline: Instant| -> Option<String> {

@@ -167,7 +167,7 @@ fn restart_is_a_transaction_on_real_mounts() {
     {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = support::ScratchDir::new();
     let dir = tmp.path().to_path_buf();
     let root = dir.join("root");
     let log = dir.join("calls.log");

@@ -116,7 +116,6 @@ fn start_daemon(
     root: &Path,
     fixture_config: Option<&Path>,
 ) -> (Killed, String) {
-    let address = format!("127.0.0.1:{}", support::free_port());
     let state = dir.join(format!("{name}-state"));
     std::fs::create_dir_all(&state).unwrap();
     let extra = fixture_config
@@ -130,24 +129,21 @@ fn start_daemon(
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--path.rootfs")
-        .arg(root)
-        .arg("--web.listen-address")
-        .arg(&address)
-        .arg("--log.level")
-        .arg("warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the daemon");
+    let (child, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--path.rootfs")
+            .arg(root)
+            .stdout(Stdio::null()),
+    );
     (Killed(child), address)
 }
 
 fn start_prometheus(dir: &Path, targets: &[(&str, &str)]) -> (Killed, String) {
-    let address = format!("127.0.0.1:{}", support::free_port());
+    // Another program's port, known before it starts: a unique loopback
+    // address with a port from the OS (support::listen).
+    let address = support::listen::loopback_address();
     let mut static_configs = String::new();
     for (scenario, target) in targets {
         static_configs.push_str(&format!(

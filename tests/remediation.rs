@@ -97,7 +97,7 @@ fn unstacks_4096_layers_and_leaves_a_shadowing_fs_alone() {
     if !enter_private_namespace("unstacks_4096_layers_and_leaves_a_shadowing_fs_alone") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let duplicates = dir.path().join("duplicates");
     let shadows = dir.path().join("shadows");
     stack(&duplicates, 4096);
@@ -133,7 +133,7 @@ fn shared_propagation_ends_with_one_layer_on_every_path() {
     if !enter_private_namespace("shared_propagation_ends_with_one_layer_on_every_path") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let (parent, peer) = support::shared_parent_with_peer(dir.path());
     let volume = parent.join("volume");
     stack(&volume, 5); // 1 + 4 binds: 16 layers on each path.
@@ -157,7 +157,7 @@ fn a_missing_mount_is_mounted_again() {
     if !enter_private_namespace("a_missing_mount_is_mounted_again") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let state = dir.path().join("state");
@@ -181,7 +181,7 @@ fn a_failing_mount_backs_off_and_gives_up() {
     if !enter_private_namespace("a_failing_mount_backs_off_and_gives_up") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     // A device that exists but holds no filesystem.
@@ -222,7 +222,7 @@ fn dry_run_changes_nothing_and_says_what_it_would_do() {
     if !enter_private_namespace("dry_run_changes_nothing_and_says_what_it_would_do") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let duplicates = dir.path().join("duplicates");
     stack(&duplicates, 8);
     let data = dir.path().join("data");
@@ -256,7 +256,7 @@ fn a_precondition_that_changed_means_nothing_is_done() {
     if !enter_private_namespace("a_precondition_that_changed_means_nothing_is_done") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let duplicates = dir.path().join("duplicates");
     stack(&duplicates, 3);
     let state = dir.path().join("state");
@@ -319,7 +319,7 @@ fn a_read_only_self_bind_and_a_bind_root_are_left_alone() {
     if !enter_private_namespace("a_read_only_self_bind_and_a_bind_root_are_left_alone") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     // mount --bind X X; mount -o remount,bind,ro X: deliberate, not a duplicate.
     let readonly = dir.path().join("readonly");
     std::fs::create_dir_all(&readonly).unwrap();
@@ -421,7 +421,7 @@ fn a_mount_point_link_to_a_mounted_directory_is_not_mounted_over() {
     if !enter_private_namespace("a_mount_point_link_to_a_mounted_directory_is_not_mounted_over") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     mount_tmpfs(&data);
@@ -462,7 +462,7 @@ fn a_stacked_pod_path_on_a_kubelet_host_is_unstacked() {
         bind(&host.staged, &pod);
     }
     assert_eq!(layers(&pod), 4);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let state = dir.path().join("state");
     let (report, _) = run_until(
         config(&state, Mode::Enforce),

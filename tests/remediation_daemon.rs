@@ -14,7 +14,7 @@ use ocfs2_watchdog::actions::audit::AuditRecord;
 use ocfs2_watchdog::actions::unstack::TEST_BARRIER_ENV;
 use ocfs2_watchdog::collector::mounts::mountinfo::parse_mountinfo;
 use ocfs2_watchdog::collector::mounts::stack::TableIndex;
-use support::{bind, enter_private_namespace, free_port, http_get, mount_tmpfs};
+use support::{bind, enter_private_namespace, http_get, mount_tmpfs};
 
 fn write_config(dir: &Path, token: Option<&str>) -> std::path::PathBuf {
     write_config_with(dir, token, "", "")
@@ -66,28 +66,27 @@ fn write_token(file: &Path, token: &str) {
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn start(config: &Path, address: &str) -> Child {
-    start_with_env(config, address, &[])
+/// The daemon on a port from the OS, ready; with the address it bound.
+fn start(config: &Path) -> (Child, String) {
+    start_with_env(config, &[])
 }
 
-fn start_with_env(config: &Path, address: &str, env: &[(&str, &Path)]) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .args(["--config", config.to_str().unwrap(), "--enforce"])
-        .args(["--web.listen-address", address])
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+fn start_with_env(config: &Path, env: &[(&str, &Path)]) -> (Child, String) {
+    let (child, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .args(["--config", config.to_str().unwrap(), "--enforce"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null()),
+    );
     let started = Instant::now();
-    while !http_get(address, "/readyz").is_ok_and(|r| r.0 == 200) {
+    while !http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "daemon not ready"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    (child, address)
 }
 
 fn post(address: &str, path: &str, token: Option<&str>) -> u16 {
@@ -116,10 +115,15 @@ fn metric_line(address: &str, prefix: &str) -> bool {
 
 #[test]
 fn pause_and_resume_need_the_admin_token() {
+    // An enforcing daemon on the real root: in a private mount namespace, so
+    // an unstack it decides on (a host with stacked tmpfs layers) acts on
+    // the namespace's copy of the mount table, never on the host's.
+    if !enter_private_namespace("pause_and_resume_need_the_admin_token") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&write_config(dir.path(), Some(TOKEN)), &address);
+    let (mut daemon, address) = start(&write_config(dir.path(), Some(TOKEN)));
     // With a token and no admin_listen: a root-only socket under state_dir,
     // and nothing state-changing on the scrape port.
     let socket = dir.path().join("state/admin/control.sock");
@@ -201,8 +205,7 @@ fn pause_and_resume_need_the_admin_token() {
 
     // No token configured: no admin socket, nothing on the scrape port.
     let other = tempfile::tempdir().unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&write_config(other.path(), None), &address);
+    let (mut daemon, address) = start(&write_config(other.path(), None));
     assert_eq!(post(&address, "/pause", Some("anything")), 404);
     assert_eq!(post(&address, "/resume", None), 404);
     assert!(!other.path().join("state/admin").exists());
@@ -222,7 +225,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     if !enter_private_namespace("a_daemon_killed_mid_unstack_finishes_after_restart") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let volume = dir.path().join("volume");
     std::fs::create_dir_all(&volume).unwrap();
     mount_tmpfs(&volume);
@@ -234,8 +237,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     // The action stops after its first batch of pops until `barrier` exists.
     let barrier = dir.path().join("barrier");
     let env = [(TEST_BARRIER_ENV, barrier.as_path())];
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start_with_env(&config, &address, &env);
+    let (mut daemon, _) = start_with_env(&config, &env);
     support::wait_for(
         "the unstack to reach the barrier",
         Duration::from_secs(30),
@@ -265,8 +267,7 @@ fn a_daemon_killed_mid_unstack_finishes_after_restart() {
     );
 
     std::fs::write(&barrier, "").unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start_with_env(&config, &address, &env);
+    let (mut daemon, _) = start_with_env(&config, &env);
     support::wait_for("exactly one layer", Duration::from_secs(20), || {
         layers(&volume) == 1
     });
@@ -315,7 +316,7 @@ fn a_sigkill_keeps_the_budget_and_the_give_ups() {
     if !enter_private_namespace("a_sigkill_keeps_the_budget_and_the_give_ups") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     stack_twice(&a);
     stack_twice(&b);
@@ -342,8 +343,7 @@ options = "ro"
     );
     let config = write_config_with(dir.path(), None, "", &rest);
     let audit = dir.path().join("state/audit.jsonl");
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&config, &address);
+    let (mut daemon, _) = start(&config);
     let has = |rule: &str, outcome: &str| {
         audit_records(&audit)
             .iter()
@@ -364,8 +364,7 @@ options = "ro"
     left.sort();
     assert_eq!(left, [1, 2], "one unstacked, one held by the rule's share");
 
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&config, &address);
+    let (mut daemon, address) = start(&config);
     support::wait_for("the give-up on /metrics", Duration::from_secs(10), || {
         metric_line(
             &address,
@@ -416,12 +415,17 @@ fn post_unix_status(socket: &Path, path: &str, token: Option<&str>) -> u16 {
 
 #[test]
 fn control_endpoints_on_a_unix_socket_are_audited_with_the_caller() {
+    // An enforcing daemon on the real root: in a private mount namespace, so
+    // an unstack it decides on (a host with stacked tmpfs layers) acts on
+    // the namespace's copy of the mount table, never on the host's.
+    if !enter_private_namespace("control_endpoints_on_a_unix_socket_are_audited_with_the_caller") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/admin.sock");
     let web = format!("admin_listen = \"unix:{}\"", socket.display());
     let config = write_config_with(dir.path(), Some(TOKEN), &web, "");
-    let address = format!("127.0.0.1:{}", free_port());
-    let mut daemon = start(&config, &address);
+    let (mut daemon, address) = start(&config);
     support::wait_for("the admin socket", Duration::from_secs(10), || {
         socket.exists()
     });

@@ -42,7 +42,7 @@ fn scenario_config(name: &str, dir: &Path, adjust: fn(&mut Config)) -> PathBuf {
     }
     config.state_dir = StateDir(dir.join("state"));
     // Nothing answers on this port: the command must take its own snapshot.
-    config.web.listen_address = format!("127.0.0.1:{}", support::free_port());
+    config.web.listen_address = support::listen::loopback_address();
     adjust(&mut config);
     let written = dir.join("config.toml");
     std::fs::write(&written, config.to_toml()).unwrap();

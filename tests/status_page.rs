@@ -26,7 +26,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hung_fuse::KillOnDrop;
-use support::{enter_private_namespace, free_port, have_command, http_get, require, wait_for};
+use support::{enter_private_namespace, have_command, http_get, require, wait_for};
 
 #[test]
 #[ignore = "helper process started by status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node"]
@@ -140,7 +140,7 @@ fn status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let rootfs = dir.path().join("rootfs");
     support::copy_tree(&fixture("heartbeat-node-dead").join("rootfs"), &rootfs);
     let mountpoint = rootfs.join("mnt/ocfs2");
@@ -150,7 +150,8 @@ fn status_page_in_chromium_marks_the_stuck_mount_and_the_dead_node() {
     let daemon: KillOnDrop;
     let server = hung_fuse::start("helper_status_page_fuse_server", &mountpoint);
 
-    let address = format!("127.0.0.1:{}", free_port());
+    // `status` reads the address from the config: known before the start.
+    let address = support::listen::loopback_address();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -307,7 +308,12 @@ fn get(address: &str, path: &str, headers: &str) -> (u16, String) {
 #[test]
 fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    // The TLS daemon's address is known before it starts (`status` reads
+    // it from the config): a unique loopback address, named in the cert.
+    let tls_ip = support::listen::unique_loopback_ip();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), tls_ip.to_string()])
+            .unwrap();
     let (cert, key, token) = (
         dir.path().join("cert.pem"),
         dir.path().join("key.pem"),
@@ -341,11 +347,11 @@ fn status_uses_the_configured_credentials_and_tls_and_the_page_asks_for_them() {
     };
     let token_auth = "bearer_token_file = \"token\"";
 
-    let tls_address = format!("127.0.0.1:{}", free_port());
+    let tls_address = format!("{tls_ip}:{}", support::listen::os_port_on(&[tls_ip.into()]));
     let config = write_config("tls.toml", &tls_address, token_auth, true, "");
     let _tls_daemon = start_daemon(&config, &rootfs);
     // o2cb-not-back with its o2cb_down rule due at once: a decision audited.
-    let plain_address = format!("127.0.0.1:{}", free_port());
+    let plain_address = support::listen::loopback_address();
     let both = format!("{token_auth}\nbasic_auth_users = {{ ops = \"{hash}\" }}");
     let rule = "[remediation.rules.o2cb_down]\nfor = \"0s\"\n";
     let plain = write_config("plain.toml", &plain_address, &both, false, rule);

@@ -58,7 +58,7 @@ fn patterns_reloaded_after_the_decision_keep_the_stack() {
     if !enter_private_namespace("patterns_reloaded_after_the_decision_keep_the_stack") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let kept = dir.path().join("kept");
     std::fs::create_dir_all(&kept).unwrap();
     mount_tmpfs(&kept);
@@ -157,7 +157,7 @@ fn a_pattern_added_by_sighup_stops_the_daemons_unstack() {
     if !enter_private_namespace("a_pattern_added_by_sighup_stops_the_daemons_unstack") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::ScratchDir::new();
     let kept = dir.path().join("kept");
     std::fs::create_dir_all(&kept).unwrap();
     mount_tmpfs(&kept);
@@ -167,14 +167,14 @@ fn a_pattern_added_by_sighup_stops_the_daemons_unstack() {
     std::fs::create_dir_all(pause.parent().unwrap()).unwrap();
     std::fs::write(&pause, "").unwrap();
     let log = dir.path().join("daemon.log");
-    let address = format!("127.0.0.1:{}", support::free_port());
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
         .args(["--config", config.to_str().unwrap(), "--enforce"])
-        .args(["--web.listen-address", &address])
+        .args(["--web.listen-address", "127.0.0.1:0"])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let address = support::listen::bound_address_in_log(&log);
     support::wait_for("the daemon to be ready", Duration::from_secs(20), || {
         support::http_get(&address, "/readyz").is_ok_and(|r| r.0 == 200)
     });

@@ -225,8 +225,11 @@ fn daemon(args: &[&str]) -> Command {
     command
         .arg("--path.rootfs")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mounts-healthy/rootfs"))
-        .args(["--log.level", "warn", "--no-collector.kernel_log"])
-        .args(args);
+        .args(["--no-collector.kernel_log"]);
+    if !args.contains(&"--log.level") {
+        command.args(["--log.level", "warn"]);
+    }
+    command.args(args);
     command
 }
 
@@ -236,14 +239,12 @@ fn the_certificate_is_reread_when_its_file_changes_without_sighup() {
     let ca = TestCa::new();
     let web = web_config(dir.path(), &ca, "", "");
     let first = std::fs::read(dir.path().join("cert.pem")).unwrap();
-    let address = format!("127.0.0.1:{}", support::free_port());
     let config = web.config_file.unwrap();
-    let _daemon = Daemon(
-        daemon(&["--web.listen-address", &address, "--web.config.file"])
-            .arg(&config)
-            .spawn()
-            .unwrap(),
+    // Info, not the helper's warn: the bound address is on an info line.
+    let (child, address) = support::listen::spawn_listening(
+        daemon(&["--log.level", "info", "--web.config.file"]).arg(&config),
     );
+    let _daemon = Daemon(child);
     let rt = runtime();
     let leaf = || {
         rt.block_on(https_get_as(&address, &ca.der(), "/readyz", None, ""))

@@ -94,17 +94,16 @@ fn sighup_reloads_the_certificate_and_keeps_the_old_one_when_the_new_is_bad() {
         "[kernel_log]\nenabled = false\n[web.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
     )
     .unwrap();
-    let address = format!("127.0.0.1:{}", support::free_port());
-    let daemon = Daemon(
+    let (child, address) = support::listen::spawn_listening(
         Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
             .arg("--config")
             .arg(&config)
-            .args(["--web.listen-address", &address, "--log.level", "warn"])
             .arg("--path.rootfs")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mounts-healthy/rootfs"))
-            .spawn()
-            .unwrap(),
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mounts-healthy/rootfs"),
+            ),
     );
+    let daemon = Daemon(child);
     let rt = runtime();
     let fetch = || rt.block_on(https_get(&address, &ca.der(), "/readyz"));
     let started = Instant::now();

@@ -28,7 +28,9 @@ pub fn example() -> PathBuf {
 /// A real Alertmanager with the example config (receivers -> `webhook`),
 /// no gossip; returns it and its address.
 pub fn start_alertmanager(dir: &Path, webhook: &str) -> (Killed, String) {
-    let address = format!("127.0.0.1:{}", support::free_port());
+    // Another program's port, known before it starts: a unique loopback
+    // address with a port from the OS (support::listen).
+    let address = support::listen::loopback_address();
     let child = Command::new(ALERTMANAGER)
         .arg(format!(
             "--config.file={}",
@@ -138,7 +140,6 @@ pub fn test_rules(dir: &Path) -> PathBuf {
 }
 
 pub fn start_daemon(dir: &Path, name: &str, fixture: &str) -> (Killed, String) {
-    let address = format!("127.0.0.1:{}", support::free_port());
     let state = dir.join(format!("{name}-state"));
     std::fs::create_dir_all(&state).unwrap();
     let fixture = promql::repo().join("tests/fixtures").join(fixture);
@@ -149,15 +150,14 @@ pub fn start_daemon(dir: &Path, name: &str, fixture: &str) -> (Killed, String) {
         format!("state_dir = {state:?}\n[sampler]\ninterval = \"1s\"\n[kernel_log]\nenabled = false\n{extra}"),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--path.rootfs")
-        .arg(fixture.join("rootfs"))
-        .args(["--web.listen-address", &address, "--log.level", "warn"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting the daemon");
+    let (child, address) = support::listen::spawn_listening(
+        Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--path.rootfs")
+            .arg(fixture.join("rootfs"))
+            .stdout(Stdio::null()),
+    );
     (Killed(child), address)
 }
 

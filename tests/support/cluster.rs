@@ -1,13 +1,16 @@
 //! Real daemons with peers for the cluster tests: each node has its own
 //! root (`/etc/hostname`, a cluster.conf naming every node at a loopback
 //! address), admin and cluster token files, and a config with `[cluster]`
-//! on a shared `port` (obtained from the OS) and short poll intervals.
+//! on a shared `port` (a port the OS gave, free on every node's address:
+//! `listen::os_port_on`) and short poll intervals. The admin address is a
+//! unique loopback address (the CLI reads it from the config); the web
+//! port is the OS's, read back from the log at each start.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, http_get};
+use super::{http_get, listen};
 
 /// cluster.conf of cluster `labclu` with `nodes` (name, ip) numbered from 1.
 pub fn cluster_conf(nodes: &[(&str, &str)]) -> String {
@@ -27,6 +30,7 @@ pub fn cluster_conf(nodes: &[(&str, &str)]) -> String {
 pub struct PeerNode {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// The bound web address while running (empty before the first start).
     pub web: String,
     child: Option<Child>,
 }
@@ -51,7 +55,7 @@ pub fn peer_node(
         "admin-admin-admin-admin-admin-admin",
     );
     write_token(&dir.join("cluster-token"), cluster_token);
-    let admin = format!("127.0.0.1:{}", free_port());
+    let admin = listen::loopback_address();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -76,7 +80,7 @@ request_timeout = "1s"
     )
     .unwrap();
     PeerNode {
-        web: format!("127.0.0.1:{}", free_port()),
+        web: String::new(),
         dir,
         config,
         child: None,
@@ -85,15 +89,14 @@ request_timeout = "1s"
 
 impl PeerNode {
     pub fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
-            .args(["--config", self.config.to_str().unwrap()])
-            .args(["--web.listen-address", &self.web])
-            .arg("--path.rootfs")
-            .arg(self.dir.join("root"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (child, web) = listen::spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+                .args(["--config", self.config.to_str().unwrap()])
+                .arg("--path.rootfs")
+                .arg(self.dir.join("root"))
+                .stdout(Stdio::null()),
+        );
+        self.web = web;
         self.child = Some(child);
         wait(&format!("{} ready", self.web), || {
             http_get(&self.web, "/readyz").is_ok_and(|r| r.0 == 200)

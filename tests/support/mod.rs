@@ -7,7 +7,11 @@
 //! test's own table (as the daemon reads it on a host). `fixtures` runs the
 //! binary's `--once` on a fixture tree, `samples` reads what it printed, and
 //! `copy_tree`/`wait_for` are the file and polling helpers every test shares;
-//! `cluster` starts daemons with peers.
+//! `cluster` starts daemons with peers; `scratch` owns every tree a test
+//! mounts under (`ScratchDir`), and deletes it without crossing a mount;
+//! `listen` gives ports from the OS (a daemon on port 0, its bound address
+//! read back) and `overlay_in_scratch` a writable `/etc` that is not the
+//! host's.
 
 #![allow(dead_code)]
 
@@ -15,12 +19,16 @@ pub mod ci;
 pub mod cluster;
 pub mod fixtures;
 pub mod kubelet;
+pub mod listen;
 pub mod samples;
+pub mod scratch;
 
 #[allow(unused_imports)]
 pub use ci::{in_ci, require};
 #[allow(unused_imports)]
 pub use samples::sample_value;
+#[allow(unused_imports)]
+pub use scratch::ScratchDir;
 
 /// The Accept header Prometheus sends when it scrapes.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -151,12 +159,16 @@ fn enter_namespaces(test_name: &str, extra: &[&str]) -> bool {
 }
 
 pub fn mount_tmpfs(path: &Path) {
+    mount_tmpfs_sized(path, "size=1m");
+}
+
+pub fn mount_tmpfs_sized(path: &Path, options: &str) {
     nix::mount::mount(
         Some("tmpfs"),
         path,
         Some("tmpfs"),
         nix::mount::MsFlags::empty(),
-        Some("size=1m"),
+        Some(options),
     )
     .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", path.display()));
 }
@@ -170,6 +182,37 @@ pub fn bind(source: &Path, target: &Path) {
         None::<&str>,
     )
     .unwrap_or_else(|e| panic!("bind {} on {}: {e}", source.display(), target.display()));
+}
+
+/// Makes `target` (e.g. `/etc`) writable without writing the real one: an
+/// overlay whose lower layer is `target` itself and whose upper layer is a
+/// tmpfs in `scratch`. Only inside `enter_private_namespace`: a `mkdir` under
+/// `target` then lands in the tmpfs, where a plain `mkdir` before a tmpfs
+/// mount would create the directory on the host's filesystem.
+pub fn overlay_in_scratch(target: &Path, scratch: &Path) {
+    let layers = scratch.join(format!(
+        "overlay{}",
+        target.to_string_lossy().replace('/', "-")
+    ));
+    std::fs::create_dir_all(&layers).unwrap();
+    mount_tmpfs_sized(&layers, "size=4m");
+    let (upper, work) = (layers.join("upper"), layers.join("work"));
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        target.display(),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .unwrap_or_else(|e| panic!("overlay on {}: {e}", target.display()));
 }
 
 /// `parent` (a tmpfs made shared) and `peer`, a bind of it: the two are one
@@ -234,60 +277,6 @@ pub fn http_get_accepting(
         .unwrap_or("")
         .to_string();
     Ok((status, content_type, body.to_string()))
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A temporary directory for tests that mount under it. On drop, every mount
-/// below it is detached (deepest first) before anything is deleted, and if
-/// one is still there the directory is left alone: `remove_dir_all` crosses
-/// mount points, and through a bind of `/` it deletes the real root
-/// filesystem.
-pub struct ScratchDir(Option<tempfile::TempDir>);
-
-impl ScratchDir {
-    pub fn new() -> Self {
-        Self(Some(tempfile::tempdir().expect("temporary directory")))
-    }
-
-    pub fn path(&self) -> &Path {
-        self.0.as_ref().expect("present until dropped").path()
-    }
-}
-
-fn mounts_below(dir: &Path) -> Vec<std::path::PathBuf> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut below: Vec<std::path::PathBuf> = table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| std::path::PathBuf::from(point.replace("\\040", " ")))
-        .filter(|point| point.starts_with(dir))
-        .collect();
-    below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    below
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let Some(dir) = self.0.take() else { return };
-        for point in mounts_below(dir.path()) {
-            let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let left = mounts_below(dir.path());
-        if !left.is_empty() {
-            eprintln!(
-                "leaving {} in place: still mounted below it: {left:?}",
-                dir.path().display()
-            );
-            let _ = dir.keep();
-        }
-    }
 }
 
 /// An ext4 filesystem on a loop device, standing in for a cluster volume in
