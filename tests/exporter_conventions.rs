@@ -22,7 +22,8 @@ use ocfs2_watchdog::sampler::Sampler;
 use support::sample_value;
 use tls_kit::{raw, raw_bytes};
 
-struct Daemon(Child);
+/// The daemon and the scratch dir its state lives in (dropped after it).
+struct Daemon(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -39,14 +40,27 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 /// The daemon on a fixture, ready; returns it and its address.
 fn start(extra: &[&str]) -> (Daemon, String) {
+    // Its state in a scratch dir: the default state_dir is the host's.
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n",
+            scratch.path().join("state").display()
+        ),
+    )
+    .unwrap();
     let (child, address) = support::listen::spawn_listening(
         Command::new(env!("CARGO_BIN_EXE_ocfs2-watchdog"))
+            .arg("--config")
+            .arg(&config)
             .arg("--path.rootfs")
             .arg(fixture("mounts-healthy").join("rootfs"))
             .args(["--no-collector.kernel_log"])
             .args(extra),
     );
-    let daemon = Daemon(child);
+    let daemon = Daemon(child, scratch);
     let started = Instant::now();
     while support::http_get(&address, "/readyz").map(|r| r.0).ok() != Some(200) {
         assert!(
