@@ -41,10 +41,15 @@ fn hung_mount_is_stuck_while_scrapes_stay_fast() {
     let probe_timeout = Duration::from_secs(1);
     let interval = Duration::from_millis(500);
     let config = dir.path().join("config.toml");
+    // Its state in the scratch dir: the default state_dir is the host's.
     std::fs::write(
         &config,
-        "[sampler]\ninterval = \"500ms\"\ncollector_timeout = \"3s\"\n\
-         [mounts]\nfstypes = [\"fuse\", \"fuse.hung\"]\nprobe_timeout = \"1s\"\nuse_fstab = false\n",
+        format!(
+            "state_dir = \"{}\"\n\
+             [sampler]\ninterval = \"500ms\"\ncollector_timeout = \"3s\"\n\
+             [mounts]\nfstypes = [\"fuse\", \"fuse.hung\"]\nprobe_timeout = \"1s\"\nuse_fstab = false\n",
+            dir.path().join("state").display()
+        ),
     )
     .unwrap();
     let (daemon, address) = support::listen::spawn_listening(

@@ -22,9 +22,13 @@ fn ready_watchdog_and_stopping_reach_the_notify_socket() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let config = dir.path().join("config.toml");
+    // Its state in the scratch dir: the default state_dir is the host's.
     std::fs::write(
         &config,
-        "[sampler]\ninterval = \"200ms\"\n[kernel_log]\nenabled = false\n",
+        format!(
+            "state_dir = \"{}\"\n[sampler]\ninterval = \"200ms\"\n[kernel_log]\nenabled = false\n",
+            dir.path().join("state").display()
+        ),
     )
     .unwrap();
     let (mut daemon, address) = support::listen::spawn_listening(

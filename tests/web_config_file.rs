@@ -240,9 +240,19 @@ fn the_certificate_is_reread_when_its_file_changes_without_sighup() {
     let web = web_config(dir.path(), &ca, "", "");
     let first = std::fs::read(dir.path().join("cert.pem")).unwrap();
     let config = web.config_file.unwrap();
+    // Its state in the scratch dir: the default state_dir is the host's.
+    let toml = dir.path().join("daemon.toml");
+    std::fs::write(
+        &toml,
+        format!("state_dir = \"{}\"\n", dir.path().join("state").display()),
+    )
+    .unwrap();
     // Info, not the helper's warn: the bound address is on an info line.
     let (child, address) = support::listen::spawn_listening(
-        daemon(&["--log.level", "info", "--web.config.file"]).arg(&config),
+        daemon(&["--log.level", "info", "--web.config.file"])
+            .arg(&config)
+            .arg("--config")
+            .arg(&toml),
     );
     let _daemon = Daemon(child);
     let rt = runtime();

@@ -89,9 +89,13 @@ fn sighup_reloads_the_certificate_and_keeps_the_old_one_when_the_new_is_bad() {
     let ca = TestCa::new();
     let first = ca.issue(dir.path());
     let config = dir.path().join("config.toml");
+    // Its state in the scratch dir: the default state_dir is the host's.
     std::fs::write(
         &config,
-        "[kernel_log]\nenabled = false\n[web.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+        format!(
+            "state_dir = \"{}\"\n[kernel_log]\nenabled = false\n[web.tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+            dir.path().join("state").display()
+        ),
     )
     .unwrap();
     let (child, address) = support::listen::spawn_listening(

@@ -36,14 +36,14 @@ pub const MAC_HEADER: &str = "x-ocfs2-watchdog-mac";
 /// Largest peer request or answer (head and body): a node state or a
 /// maintenance record is well under 4 KiB.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// How far a request's time may differ from this node's clock; the nonce
-/// cache remembers nonces for twice as long, so a request is either too
-/// old or its nonce is still known.
-pub const MAX_SKEW: Duration = Duration::from_secs(30);
-/// Nonces remembered at most: a few peers polling every few seconds use a
-/// few per minute; a flood of validly signed requests (only a node with
-/// the token can make one) is refused rather than forgetting a nonce early.
-const NONCE_CAPACITY: usize = 4096;
+/// Nonces remembered at most. A request's time may differ from this
+/// node's clock by `[cluster] max_clock_skew` (the one bound on peers'
+/// clocks, default 5 min) and the cache remembers nonces for twice as long,
+/// so a request is either too old or its nonce is still known: at the
+/// default, ten minutes of polls, about 5 400 for 16 nodes polling every
+/// 5 s. A flood of validly signed requests (only a node with the token can
+/// make one) is refused rather than forgetting a nonce early.
+const NONCE_CAPACITY: usize = 65_536;
 const NONCE_BYTES: usize = 16;
 
 /// Which side rejected.
@@ -353,16 +353,17 @@ pub fn valid_nonce(nonce: &str) -> bool {
     nonce.len() == NONCE_BYTES * 2 && nonce.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Nonces of accepted requests, kept for twice `MAX_SKEW`.
+/// Nonces of accepted requests, kept for twice the allowed clock skew.
 #[derive(Debug, Default)]
 pub struct NonceCache {
     seen: Mutex<HashMap<String, u64>>,
 }
 
 impl NonceCache {
-    /// Remembers `nonce` seen at `now` (Unix seconds), or says why not.
-    pub fn admit(&self, nonce: &str, now: u64) -> Result<(), Reason> {
-        let window = MAX_SKEW.as_secs().saturating_mul(2);
+    /// Remembers `nonce` seen at `now` (Unix seconds), or says why not;
+    /// `skew` is the clock skew requests are accepted with.
+    pub fn admit(&self, nonce: &str, now: u64, skew: Duration) -> Result<(), Reason> {
+        let window = skew.as_secs().saturating_mul(2);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains_key(nonce) {
             return Err(Reason::ReplayedNonce);
@@ -378,9 +379,9 @@ impl NonceCache {
     }
 }
 
-/// Checks a request's time against this clock.
-pub fn fresh_time(time: u64, now: u64) -> Result<(), Reason> {
-    if time.abs_diff(now) > MAX_SKEW.as_secs() {
+/// Checks a request's time against this clock, within `skew`.
+pub fn fresh_time(time: u64, now: u64, skew: Duration) -> Result<(), Reason> {
+    if time.abs_diff(now) > skew.as_secs() {
         Err(Reason::StaleTime)
     } else {
         Ok(())
@@ -580,17 +581,22 @@ mod tests {
     #[test]
     fn nonces_are_single_use_and_the_cache_is_bounded() {
         let cache = NonceCache::default();
-        assert_eq!(cache.admit("a", 100), Ok(()));
-        assert_eq!(cache.admit("a", 101), Err(Reason::ReplayedNonce));
+        let skew = Duration::from_secs(30);
+        assert_eq!(cache.admit("a", 100, skew), Ok(()));
+        assert_eq!(cache.admit("a", 101, skew), Err(Reason::ReplayedNonce));
         for i in 1..NONCE_CAPACITY {
-            cache.admit(&format!("n{i}"), 100).unwrap();
+            cache.admit(&format!("n{i}"), 100, skew).unwrap();
         }
-        assert_eq!(cache.admit("late", 100), Err(Reason::NonceCacheFull));
-        // Once the window has passed the old ones are forgotten.
-        assert_eq!(cache.admit("late", 100 + 61), Ok(()));
-        assert_eq!(fresh_time(100, 130), Ok(()));
-        assert_eq!(fresh_time(100, 131), Err(Reason::StaleTime));
-        assert_eq!(fresh_time(u64::MAX, 0), Err(Reason::StaleTime));
+        assert_eq!(cache.admit("late", 100, skew), Err(Reason::NonceCacheFull));
+        // Twice the skew later the old nonces are forgotten.
+        assert_eq!(cache.admit("late", 100 + 61, skew), Ok(()));
+        assert_eq!(fresh_time(100, 130, skew), Ok(()));
+        assert_eq!(fresh_time(100, 131, skew), Err(Reason::StaleTime));
+        assert_eq!(fresh_time(u64::MAX, 0, skew), Err(Reason::StaleTime));
+        // The configured bound: five minutes apart is within 5 min.
+        let five = Duration::from_secs(300);
+        assert_eq!(fresh_time(100, 400, five), Ok(()));
+        assert_eq!(fresh_time(100, 401, five), Err(Reason::StaleTime));
     }
 
     #[test]

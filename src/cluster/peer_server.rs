@@ -193,11 +193,12 @@ fn verify_request(
     key.verify_request(method, path, body, &auth)
         .map_err(|r| (r, "the request's signature is wrong".to_string()))?;
     let now = unix_now();
-    fresh_time(auth.time, now)
+    let skew = peers.config.max_clock_skew;
+    fresh_time(auth.time, now, skew)
         .map_err(|r| (r, format!("sent at {}, this clock says {now}", auth.time)))?;
     peers
         .nonces
-        .admit(&auth.nonce, now)
+        .admit(&auth.nonce, now, skew)
         .map_err(|r| (r, "the nonce was seen before".to_string()))?;
     Ok(auth)
 }
