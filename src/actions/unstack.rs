@@ -369,25 +369,37 @@ fn top_mount(path: &Path) -> std::io::Result<Top> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: all-zero is a valid `statx`; the kernel fills it in.
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `name` is a NUL-terminated path and `buf` a live, writable
-    // `statx` for the duration of the call.
+    // The raw system call, not glibc's wrapper: the release binary links
+    // against glibc 2.17, which has no `statx` (2.28). SAFETY: `name` is a
+    // NUL-terminated path and `buf` a live, writable `statx` for the
+    // duration of the call.
     let rc = unsafe {
-        libc::statx(
+        libc::syscall(
+            libc::SYS_statx,
             libc::AT_FDCWD,
             name.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
             libc::STATX_TYPE | libc::STATX_MNT_ID,
-            &mut buf,
+            &mut buf as *mut libc::statx,
         )
     };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK {
-        return Ok(Top::Link);
-    }
-    if buf.stx_mask & libc::STATX_MNT_ID != 0 {
-        return Ok(Top::Mount(buf.stx_mnt_id));
+    if rc == 0 {
+        if u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK {
+            return Ok(Top::Link);
+        }
+        if buf.stx_mask & libc::STATX_MNT_ID != 0 {
+            return Ok(Top::Mount(buf.stx_mnt_id));
+        }
+    } else {
+        let error = std::io::Error::last_os_error();
+        // Before Linux 4.11 there is no statx: lstat for the link, the
+        // mount table for the id.
+        if error.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(error);
+        }
+        if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+            return Ok(Top::Link);
+        }
     }
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
     let table = parse_mountinfo(&text);
