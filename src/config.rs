@@ -19,7 +19,7 @@ mod web;
 pub mod web_file;
 pub use collectors::{collector_names, CollectorsConfig};
 pub use error::ConfigError;
-pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig};
+pub use web::{AdminListen, WebAuthConfig, WebLimitsConfig, WebTlsConfig, RESERVED_PATHS};
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

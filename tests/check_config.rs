@@ -131,7 +131,14 @@ fn admin_tokens_that_break_the_rules_are_refused_with_the_fix() {
 
 #[test]
 fn a_telemetry_path_on_a_served_route_is_a_configuration_error() {
-    for path in ["/healthz", "/status", "/", "/pause", "/maintenance/on"] {
+    for path in [
+        "/healthz",
+        "/status",
+        "/status/cluster",
+        "/",
+        "/pause",
+        "/maintenance/on",
+    ] {
         let (output, _, stderr) = check(&format!("[web]\ntelemetry_path = {path:?}\n"), &[]);
         assert_eq!(output.status.code(), Some(2), "{path}: {stderr}");
         assert!(stderr.contains("web.telemetry_path"), "{stderr}");

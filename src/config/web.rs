@@ -262,6 +262,7 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/healthz",
     "/readyz",
     "/status",
+    "/status/cluster",
     "/pause",
     "/resume",
     "/reset",

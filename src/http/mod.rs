@@ -359,3 +359,18 @@ async fn cluster_status(
         None => (StatusCode::NOT_FOUND, "no cluster view in this daemon\n").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CLUSTER_STATUS_PATH;
+    use crate::config::RESERVED_PATHS;
+
+    /// axum panics on a route registered twice: every path this module
+    /// serves besides the telemetry path must be refused as one.
+    #[test]
+    fn the_scrape_ports_own_routes_are_reserved_from_the_telemetry_path() {
+        for path in ["/", "/healthz", "/readyz", "/status", CLUSTER_STATUS_PATH] {
+            assert!(RESERVED_PATHS.contains(&path), "{path} is not reserved");
+        }
+    }
+}
